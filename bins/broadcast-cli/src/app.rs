@@ -1,0 +1,149 @@
+//! Settings from the environment and the composition of adapters into an orchestrator.
+
+use std::sync::Arc;
+
+use broadcast_channels::ChannelSettings;
+use broadcast_domain::{Channel, SystemClock, UnsubscribeLinks};
+use broadcast_filter::SqlAudience;
+use broadcast_orchestrator::{Channels, Orchestrator, Ports, Settings};
+use broadcast_render::TeraRenderer;
+use broadcast_store::Store;
+
+/// A failure of a command: invalid input (exit code 2) or anything else (exit code 1).
+#[derive(Debug)]
+pub(crate) enum CliError {
+    /// The operator's input is wrong; the message says what to fix.
+    Invalid(String),
+    /// Something failed.
+    Failed(anyhow::Error),
+}
+
+pub(crate) type CliResult<T> = Result<T, CliError>;
+
+impl From<broadcast_domain::Error> for CliError {
+    fn from(e: broadcast_domain::Error) -> Self {
+        if e.is_invalid_input() {
+            Self::Invalid(e.to_string())
+        } else {
+            Self::Failed(e.into())
+        }
+    }
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(e: anyhow::Error) -> Self {
+        Self::Failed(e)
+    }
+}
+
+/// Shorthand for an invalid-input error.
+pub(crate) fn invalid(msg: impl Into<String>) -> CliError {
+    CliError::Invalid(msg.into())
+}
+
+/// Settings read from the environment (and `.env`).
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) database_url: String,
+    pub(crate) channels: ChannelSettings,
+    pub(crate) worker: Settings,
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> CliResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|e| invalid(format!("{name}=`{v}` is not valid: {e}"))),
+        _ => Ok(default),
+    }
+}
+
+impl Config {
+    pub(crate) fn from_env(database_url: String) -> CliResult<Self> {
+        let defaults = Settings::default();
+        let app_name = env_parse("APP_NAME", "Broadcast".to_owned())?;
+        let worker = Settings {
+            app_name,
+            batch_size: env_parse("BATCH_SIZE", defaults.batch_size)?,
+            concurrency: env_parse("WORKER_CONCURRENCY", defaults.concurrency)?,
+            max_attempts: env_parse("MAX_ATTEMPTS", defaults.max_attempts)?,
+            ..defaults
+        };
+        if worker.batch_size == 0 || worker.concurrency == 0 || worker.max_attempts < 1 {
+            return Err(invalid(
+                "BATCH_SIZE, WORKER_CONCURRENCY and MAX_ATTEMPTS must be at least 1",
+            ));
+        }
+        Ok(Self {
+            database_url,
+            channels: ChannelSettings::from_lookup(|name| std::env::var(name).ok())
+                .map_err(|e| invalid(e.to_string()))?,
+            worker,
+        })
+    }
+}
+
+/// Everything a command needs.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) orchestrator: Orchestrator,
+    pub(crate) channels: Vec<Arc<dyn Channel>>,
+}
+
+impl App {
+    /// Connects to the database (applying pending migrations) and builds the orchestrator.
+    pub(crate) async fn build(config: Config) -> CliResult<Self> {
+        let store = Store::connect(&config.database_url)
+            .await
+            .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot open the database: {e}")))?;
+        store
+            .migrate()
+            .await
+            .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot migrate the database: {e}")))?;
+        let channels = config
+            .channels
+            .build()
+            .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot set up the channels: {e}")))?;
+        let links = config
+            .channels
+            .unsubscribe_links()
+            .map_err(|e| invalid(e.to_string()))?
+            .map(|l| Arc::new(l) as Arc<dyn UnsubscribeLinks>);
+        let mut set = Channels::new();
+        for c in &channels {
+            set = set.with(c.clone());
+        }
+        let shared = Arc::new(store.clone());
+        let ports = Ports {
+            templates: shared.clone(),
+            broadcasts: shared.clone(),
+            deliveries: shared.clone(),
+            audience: shared,
+            source: Arc::new(SqlAudience::new(store.conn().clone())),
+            renderer: Arc::new(TeraRenderer::new()),
+            channels: set,
+            clock: Arc::new(SystemClock),
+            links,
+        };
+        let orchestrator = Orchestrator::new(ports, config.worker.clone());
+        Ok(Self {
+            config,
+            store,
+            orchestrator,
+            channels,
+        })
+    }
+
+    /// Tells the operator (on stderr) which channel implementation each channel uses.
+    pub(crate) fn announce_channels(&self) {
+        for c in &self.channels {
+            eprintln!("{:<8} -> {}", c.kind().as_str(), c.describe());
+        }
+    }
+}

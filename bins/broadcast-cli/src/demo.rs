@@ -1,0 +1,146 @@
+//! `broadcast-cli demo`: a real broadcast end to end with nothing configured. The demo audience
+//! and templates are compiled into the binary, so it works from any directory.
+
+use chrono::Utc;
+
+use broadcast_domain::{
+    AudienceFilter, AudienceStore as _, ChannelPolicy, NewBroadcast, RegistrationStatus,
+    TemplateName, TemplateStore as _, UserQuery,
+};
+use broadcast_store::csv_import;
+
+use crate::app::{App, CliError, CliResult, Config};
+use crate::commands::{TemplateFile, print_stats};
+
+const USERS: &str = include_str!("../../../fixtures/users.csv");
+const COMPETITIONS: &str = include_str!("../../../fixtures/competitions.csv");
+const REGISTRATIONS: &str = include_str!("../../../fixtures/registrations.csv");
+const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "registration-reminder.json",
+        include_str!("../../../fixtures/templates/registration-reminder.json"),
+    ),
+    (
+        "schedule-published.json",
+        include_str!("../../../fixtures/templates/schedule-published.json"),
+    ),
+    (
+        "volunteer-briefing.json",
+        include_str!("../../../fixtures/templates/volunteer-briefing.json"),
+    ),
+];
+const DEMO_COMPETITION: &str = "euro-robotics-2027";
+
+fn failed(what: &str, e: impl std::fmt::Display) -> CliError {
+    CliError::Failed(anyhow::anyhow!("{what}: {e}"))
+}
+
+pub(crate) async fn run(config: Config, reset: bool, json: bool) -> CliResult<()> {
+    if reset {
+        let store = broadcast_store::Store::connect(&config.database_url)
+            .await
+            .map_err(|e| failed("cannot open the database", e))?;
+        store
+            .reset()
+            .await
+            .map_err(|e| failed("cannot reset the database", e))?;
+        for path in [
+            config.channels.outbox_dir.join("telegram.jsonl"),
+            config.channels.outbox_dir.join("email"),
+        ] {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(failed(&format!("cannot remove {}", path.display()), e)),
+            }
+        }
+    }
+    let app = App::build(config).await?;
+    app.announce_channels();
+    let now = Utc::now();
+    let users = app
+        .store
+        .list_users(&UserQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await?;
+    if users.total == 0 {
+        let bad =
+            |file: &str, e: &dyn std::fmt::Display| failed(&format!("demo fixture {file}"), e);
+        let comps = csv_import::parse_competitions(COMPETITIONS.as_bytes())
+            .map_err(|e| bad("competitions.csv", &e))?;
+        let users = csv_import::parse_users(USERS.as_bytes()).map_err(|e| bad("users.csv", &e))?;
+        let regs = csv_import::parse_registrations(REGISTRATIONS.as_bytes())
+            .map_err(|e| bad("registrations.csv", &e))?;
+        app.store.import_competitions(comps, now).await?;
+        let report = app.store.import_users(users, now).await?;
+        app.store.import_registrations(regs, now).await?;
+        eprintln!("loaded the demo audience: {} users", report.inserted);
+    }
+    for (file, text) in TEMPLATES {
+        let new = TemplateFile::parse(text, file)?.into_new(None)?;
+        if app.store.find_template(&new.name).await?.is_none() {
+            app.store.create_template(new).await?;
+        }
+    }
+    let template = app
+        .store
+        .find_template(
+            &TemplateName::parse("registration-reminder").map_err(|e| failed("template", e.0))?,
+        )
+        .await?
+        .ok_or_else(|| failed("demo", "the registration-reminder template is missing"))?;
+    let competition = app
+        .store
+        .list_competitions()
+        .await?
+        .into_iter()
+        .find(|c| c.slug == DEMO_COMPETITION)
+        .ok_or_else(|| {
+            failed(
+                "demo",
+                "the demo competition is missing; run `demo --reset`",
+            )
+        })?;
+    let filter = AudienceFilter {
+        competition_ids: vec![competition.id],
+        registration_statuses: vec![RegistrationStatus::Confirmed],
+        ..AudienceFilter::default()
+    };
+    let broadcast = app
+        .orchestrator
+        .create_broadcast(NewBroadcast {
+            name: format!("Reminder: {}", competition.name),
+            template_id: template.id,
+            channel_policy: ChannelPolicy::Both,
+            filter,
+            scheduled_at: None,
+            created_by: Some("demo".into()),
+        })
+        .await?;
+    eprintln!(
+        "broadcast {} `{}` to confirmed participants of {} over Telegram and e-mail",
+        broadcast.id, broadcast.name, competition.name
+    );
+    app.orchestrator.launch(broadcast.id).await?;
+    app.orchestrator.run_until_done(broadcast.id).await?;
+    print_stats(&app, broadcast.id, json).await?;
+    let outbox = app.config.channels.outbox_dir.clone();
+    let shown = std::fs::canonicalize(&outbox).unwrap_or(outbox);
+    if !json && app.config.channels.telegram.is_none() {
+        println!(
+            "telegram outbox: {}",
+            shown.join("telegram.jsonl").display()
+        );
+    }
+    if !json && app.config.channels.smtp.is_none() {
+        println!("e-mail outbox:   {}", shown.join("email").display());
+    }
+    Ok(())
+}

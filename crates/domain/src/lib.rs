@@ -1,0 +1,17 @@
+//! Domain of the broadcast system: models, validated newtypes, enums, the audience filter and the
+//! port traits that the adapters (store, channels, renderer, audience source) implement.
+//!
+//! This crate does no I/O. Everything that talks to a database, a network or a template engine
+//! lives in another crate and is handed to the orchestrator as `Arc<dyn Trait>`.
+
+mod error;
+mod filter;
+mod model;
+mod ports;
+mod types;
+
+pub use error::{DeliveryError, Error, FailureKind, Result, TemplateError, TemplateErrorKind};
+pub use filter::{AudienceFilter, FilterError};
+pub use model::*;
+pub use ports::*;
+pub use types::*;

@@ -1,0 +1,367 @@
+//! Port traits: what the orchestrator and the binaries need from storage, audiences, templates,
+//! channels and time. Adapters in other crates implement them; everything is `Send + Sync` so it
+//! can be shared as `Arc<dyn Trait>`.
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DeliveryError, Result, TemplateError};
+use crate::filter::AudienceFilter;
+use crate::model::*;
+use crate::types::*;
+
+/// Stored message templates.
+#[async_trait]
+pub trait TemplateStore: Send + Sync + Debug {
+    /// Creates a template; a taken name is a [`crate::Error::Conflict`].
+    async fn create_template(&self, new: NewTemplate) -> Result<MessageTemplate>;
+    /// Replaces a template's name, description and content, bumping its version.
+    async fn update_template(&self, id: TemplateId, update: NewTemplate)
+    -> Result<MessageTemplate>;
+    /// One template by id.
+    async fn get_template(&self, id: TemplateId) -> Result<MessageTemplate>;
+    /// One template by name.
+    async fn find_template(&self, name: &TemplateName) -> Result<Option<MessageTemplate>>;
+    /// Every template, by name.
+    async fn list_templates(&self) -> Result<Vec<MessageTemplate>>;
+    /// Deletes a template; broadcasts keep their frozen copy.
+    async fn delete_template(&self, id: TemplateId) -> Result<()>;
+}
+
+/// Stored broadcasts and their lifecycle.
+#[async_trait]
+pub trait BroadcastStore: Send + Sync + Debug {
+    /// Creates a broadcast as a draft (or scheduled, when it has a time).
+    async fn create_broadcast(&self, new: NewBroadcast, now: DateTime<Utc>) -> Result<Broadcast>;
+    /// One broadcast.
+    async fn get_broadcast(&self, id: BroadcastId) -> Result<Broadcast>;
+    /// Broadcasts, newest first, optionally only those in the given statuses.
+    async fn list_broadcasts(
+        &self,
+        statuses: &[BroadcastStatus],
+        limit: u64,
+    ) -> Result<Vec<Broadcast>>;
+    /// Changes the status when the current one is allowed by the change, atomically; otherwise
+    /// a [`crate::Error::Conflict`] naming the current status.
+    async fn change_status(&self, id: BroadcastId, change: StatusChange) -> Result<Broadcast>;
+    /// Sets or clears the scheduled time of a draft or scheduled broadcast.
+    async fn set_schedule(
+        &self,
+        id: BroadcastId,
+        at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Broadcast>;
+}
+
+/// The delivery ledger: one row per (broadcast, user, channel), which is also the queue.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync + Debug {
+    /// Leases due rows of running broadcasts: pending rows whose time has come and rows whose
+    /// lease expired. Each row is given to one worker only.
+    async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<Recipient>>;
+    /// Writes results back in one batch. Results whose lease was lost are ignored. Returns the
+    /// number of rows updated.
+    async fn record_results(&self, results: &[DeliveryResult]) -> Result<u64>;
+    /// Counts per channel, status, error kind and skip reason.
+    async fn status_counts(&self, broadcast: BroadcastId) -> Result<Vec<StatusCount>>;
+    /// Statistics of a broadcast.
+    async fn stats(&self, broadcast: BroadcastId) -> Result<DeliveryStats>;
+    /// Rows still pending or sending.
+    async fn open_count(&self, broadcast: BroadcastId) -> Result<u64>;
+    /// Marks every pending row cancelled; returns how many.
+    async fn cancel_pending(&self, broadcast: BroadcastId, now: DateTime<Utc>) -> Result<u64>;
+    /// Recipient rows of a broadcast, by id.
+    async fn list_recipients(
+        &self,
+        broadcast: BroadcastId,
+        query: &RecipientQuery,
+    ) -> Result<Page<Recipient>>;
+}
+
+/// The audience: users, competitions and registrations.
+#[async_trait]
+pub trait AudienceStore: Send + Sync + Debug {
+    /// Inserts or updates users by external id, all or nothing.
+    async fn import_users(&self, rows: Vec<NewUser>, now: DateTime<Utc>) -> Result<ImportReport>;
+    /// Inserts or updates competitions by slug, all or nothing.
+    async fn import_competitions(
+        &self,
+        rows: Vec<NewCompetition>,
+        now: DateTime<Utc>,
+    ) -> Result<ImportReport>;
+    /// Inserts or updates registrations by (user, competition), all or nothing; an unknown user
+    /// or competition is an error naming the line.
+    async fn import_registrations(
+        &self,
+        rows: Vec<NewRegistration>,
+        now: DateTime<Utc>,
+    ) -> Result<ImportReport>;
+    /// One user.
+    async fn get_user(&self, id: UserId) -> Result<User>;
+    /// Users matching a search, by id.
+    async fn list_users(&self, query: &UserQuery) -> Result<Page<User>>;
+    /// Every competition.
+    async fn list_competitions(&self) -> Result<Vec<Competition>>;
+    /// A user's registrations with their competitions.
+    async fn registrations_of(&self, user: UserId) -> Result<Vec<(Registration, Competition)>>;
+    /// Template contexts for recipient rows, in the order given.
+    async fn contexts(&self, recipients: &[Recipient]) -> Result<Vec<RecipientContext>>;
+    /// Records that the user blocked the bot.
+    async fn mark_telegram_blocked(&self, user: UserId, at: DateTime<Utc>) -> Result<()>;
+    /// Records that the user unsubscribed from e-mail.
+    async fn mark_email_unsubscribed(&self, user: UserId, at: DateTime<Utc>) -> Result<()>;
+    /// Records that mail to the user bounced permanently.
+    async fn mark_email_bounced(&self, user: UserId, at: DateTime<Utc>) -> Result<()>;
+    /// Moves a user to a new chat id (a group that became a supergroup).
+    async fn update_chat_id(&self, user: UserId, chat_id: TelegramChatId) -> Result<()>;
+}
+
+/// Turns an [`AudienceFilter`] into recipients.
+#[async_trait]
+pub trait AudienceSource: Send + Sync + Debug {
+    /// Counts the audience per channel without loading it.
+    async fn count(&self, filter: &AudienceFilter) -> Result<AudienceCount>;
+    /// Writes the broadcast's recipient rows, one per user and channel, in one set-based
+    /// statement per channel; idempotent (rows that exist are kept).
+    async fn materialise(
+        &self,
+        broadcast: BroadcastId,
+        filter: &AudienceFilter,
+        policy: ChannelPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<MaterialiseReport>;
+    /// Up to `limit` recipients of the filter, for previews.
+    async fn sample(&self, filter: &AudienceFilter, limit: u64) -> Result<Vec<RecipientContext>>;
+}
+
+/// An administrator of the panel and CLI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUser {
+    /// Database id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// Password hash (PHC string); never shown.
+    #[serde(skip_serializing)]
+    pub password_hash: String,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last successful login.
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+/// Administrators.
+#[async_trait]
+pub trait AdminStore: Send + Sync + Debug {
+    /// Creates an administrator; a taken name is a conflict.
+    async fn create_admin(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AdminUser>;
+    /// One administrator by login name.
+    async fn find_admin(&self, username: &str) -> Result<Option<AdminUser>>;
+    /// Replaces an administrator's password hash.
+    async fn set_admin_password(&self, username: &str, password_hash: &str) -> Result<()>;
+    /// Records a successful login.
+    async fn record_login(&self, username: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Every administrator.
+    async fn list_admins(&self) -> Result<Vec<AdminUser>>;
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Database id (0 before it is stored).
+    pub id: i64,
+    /// Who (an admin user name, `cli:<user>`, or `worker:<id>`).
+    pub actor: String,
+    /// What, e.g. `broadcast.launch`.
+    pub action: String,
+    /// Kind of object, e.g. `broadcast`.
+    pub target_type: String,
+    /// Its id.
+    pub target_id: Option<i64>,
+    /// Details as JSON.
+    pub details: serde_json::Value,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Who did what, when.
+#[async_trait]
+pub trait AuditLog: Send + Sync + Debug {
+    /// Appends an entry.
+    async fn record(&self, entry: AuditEntry) -> Result<()>;
+    /// The newest entries first.
+    async fn recent(&self, limit: u64, offset: u64) -> Result<Vec<AuditEntry>>;
+}
+
+/// A rendered Telegram message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TelegramMessage {
+    /// Text.
+    pub text: String,
+    /// Parse mode.
+    pub parse_mode: ParseMode,
+    /// Show link preview.
+    pub link_preview: bool,
+}
+
+/// A rendered e-mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailMessage {
+    /// Subject.
+    pub subject: String,
+    /// HTML body.
+    pub html: Option<String>,
+    /// Plain-text body.
+    pub text: Option<String>,
+}
+
+/// Where and what to send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// A Telegram message to a chat.
+    Telegram {
+        /// Chat.
+        chat_id: TelegramChatId,
+        /// Message.
+        message: TelegramMessage,
+    },
+    /// An e-mail to an address.
+    Email {
+        /// Address.
+        to: EmailAddress,
+        /// Display name of the recipient.
+        to_name: Option<String>,
+        /// Message.
+        message: EmailMessage,
+        /// One-click unsubscribe URL for `List-Unsubscribe`.
+        unsubscribe_url: Option<String>,
+    },
+}
+
+impl MessageBody {
+    /// The channel this body goes on.
+    pub fn channel(&self) -> ChannelKind {
+        match self {
+            Self::Telegram { .. } => ChannelKind::Telegram,
+            Self::Email { .. } => ChannelKind::Email,
+        }
+    }
+}
+
+/// A message handed to a channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutgoingMessage {
+    /// Broadcast it belongs to (`None` for a test send).
+    pub broadcast_id: Option<BroadcastId>,
+    /// Ledger row (`None` for a test send).
+    pub recipient_id: Option<RecipientId>,
+    /// User it goes to, when known.
+    pub user_id: Option<UserId>,
+    /// What and where.
+    pub body: MessageBody,
+}
+
+/// A successful delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivered {
+    /// The provider's id of the message.
+    pub provider_message_id: Option<String>,
+    /// The chat moved to this id (group upgraded to supergroup) and the message went there.
+    pub migrated_to: Option<TelegramChatId>,
+}
+
+/// A way of delivering messages (Telegram, e-mail, an outbox, a webhook...).
+#[async_trait]
+pub trait Channel: Send + Sync + Debug {
+    /// Which channel kind this serves.
+    fn kind(&self) -> ChannelKind;
+    /// One line for operators, e.g. `outbox (data/outbox/telegram.jsonl)`. Never a secret.
+    fn describe(&self) -> String;
+    /// Sends one message, classifying any failure.
+    async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError>;
+    /// Most messages this channel should have in flight at once.
+    fn max_concurrency(&self) -> usize {
+        16
+    }
+}
+
+/// Values a template can use besides the recipient's own data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderEnv {
+    /// `broadcast_name`.
+    pub broadcast_name: String,
+    /// `app_name`.
+    pub app_name: String,
+    /// `current_date`.
+    pub current_date: chrono::NaiveDate,
+}
+
+/// A template compiled once per broadcast and rendered per recipient.
+pub trait CompiledTemplate: Send + Sync + Debug {
+    /// Renders the Telegram message.
+    fn render_telegram(
+        &self,
+        recipient: &RecipientContext,
+        env: &RenderEnv,
+        unsubscribe_url: Option<&str>,
+    ) -> Result<TelegramMessage, TemplateError>;
+    /// Renders the e-mail.
+    fn render_email(
+        &self,
+        recipient: &RecipientContext,
+        env: &RenderEnv,
+        unsubscribe_url: Option<&str>,
+    ) -> Result<EmailMessage, TemplateError>;
+}
+
+/// A variable templates can use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariableInfo {
+    /// Name as written in templates.
+    pub name: String,
+    /// What it holds.
+    pub description: String,
+}
+
+/// Compiles and validates templates.
+pub trait Renderer: Send + Sync + Debug {
+    /// Compiles every present part, rejecting syntax errors and unknown variables.
+    fn compile(
+        &self,
+        content: &TemplateContent,
+    ) -> Result<Box<dyn CompiledTemplate>, TemplateError>;
+    /// Every problem of the template (empty when it is valid).
+    fn validate(&self, content: &TemplateContent) -> Vec<TemplateError>;
+    /// The variable catalogue.
+    fn variables(&self) -> Vec<VariableInfo>;
+}
+
+/// Makes the per-recipient unsubscribe link.
+pub trait UnsubscribeLinks: Send + Sync + Debug {
+    /// The URL that unsubscribes this user, or `None` when no public URL is configured.
+    fn url_for(&self, user: UserId) -> Option<String>;
+}
+
+/// The current time, injectable so that schedules, backoff and leases are testable.
+pub trait Clock: Send + Sync + Debug {
+    /// Now.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

@@ -1,0 +1,400 @@
+//! Loads the demo fixtures into a test database and computes, in plain Rust from the parsed CSV
+//! rows, what every filter should select: the independent side of every comparison.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use broadcast_domain::{
+    AudienceCount, AudienceFilter, AudienceStore, BroadcastId, ChannelKind, ChannelPolicy,
+    DeliveryStatus, NewRegistration, NewUser, SkipReason,
+};
+use broadcast_filter::SqlAudience;
+use broadcast_store::entity::{
+    broadcast_recipients, broadcasts, competitions, registrations, users,
+};
+use broadcast_store::{Store, csv_import};
+use broadcast_testkit::{Backend, TestDb};
+use chrono::{DateTime, TimeZone, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+/// A fixture file's text.
+pub(crate) fn fixture(name: &str) -> String {
+    let path = format!("{}/../../fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
+}
+
+/// A fixed "now", so timestamps in assertions are exact.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2027, 3, 1, 9, 0, 0).unwrap()
+}
+
+/// A user as the test knows it: the CSV row plus the id the database gave it, and the flags a
+/// test may change afterwards.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownUser {
+    pub(crate) id: i64,
+    pub(crate) row: NewUser,
+    pub(crate) bounced: bool,
+}
+
+/// A registration as the test knows it.
+#[derive(Debug, Clone)]
+pub(crate) struct KnownRegistration {
+    pub(crate) id: i64,
+    pub(crate) user_id: i64,
+    pub(crate) competition_id: i64,
+    pub(crate) row: NewRegistration,
+}
+
+/// The fixtures loaded into one database.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) db: TestDb,
+    pub(crate) store: Store,
+    pub(crate) audience: SqlAudience,
+    pub(crate) users: Vec<KnownUser>,
+    pub(crate) registrations: Vec<KnownRegistration>,
+    pub(crate) competitions: BTreeMap<String, i64>,
+}
+
+impl Loaded {
+    /// Every test database (SQLite, and PostgreSQL when available) with the fixtures imported.
+    pub(crate) async fn all() -> Vec<Loaded> {
+        let mut out = Vec::new();
+        for db in TestDb::all().await {
+            out.push(Self::load(db).await);
+        }
+        out
+    }
+
+    async fn load(db: TestDb) -> Loaded {
+        let store = Store::from_conn(db.conn().clone());
+        let user_rows =
+            csv_import::parse_users(fixture("users.csv").as_bytes()).expect("users.csv parses");
+        let competition_rows =
+            csv_import::parse_competitions(fixture("competitions.csv").as_bytes())
+                .expect("competitions.csv parses");
+        let registration_rows =
+            csv_import::parse_registrations(fixture("registrations.csv").as_bytes())
+                .expect("registrations.csv parses");
+        assert_eq!(user_rows.len(), 200, "the fixtures have 200 users");
+        store.import_users(user_rows.clone(), now()).await.unwrap();
+        store
+            .import_competitions(competition_rows, now())
+            .await
+            .unwrap();
+        store
+            .import_registrations(registration_rows.clone(), now())
+            .await
+            .unwrap();
+
+        // Only the generated ids come from the database; everything else from the CSV rows.
+        let ids: HashMap<String, i64> = users::Entity::find()
+            .all(db.conn())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.external_id.expect("imported users have one"), u.id))
+            .collect();
+        let competitions: BTreeMap<String, i64> = competitions::Entity::find()
+            .all(db.conn())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.slug, c.id))
+            .collect();
+        let registration_ids: HashMap<(i64, i64), i64> = registrations::Entity::find()
+            .all(db.conn())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| ((r.user_id, r.competition_id), r.id))
+            .collect();
+        let users = user_rows
+            .into_iter()
+            .map(|row| KnownUser {
+                id: ids[&row.external_id],
+                row,
+                bounced: false,
+            })
+            .collect();
+        let registrations = registration_rows
+            .into_iter()
+            .map(|row| {
+                let user_id = ids[&row.user_external_id];
+                let competition_id = competitions[&row.competition_slug];
+                KnownRegistration {
+                    id: registration_ids[&(user_id, competition_id)],
+                    user_id,
+                    competition_id,
+                    row,
+                }
+            })
+            .collect();
+        let audience = SqlAudience::new(db.conn().clone());
+        Loaded {
+            db,
+            store,
+            audience,
+            users,
+            registrations,
+            competitions,
+        }
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    pub(crate) fn competition(&self, slug: &str) -> i64 {
+        self.competitions[slug]
+    }
+
+    pub(crate) fn user(&self, external_id: &str) -> &KnownUser {
+        self.users
+            .iter()
+            .find(|u| u.row.external_id == external_id)
+            .unwrap_or_else(|| panic!("no fixture user {external_id}"))
+    }
+
+    /// The expected audience: user id -> the smallest id of the registrations matching every
+    /// registration field at once (`None` without registration fields).
+    pub(crate) fn expected(&self, f: &AudienceFilter) -> BTreeMap<i64, Option<i64>> {
+        let lower_in = |values: &[String], v: &Option<String>| {
+            values.is_empty()
+                || v.as_ref().is_some_and(|v| {
+                    // Unicode case-insensitive. (SQLite's LOWER() folds ASCII only, so the cases
+                    // here change the case of ASCII letters only; `country_and_city_ignore_case`
+                    // covers the rest.)
+                    values
+                        .iter()
+                        .any(|x| x.trim().to_lowercase() == v.to_lowercase())
+                })
+        };
+        let mut out = BTreeMap::new();
+        for u in &self.users {
+            let r = &u.row;
+            let keep = lower_in(&f.countries, &r.country)
+                && lower_in(&f.cities, &r.city)
+                && f.has_email.is_none_or(|b| r.email.is_some() == b)
+                && f.has_telegram
+                    .is_none_or(|b| r.telegram_chat_id.is_some() == b)
+                && (f.user_ids.is_empty() || f.user_ids.contains(&u.id))
+                && (f.emails.is_empty()
+                    || r.email.as_ref().is_some_and(|e| {
+                        f.emails
+                            .iter()
+                            .any(|x| x.as_ref().to_lowercase() == e.as_ref().to_lowercase())
+                    }))
+                && !f.exclude_user_ids.contains(&u.id);
+            if !keep {
+                continue;
+            }
+            if !f.uses_registrations() {
+                out.insert(u.id, None);
+                continue;
+            }
+            let matched = self
+                .registrations
+                .iter()
+                .filter(|reg| {
+                    reg.user_id == u.id
+                        && (f.competition_ids.is_empty()
+                            || f.competition_ids.contains(&reg.competition_id))
+                        && (f.roles.is_empty() || f.roles.contains(&reg.row.role))
+                        && (f.registration_statuses.is_empty()
+                            || f.registration_statuses.contains(&reg.row.status))
+                })
+                .map(|reg| reg.id)
+                .min();
+            if let Some(id) = matched {
+                out.insert(u.id, Some(id));
+            }
+        }
+        out
+    }
+
+    /// The expected count of a filter.
+    pub(crate) fn expected_count(&self, f: &AudienceFilter) -> AudienceCount {
+        let selected = self.expected(f);
+        let mut count = AudienceCount::default();
+        for u in self.users.iter().filter(|u| selected.contains_key(&u.id)) {
+            let tg = telegram_reachable(u);
+            let em = email_reachable(u);
+            count.users += 1;
+            count.telegram += u64::from(tg);
+            count.email += u64::from(em);
+            count.both += u64::from(tg && em);
+        }
+        count
+    }
+
+    /// The expected recipient rows of a broadcast with this filter and policy.
+    pub(crate) fn expected_rows(
+        &self,
+        f: &AudienceFilter,
+        policy: ChannelPolicy,
+    ) -> BTreeSet<RowView> {
+        let selected = self.expected(f);
+        let mut rows = BTreeSet::new();
+        for u in self.users.iter().filter(|u| selected.contains_key(&u.id)) {
+            let registration_id = selected[&u.id];
+            let r = &u.row;
+            let telegram = || {
+                let address = r
+                    .telegram_chat_id
+                    .map(|c| c.to_string())
+                    .unwrap_or_default();
+                let reason = if r.telegram_chat_id.is_none() {
+                    Some(SkipReason::NoTelegram)
+                } else if r.telegram_blocked {
+                    Some(SkipReason::TelegramBlocked)
+                } else {
+                    None
+                };
+                RowView::new(
+                    u.id,
+                    registration_id,
+                    ChannelKind::Telegram,
+                    address,
+                    reason,
+                )
+            };
+            let email = || {
+                let address = r
+                    .email
+                    .as_ref()
+                    .map(|e| e.as_ref().to_owned())
+                    .unwrap_or_default();
+                let reason = if r.email.is_none() {
+                    Some(SkipReason::NoEmail)
+                } else if r.email_unsubscribed {
+                    Some(SkipReason::EmailUnsubscribed)
+                } else if u.bounced {
+                    Some(SkipReason::EmailBounced)
+                } else {
+                    None
+                };
+                RowView::new(u.id, registration_id, ChannelKind::Email, address, reason)
+            };
+            match policy {
+                ChannelPolicy::Telegram => {
+                    rows.insert(telegram());
+                }
+                ChannelPolicy::Email => {
+                    rows.insert(email());
+                }
+                ChannelPolicy::Both => {
+                    rows.insert(telegram());
+                    rows.insert(email());
+                }
+                ChannelPolicy::TelegramThenEmail => {
+                    rows.insert(telegram());
+                    if !telegram_reachable(u) {
+                        rows.insert(email());
+                    }
+                }
+            }
+        }
+        rows
+    }
+
+    /// A draft broadcast row to materialise into.
+    pub(crate) async fn new_broadcast(&self, f: &AudienceFilter, policy: ChannelPolicy) -> i64 {
+        broadcasts::ActiveModel {
+            name: Set(format!("test: {}", f.describe())),
+            template_id: Set(None),
+            frozen_template: Set(None),
+            channel_policy: Set(policy.as_str().to_owned()),
+            filter: Set(serde_json::to_value(f).unwrap()),
+            status: Set("draft".to_owned()),
+            total_recipients: Set(0),
+            created_at: Set(now()),
+            updated_at: Set(now()),
+            ..Default::default()
+        }
+        .insert(self.db.conn())
+        .await
+        .unwrap()
+        .id
+    }
+
+    /// The recipient rows of a broadcast, checking the columns every fresh row shares.
+    pub(crate) async fn rows(&self, broadcast: BroadcastId) -> Vec<RowView> {
+        let rows = broadcast_recipients::Entity::find()
+            .filter(broadcast_recipients::Column::BroadcastId.eq(broadcast))
+            .order_by_asc(broadcast_recipients::Column::Id)
+            .all(self.db.conn())
+            .await
+            .unwrap();
+        rows.into_iter()
+            .map(|m| {
+                assert_eq!(m.attempts, 0);
+                assert_eq!(m.lease_expirations, 0);
+                assert_eq!(m.next_attempt_at, now());
+                assert_eq!(m.created_at, now());
+                assert_eq!(m.updated_at, now());
+                assert!(m.lease_owner.is_none() && m.error_kind.is_none() && m.sent_at.is_none());
+                RowView {
+                    user_id: m.user_id,
+                    registration_id: m.registration_id,
+                    channel: m.channel.parse().unwrap(),
+                    address: m.address,
+                    status: m.status.parse().unwrap(),
+                    skip_reason: m.skip_reason.map(|r| r.parse().unwrap()),
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) async fn total_recipients(&self, broadcast: BroadcastId) -> i64 {
+        broadcasts::Entity::find_by_id(broadcast)
+            .one(self.db.conn())
+            .await
+            .unwrap()
+            .unwrap()
+            .total_recipients
+    }
+}
+
+pub(crate) fn telegram_reachable(u: &KnownUser) -> bool {
+    u.row.telegram_chat_id.is_some() && !u.row.telegram_blocked
+}
+
+pub(crate) fn email_reachable(u: &KnownUser) -> bool {
+    u.row.email.is_some() && !u.row.email_unsubscribed && !u.bounced
+}
+
+/// The columns of a recipient row that depend on the user.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct RowView {
+    pub(crate) user_id: i64,
+    pub(crate) channel: ChannelKind,
+    pub(crate) registration_id: Option<i64>,
+    pub(crate) address: String,
+    pub(crate) status: DeliveryStatus,
+    pub(crate) skip_reason: Option<SkipReason>,
+}
+
+impl RowView {
+    fn new(
+        user_id: i64,
+        registration_id: Option<i64>,
+        channel: ChannelKind,
+        address: String,
+        skip_reason: Option<SkipReason>,
+    ) -> Self {
+        let status = if skip_reason.is_some() {
+            DeliveryStatus::Skipped
+        } else {
+            DeliveryStatus::Pending
+        };
+        Self {
+            user_id,
+            channel,
+            registration_id,
+            address,
+            status,
+            skip_reason,
+        }
+    }
+}

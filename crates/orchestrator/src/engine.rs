@@ -1,0 +1,894 @@
+//! The engine: launch, claim-render-send-record batches, lifecycle transitions, previews.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::Serialize;
+use tokio::sync::{Semaphore, broadcast};
+
+use broadcast_domain::{
+    AudienceCount, AudienceFilter, AudienceSource, AudienceStore, Broadcast, BroadcastId,
+    BroadcastStatus, BroadcastStore, Channel, ChannelKind, ChannelPolicy, ClaimRequest, Clock,
+    CompiledTemplate, Delivered, DeliveryError, DeliveryResult, DeliveryStats, DeliveryStore,
+    EmailAddress, EmailMessage, Error, ErrorKind, FailureKind, MaterialiseReport, MessageBody,
+    NewBroadcast, Outcome, OutgoingMessage, Recipient, RecipientContext, RenderEnv, Renderer,
+    Result, StatusChange, TelegramChatId, TelegramMessage, TemplateContent, TemplateError,
+    TemplateErrorKind, TemplatePart, TemplateStore, UnsubscribeLinks, UserId,
+};
+
+use crate::backoff::Backoff;
+use crate::progress::Progress;
+use crate::settings::Settings;
+
+/// The channels the orchestrator may send on, at most one per [`ChannelKind`].
+#[derive(Debug, Clone, Default)]
+pub struct Channels {
+    by_kind: BTreeMap<ChannelKind, Arc<dyn Channel>>,
+}
+
+impl Channels {
+    /// No channels.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a channel, replacing any other of the same kind.
+    pub fn with(mut self, channel: Arc<dyn Channel>) -> Self {
+        self.by_kind.insert(channel.kind(), channel);
+        self
+    }
+
+    /// The channel of a kind.
+    pub fn get(&self, kind: ChannelKind) -> Option<&Arc<dyn Channel>> {
+        self.by_kind.get(&kind)
+    }
+
+    /// The kinds configured.
+    pub fn kinds(&self) -> Vec<ChannelKind> {
+        self.by_kind.keys().copied().collect()
+    }
+}
+
+/// Everything the orchestrator talks to, as trait objects.
+#[derive(Debug, Clone)]
+pub struct Ports {
+    /// Templates.
+    pub templates: Arc<dyn TemplateStore>,
+    /// Broadcasts.
+    pub broadcasts: Arc<dyn BroadcastStore>,
+    /// The delivery ledger.
+    pub deliveries: Arc<dyn DeliveryStore>,
+    /// Users and their flags.
+    pub audience: Arc<dyn AudienceStore>,
+    /// Filters to recipients.
+    pub source: Arc<dyn AudienceSource>,
+    /// Templates to messages.
+    pub renderer: Arc<dyn Renderer>,
+    /// Where messages go.
+    pub channels: Channels,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Unsubscribe links for e-mails, when a public URL is configured.
+    pub links: Option<Arc<dyn UnsubscribeLinks>>,
+}
+
+/// What [`Orchestrator::launch`] did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LaunchReport {
+    /// The broadcast after launch.
+    pub broadcast: Broadcast,
+    /// The recipient rows written.
+    pub materialised: MaterialiseReport,
+}
+
+/// What one [`Orchestrator::tick`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TickReport {
+    /// Rows claimed.
+    pub claimed: u64,
+    /// Delivered.
+    pub sent: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Put back for a retry.
+    pub retried: u64,
+    /// Broadcasts that completed during this tick.
+    pub completed: Vec<BroadcastId>,
+}
+
+/// A template rendered for one recipient, without sending.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Preview {
+    /// The recipient.
+    pub user_id: UserId,
+    /// Their name.
+    pub full_name: String,
+    /// The Telegram message, when the template has one.
+    pub telegram: Option<std::result::Result<TelegramMessage, String>>,
+    /// The e-mail, when the template has one.
+    pub email: Option<std::result::Result<EmailMessage, String>>,
+}
+
+/// Where a test message goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TestTarget {
+    /// A user of the audience, on every channel of the broadcast's policy that reaches them.
+    User(UserId),
+    /// A Telegram chat, with a sample user's data.
+    Chat(TelegramChatId),
+    /// An e-mail address, with a sample user's data.
+    Email(EmailAddress),
+}
+
+#[derive(Debug)]
+struct Compiled {
+    template: Box<dyn CompiledTemplate>,
+    broadcast_name: String,
+}
+
+struct Job {
+    row: Recipient,
+    context: RecipientContext,
+    compiled: Option<Arc<Compiled>>,
+}
+
+/// Launches and delivers broadcasts. Cheap to share: wrap it in an `Arc`.
+#[derive(Debug)]
+pub struct Orchestrator {
+    ports: Ports,
+    settings: Settings,
+    backoff: Backoff,
+    compiled: Mutex<HashMap<BroadcastId, Arc<Compiled>>>,
+    permits: BTreeMap<ChannelKind, Arc<Semaphore>>,
+    events: broadcast::Sender<Progress>,
+}
+
+impl Orchestrator {
+    /// Builds an orchestrator over the given ports.
+    pub fn new(ports: Ports, settings: Settings) -> Self {
+        let permits = ports
+            .channels
+            .by_kind
+            .iter()
+            .map(|(kind, ch)| {
+                let n = settings.concurrency.min(ch.max_concurrency()).max(1);
+                (*kind, Arc::new(Semaphore::new(n)))
+            })
+            .collect();
+        let (events, _) = broadcast::channel(256);
+        Self {
+            backoff: Backoff {
+                base: settings.retry_base,
+                max: settings.retry_max,
+            },
+            ports,
+            settings,
+            compiled: Mutex::new(HashMap::new()),
+            permits,
+            events,
+        }
+    }
+
+    /// The ports this orchestrator uses.
+    pub fn ports(&self) -> &Ports {
+        &self.ports
+    }
+
+    /// The settings this orchestrator uses.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Progress snapshots, one per processed batch and broadcast. Slow receivers miss
+    /// snapshots rather than slowing delivery down.
+    pub fn subscribe(&self) -> broadcast::Receiver<Progress> {
+        self.events.subscribe()
+    }
+
+    /// Checks a template for use with a channel policy: every part compiles, only known
+    /// variables are used, and the parts the policy needs are present.
+    pub fn check_template(&self, content: &TemplateContent, policy: ChannelPolicy) -> Result<()> {
+        if let Some(first) = self.ports.renderer.validate(content).into_iter().next() {
+            return Err(first.into());
+        }
+        for channel in policy.channels() {
+            if !content.supports(*channel) {
+                let (part, need) = match channel {
+                    ChannelKind::Telegram => (TemplatePart::TelegramText, "a Telegram text"),
+                    ChannelKind::Email => (
+                        TemplatePart::EmailSubject,
+                        "an e-mail subject and an HTML or plain-text body",
+                    ),
+                };
+                return Err(TemplateError {
+                    part,
+                    kind: TemplateErrorKind::Missing(format!(
+                        "channel policy `{policy}` sends on {channel}, which needs {need}"
+                    )),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a draft (or scheduled) broadcast after checking its template and filter.
+    pub async fn create_broadcast(&self, new: NewBroadcast) -> Result<Broadcast> {
+        if new.name.trim().is_empty() {
+            return Err(Error::Invalid("a broadcast needs a name".into()));
+        }
+        new.filter.validate()?;
+        let template = self.ports.templates.get_template(new.template_id).await?;
+        self.check_template(&template.content, new.channel_policy)?;
+        self.ports
+            .broadcasts
+            .create_broadcast(new, self.ports.clock.now())
+            .await
+    }
+
+    /// Counts a filter's audience per channel.
+    pub async fn count_audience(&self, filter: &AudienceFilter) -> Result<AudienceCount> {
+        self.ports.source.count(filter).await
+    }
+
+    /// Launches a draft or scheduled broadcast: checks and freezes its template, writes one
+    /// recipient row per user and channel, and sets it running. Safe to call again after a
+    /// crash half-way: rows already written are kept, and the status change happens once.
+    #[tracing::instrument(skip(self))]
+    pub async fn launch(&self, id: BroadcastId) -> Result<LaunchReport> {
+        let broadcast = self.ports.broadcasts.get_broadcast(id).await?;
+        if !matches!(
+            broadcast.status,
+            BroadcastStatus::Draft | BroadcastStatus::Scheduled
+        ) {
+            return Err(Error::Conflict(format!(
+                "broadcast {id} is {}; only a draft or scheduled broadcast can be launched",
+                broadcast.status
+            )));
+        }
+        let content = self.content_of(&broadcast).await?;
+        self.check_template(&content, broadcast.channel_policy)?;
+        let now = self.ports.clock.now();
+        let materialised = self
+            .ports
+            .source
+            .materialise(id, &broadcast.filter, broadcast.channel_policy, now)
+            .await?;
+        let broadcast = self
+            .ports
+            .broadcasts
+            .change_status(
+                id,
+                StatusChange {
+                    from: vec![BroadcastStatus::Draft, BroadcastStatus::Scheduled],
+                    to: BroadcastStatus::Running,
+                    at: now,
+                    reason: None,
+                    freeze: Some(content),
+                },
+            )
+            .await?;
+        tracing::info!(broadcast = id, rows = ?materialised.queued, skipped = ?materialised.skipped, "launched");
+        let broadcast = match self.complete_if_done(id).await? {
+            true => self.ports.broadcasts.get_broadcast(id).await?,
+            false => broadcast,
+        };
+        self.publish(id).await?;
+        Ok(LaunchReport {
+            broadcast,
+            materialised,
+        })
+    }
+
+    /// Stops workers from claiming the broadcast's rows; in-flight sends finish.
+    pub async fn pause(&self, id: BroadcastId, reason: Option<String>) -> Result<Broadcast> {
+        self.transition(
+            id,
+            &[BroadcastStatus::Running],
+            BroadcastStatus::Paused,
+            Some(reason.unwrap_or_else(|| "paused by an operator".into())),
+        )
+        .await
+    }
+
+    /// Lets workers claim a paused broadcast's rows again.
+    pub async fn resume(&self, id: BroadcastId) -> Result<Broadcast> {
+        let b = self
+            .transition(
+                id,
+                &[BroadcastStatus::Paused],
+                BroadcastStatus::Running,
+                None,
+            )
+            .await?;
+        self.complete_if_done(id).await?;
+        self.ports.broadcasts.get_broadcast(id).await.or(Ok(b))
+    }
+
+    /// Cancels a broadcast: pending rows become cancelled and nothing more is sent.
+    pub async fn cancel(&self, id: BroadcastId) -> Result<(Broadcast, u64)> {
+        let b = self
+            .transition(
+                id,
+                &[
+                    BroadcastStatus::Draft,
+                    BroadcastStatus::Scheduled,
+                    BroadcastStatus::Running,
+                    BroadcastStatus::Paused,
+                ],
+                BroadcastStatus::Cancelled,
+                Some("cancelled by an operator".into()),
+            )
+            .await?;
+        let cancelled = self
+            .ports
+            .deliveries
+            .cancel_pending(id, self.ports.clock.now())
+            .await?;
+        self.forget(id);
+        self.publish(id).await?;
+        Ok((b, cancelled))
+    }
+
+    async fn transition(
+        &self,
+        id: BroadcastId,
+        from: &[BroadcastStatus],
+        to: BroadcastStatus,
+        reason: Option<String>,
+    ) -> Result<Broadcast> {
+        self.ports
+            .broadcasts
+            .change_status(
+                id,
+                StatusChange {
+                    from: from.to_vec(),
+                    to,
+                    at: self.ports.clock.now(),
+                    reason,
+                    freeze: None,
+                },
+            )
+            .await
+    }
+
+    /// Statistics of a broadcast.
+    pub async fn stats(&self, id: BroadcastId) -> Result<DeliveryStats> {
+        self.ports.deliveries.stats(id).await
+    }
+
+    /// The current progress of a broadcast.
+    pub async fn progress(&self, id: BroadcastId) -> Result<Progress> {
+        let b = self.ports.broadcasts.get_broadcast(id).await?;
+        let stats = self.ports.deliveries.stats(id).await?;
+        Ok(Progress::from_stats(
+            id,
+            b.status,
+            &stats,
+            self.ports.clock.now(),
+        ))
+    }
+
+    /// Renders a broadcast's template for up to `limit` recipients of its audience.
+    pub async fn preview(&self, id: BroadcastId, limit: u64) -> Result<Vec<Preview>> {
+        let b = self.ports.broadcasts.get_broadcast(id).await?;
+        let content = self.content_of(&b).await?;
+        self.preview_content(&content, &b.name, &b.filter, limit)
+            .await
+    }
+
+    /// Renders a template for up to `limit` users of an audience, without sending anything.
+    pub async fn preview_content(
+        &self,
+        content: &TemplateContent,
+        broadcast_name: &str,
+        filter: &AudienceFilter,
+        limit: u64,
+    ) -> Result<Vec<Preview>> {
+        let compiled = self.ports.renderer.compile(content)?;
+        let env = self.env(broadcast_name);
+        let samples = self.ports.source.sample(filter, limit).await?;
+        Ok(samples
+            .iter()
+            .map(|ctx| {
+                let url = self.unsubscribe_url(ctx.user.id);
+                Preview {
+                    user_id: ctx.user.id,
+                    full_name: ctx.user.full_name(),
+                    telegram: content.supports(ChannelKind::Telegram).then(|| {
+                        compiled
+                            .render_telegram(ctx, &env, url.as_deref())
+                            .map_err(|e| e.to_string())
+                    }),
+                    email: content.supports(ChannelKind::Email).then(|| {
+                        compiled
+                            .render_email(ctx, &env, url.as_deref())
+                            .map_err(|e| e.to_string())
+                    }),
+                }
+            })
+            .collect())
+    }
+
+    /// Sends the broadcast's message once, now, to a test target, without touching the
+    /// broadcast's ledger or statistics. Returns one result per channel tried.
+    pub async fn test_send(
+        &self,
+        id: BroadcastId,
+        target: TestTarget,
+    ) -> Result<Vec<(ChannelKind, std::result::Result<Delivered, DeliveryError>)>> {
+        let b = self.ports.broadcasts.get_broadcast(id).await?;
+        let content = self.content_of(&b).await?;
+        let compiled = self.ports.renderer.compile(&content)?;
+        let env = self.env(&b.name);
+        let context = match &target {
+            TestTarget::User(user) => {
+                let user = self.ports.audience.get_user(*user).await?;
+                RecipientContext {
+                    user,
+                    competition: None,
+                    registration: None,
+                }
+            }
+            TestTarget::Chat(_) | TestTarget::Email(_) => {
+                let mut sample = self.ports.source.sample(&b.filter, 1).await?;
+                sample.pop().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "broadcast {id} has an empty audience; test with --user to pick the data"
+                    ))
+                })?
+            }
+        };
+        let mut bodies = Vec::new();
+        let url = self.unsubscribe_url(context.user.id);
+        let wants =
+            |k: ChannelKind| b.channel_policy.channels().contains(&k) && content.supports(k);
+        let chat = match &target {
+            TestTarget::Chat(c) => Some(*c),
+            TestTarget::User(_) => context.user.telegram_chat_id,
+            TestTarget::Email(_) => None,
+        };
+        let email = match &target {
+            TestTarget::Email(e) => Some(e.clone()),
+            TestTarget::User(_) => context.user.email.clone(),
+            TestTarget::Chat(_) => None,
+        };
+        if let (Some(chat_id), true) = (chat, wants(ChannelKind::Telegram)) {
+            let message = compiled.render_telegram(&context, &env, url.as_deref())?;
+            bodies.push(MessageBody::Telegram { chat_id, message });
+        }
+        if let (Some(to), true) = (email, wants(ChannelKind::Email)) {
+            let message = compiled.render_email(&context, &env, url.as_deref())?;
+            bodies.push(MessageBody::Email {
+                to,
+                to_name: Some(context.user.full_name()).filter(|n| !n.is_empty()),
+                message,
+                unsubscribe_url: url.clone(),
+            });
+        }
+        if bodies.is_empty() {
+            return Err(Error::Invalid(format!(
+                "nothing to send: the target has no address on the channels of policy `{}`",
+                b.channel_policy
+            )));
+        }
+        let mut results = Vec::new();
+        for body in bodies {
+            let kind = body.channel();
+            let channel = self.channel(kind)?;
+            let message = OutgoingMessage {
+                broadcast_id: None,
+                recipient_id: None,
+                user_id: Some(context.user.id),
+                body,
+            };
+            results.push((kind, channel.send(&message).await));
+        }
+        Ok(results)
+    }
+
+    /// Claims one batch of due rows (of one broadcast, or of every running broadcast), sends
+    /// them and records the results. Returns what it did; `claimed == 0` means nothing was due.
+    #[tracing::instrument(skip(self), level = "debug")]
+    pub async fn tick(&self, scope: Option<BroadcastId>) -> Result<TickReport> {
+        let now = self.ports.clock.now();
+        let lease = chrono::Duration::from_std(self.settings.lease)
+            .map_err(|e| Error::Invalid(format!("lease duration: {e}")))?;
+        let rows = self
+            .ports
+            .deliveries
+            .claim_due(&ClaimRequest {
+                worker_id: self.settings.worker_id.clone(),
+                now,
+                lease_for: lease,
+                limit: self.settings.batch_size,
+                broadcast_id: scope,
+                channels: self.ports.channels.kinds(),
+            })
+            .await?;
+        let mut report = TickReport {
+            claimed: rows.len() as u64,
+            ..TickReport::default()
+        };
+        if rows.is_empty() {
+            return Ok(report);
+        }
+        let contexts = self.ports.audience.contexts(&rows).await?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        let mut touched = BTreeSet::new();
+        for (row, context) in rows.into_iter().zip(contexts) {
+            touched.insert(row.broadcast_id);
+            let compiled = self.compiled_for(row.broadcast_id).await.ok();
+            jobs.push(Job {
+                row,
+                context,
+                compiled,
+            });
+        }
+        let mut pending: FuturesUnordered<_> =
+            jobs.into_iter().map(|job| self.deliver(job)).collect();
+        let mut results = Vec::with_capacity(pending.len());
+        while let Some(result) = pending.next().await {
+            match &result.outcome {
+                Outcome::Sent { .. } => report.sent += 1,
+                Outcome::Failed { .. } => report.failed += 1,
+                Outcome::Retry { .. } => report.retried += 1,
+            }
+            results.push(result);
+        }
+        drop(pending);
+        self.ports.deliveries.record_results(&results).await?;
+        for id in touched {
+            if self.complete_if_done(id).await? {
+                report.completed.push(id);
+            }
+            self.publish(id).await?;
+        }
+        Ok(report)
+    }
+
+    /// Delivers one broadcast to the end: ticks until no row is open, waiting for retries that
+    /// are not yet due. Returns when the broadcast is completed, paused or cancelled.
+    pub async fn run_until_done(&self, id: BroadcastId) -> Result<DeliveryStats> {
+        loop {
+            let b = self.ports.broadcasts.get_broadcast(id).await?;
+            if b.status != BroadcastStatus::Running {
+                break;
+            }
+            let tick = self.tick(Some(id)).await?;
+            if tick.claimed == 0 {
+                if self.complete_if_done(id).await? {
+                    self.publish(id).await?;
+                    break;
+                }
+                tokio::time::sleep(self.settings.idle_poll).await;
+            }
+        }
+        self.stats(id).await
+    }
+
+    /// The worker loop: launches scheduled broadcasts whose time has come and delivers every
+    /// running broadcast, until `shutdown` completes. A batch in progress is finished and
+    /// recorded before returning.
+    pub async fn run_worker(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        loop {
+            let idle = match self.work_once().await {
+                Ok(did_work) => !did_work,
+                Err(e) if matches!(e, Error::Unavailable(_)) => {
+                    tracing::warn!(error = %e, "store unavailable; retrying");
+                    true
+                }
+                Err(e) => return Err(e),
+            };
+            if idle {
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(self.settings.idle_poll) => {}
+                }
+            } else if futures::poll!(&mut shutdown).is_ready() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One round of the worker loop; true when something was done.
+    pub async fn work_once(&self) -> Result<bool> {
+        let launched = self.launch_due().await?;
+        let tick = self.tick(None).await?;
+        if tick.claimed == 0 {
+            for b in self
+                .ports
+                .broadcasts
+                .list_broadcasts(&[BroadcastStatus::Running], 1000)
+                .await?
+            {
+                self.complete_if_done(b.id).await?;
+            }
+        }
+        Ok(launched > 0 || tick.claimed > 0)
+    }
+
+    /// Launches scheduled broadcasts whose time has come; returns how many.
+    pub async fn launch_due(&self) -> Result<u64> {
+        let now = self.ports.clock.now();
+        let mut launched = 0;
+        for b in self
+            .ports
+            .broadcasts
+            .list_broadcasts(&[BroadcastStatus::Scheduled], 1000)
+            .await?
+        {
+            if b.scheduled_at.is_some_and(|at| at <= now) {
+                match self.launch(b.id).await {
+                    Ok(_) => launched += 1,
+                    // Another worker launched it first.
+                    Err(Error::Conflict(_)) => {}
+                    Err(e) => {
+                        tracing::error!(broadcast = b.id, error = %e, "scheduled launch failed");
+                        self.transition(
+                            b.id,
+                            &[BroadcastStatus::Scheduled],
+                            BroadcastStatus::Failed,
+                            Some(format!("scheduled launch failed: {e}")),
+                        )
+                        .await?;
+                    }
+                }
+            }
+        }
+        Ok(launched)
+    }
+
+    /// Marks a running broadcast completed when no row is open; true when it did.
+    pub async fn complete_if_done(&self, id: BroadcastId) -> Result<bool> {
+        if self.ports.deliveries.open_count(id).await? > 0 {
+            return Ok(false);
+        }
+        let change = StatusChange {
+            from: vec![BroadcastStatus::Running],
+            to: BroadcastStatus::Completed,
+            at: self.ports.clock.now(),
+            reason: None,
+            freeze: None,
+        };
+        match self.ports.broadcasts.change_status(id, change).await {
+            Ok(_) => {
+                tracing::info!(broadcast = id, "completed");
+                self.forget(id);
+                Ok(true)
+            }
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn deliver(&self, job: Job) -> DeliveryResult {
+        let Job {
+            row,
+            context,
+            compiled,
+        } = job;
+        let now = || self.ports.clock.now();
+        let result = |outcome| DeliveryResult {
+            recipient_id: row.id,
+            worker_id: self.settings.worker_id.clone(),
+            outcome,
+        };
+        let fail = |kind: ErrorKind, error: String| Outcome::Failed {
+            at: self.ports.clock.now(),
+            kind,
+            error,
+        };
+        let Some(compiled) = compiled else {
+            return result(fail(
+                ErrorKind::Render,
+                format!(
+                    "the template of broadcast {} does not compile",
+                    row.broadcast_id
+                ),
+            ));
+        };
+        let body = match self.body_for(&row, &context, &compiled) {
+            Ok(body) => body,
+            Err((kind, error)) => return result(fail(kind, error)),
+        };
+        let channel = match self.channel(row.channel) {
+            Ok(c) => c,
+            Err(e) => return result(fail(ErrorKind::Permanent, e.to_string())),
+        };
+        let message = OutgoingMessage {
+            broadcast_id: Some(row.broadcast_id),
+            recipient_id: Some(row.id),
+            user_id: Some(row.user_id),
+            body,
+        };
+        let sent = {
+            let _permit = match self.permits.get(&row.channel) {
+                Some(sem) => Some(sem.acquire().await),
+                None => None,
+            };
+            channel.send(&message).await
+        };
+        match sent {
+            Ok(delivered) => {
+                if let Some(new_chat) = delivered.migrated_to
+                    && let Err(e) = self
+                        .ports
+                        .audience
+                        .update_chat_id(row.user_id, new_chat)
+                        .await
+                {
+                    tracing::warn!(user = row.user_id, error = %e, "could not store migrated chat id");
+                }
+                result(Outcome::Sent {
+                    at: now(),
+                    provider_message_id: delivered.provider_message_id,
+                })
+            }
+            Err(e) => result(self.outcome_of_failure(&row, e).await),
+        }
+    }
+
+    async fn outcome_of_failure(&self, row: &Recipient, e: DeliveryError) -> Outcome {
+        let now = self.ports.clock.now();
+        let kind = e.kind.error_kind();
+        let error = e.message;
+        match e.kind {
+            FailureKind::RateLimited { retry_after } => Outcome::Retry {
+                next_attempt_at: now + chrono::Duration::from_std(retry_after).unwrap_or_default(),
+                kind,
+                error,
+                count_attempt: false,
+            },
+            FailureKind::Transient => {
+                let attempt = row.attempts + 1;
+                if attempt >= self.settings.max_attempts {
+                    Outcome::Failed {
+                        at: now,
+                        kind,
+                        error: format!("{error} (gave up after {attempt} attempts)"),
+                    }
+                } else {
+                    let delay = self.backoff.delay(attempt, row.id);
+                    Outcome::Retry {
+                        next_attempt_at: now
+                            + chrono::Duration::from_std(delay).unwrap_or_default(),
+                        kind,
+                        error,
+                        count_attempt: true,
+                    }
+                }
+            }
+            FailureKind::Blocked | FailureKind::InvalidAddress | FailureKind::Permanent => {
+                let mark = match (row.channel, e.kind) {
+                    (ChannelKind::Telegram, FailureKind::Blocked) => Some(
+                        self.ports
+                            .audience
+                            .mark_telegram_blocked(row.user_id, now)
+                            .await,
+                    ),
+                    (ChannelKind::Email, FailureKind::InvalidAddress) => Some(
+                        self.ports
+                            .audience
+                            .mark_email_bounced(row.user_id, now)
+                            .await,
+                    ),
+                    _ => None,
+                };
+                if let Some(Err(e)) = mark {
+                    tracing::warn!(user = row.user_id, error = %e, "could not flag the user");
+                }
+                Outcome::Failed {
+                    at: now,
+                    kind,
+                    error,
+                }
+            }
+        }
+    }
+
+    fn body_for(
+        &self,
+        row: &Recipient,
+        context: &RecipientContext,
+        compiled: &Compiled,
+    ) -> std::result::Result<MessageBody, (ErrorKind, String)> {
+        let env = self.env(&compiled.broadcast_name);
+        let url = self.unsubscribe_url(row.user_id);
+        let render_err = |e: TemplateError| (ErrorKind::Render, e.to_string());
+        let bad_address = |e: broadcast_domain::ParseError| (ErrorKind::InvalidAddress, e.0);
+        Ok(match row.channel {
+            ChannelKind::Telegram => MessageBody::Telegram {
+                chat_id: TelegramChatId::parse(&row.address).map_err(bad_address)?,
+                message: compiled
+                    .template
+                    .render_telegram(context, &env, url.as_deref())
+                    .map_err(render_err)?,
+            },
+            ChannelKind::Email => MessageBody::Email {
+                to: EmailAddress::parse(&row.address).map_err(bad_address)?,
+                to_name: Some(context.user.full_name()).filter(|n| !n.is_empty()),
+                message: compiled
+                    .template
+                    .render_email(context, &env, url.as_deref())
+                    .map_err(render_err)?,
+                unsubscribe_url: url,
+            },
+        })
+    }
+
+    fn channel(&self, kind: ChannelKind) -> Result<&Arc<dyn Channel>> {
+        self.ports
+            .channels
+            .get(kind)
+            .ok_or_else(|| Error::Invalid(format!("no {kind} channel is configured")))
+    }
+
+    fn env(&self, broadcast_name: &str) -> RenderEnv {
+        RenderEnv {
+            broadcast_name: broadcast_name.to_owned(),
+            app_name: self.settings.app_name.clone(),
+            current_date: self.ports.clock.now().date_naive(),
+        }
+    }
+
+    fn unsubscribe_url(&self, user: UserId) -> Option<String> {
+        self.ports.links.as_ref().and_then(|l| l.url_for(user))
+    }
+
+    async fn content_of(&self, b: &Broadcast) -> Result<TemplateContent> {
+        if let Some(frozen) = &b.frozen_template {
+            return Ok(frozen.clone());
+        }
+        match b.template_id {
+            Some(t) => Ok(self.ports.templates.get_template(t).await?.content),
+            None => Err(Error::Invalid(format!(
+                "broadcast {} has no template (it was deleted before launch)",
+                b.id
+            ))),
+        }
+    }
+
+    async fn compiled_for(&self, id: BroadcastId) -> Result<Arc<Compiled>> {
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .expect("compiled cache poisoned")
+            .get(&id)
+        {
+            return Ok(c.clone());
+        }
+        let b = self.ports.broadcasts.get_broadcast(id).await?;
+        let content = self.content_of(&b).await?;
+        let compiled = Arc::new(Compiled {
+            template: self.ports.renderer.compile(&content)?,
+            broadcast_name: b.name,
+        });
+        self.compiled
+            .lock()
+            .expect("compiled cache poisoned")
+            .insert(id, compiled.clone());
+        Ok(compiled)
+    }
+
+    fn forget(&self, id: BroadcastId) {
+        self.compiled
+            .lock()
+            .expect("compiled cache poisoned")
+            .remove(&id);
+    }
+
+    async fn publish(&self, id: BroadcastId) -> Result<()> {
+        if self.events.receiver_count() == 0 {
+            return Ok(());
+        }
+        let progress = self.progress(id).await?;
+        // No receiver left is not an error: nobody is watching.
+        let _ = self.events.send(progress);
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! Progress events published while a broadcast is delivered.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use broadcast_domain::{BroadcastId, BroadcastStatus, DeliveryStats, DeliveryStatus};
+
+/// A snapshot of a broadcast's delivery, published after every processed batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    /// Which broadcast.
+    pub broadcast_id: BroadcastId,
+    /// Its status after the batch.
+    pub status: BroadcastStatus,
+    /// Rows in total.
+    pub total: u64,
+    /// Rows in a final state (sent, failed, skipped, cancelled).
+    pub done: u64,
+    /// Delivered.
+    pub sent: u64,
+    /// Failed for good.
+    pub failed: u64,
+    /// Skipped at launch.
+    pub skipped: u64,
+    /// Still to do.
+    pub open: u64,
+    /// Deliveries per second since the first one.
+    pub rate: Option<f64>,
+    /// Seconds left at the current rate.
+    pub eta_seconds: Option<f64>,
+    /// When the snapshot was taken.
+    pub at: DateTime<Utc>,
+}
+
+impl Progress {
+    /// Builds a snapshot from statistics.
+    pub fn from_stats(
+        broadcast_id: BroadcastId,
+        status: BroadcastStatus,
+        stats: &DeliveryStats,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let open = stats.open();
+        let rate = stats.send_rate();
+        Self {
+            broadcast_id,
+            status,
+            total: stats.total,
+            done: stats.total - open,
+            sent: stats.count(DeliveryStatus::Sent),
+            failed: stats.count(DeliveryStatus::Failed),
+            skipped: stats.count(DeliveryStatus::Skipped),
+            open,
+            rate,
+            eta_seconds: rate.filter(|r| *r > 0.0).map(|r| open as f64 / r),
+            at,
+        }
+    }
+
+    /// Share of rows in a final state, 0.0 to 1.0.
+    pub fn fraction(&self) -> f64 {
+        if self.total == 0 {
+            1.0
+        } else {
+            self.done as f64 / self.total as f64
+        }
+    }
+}

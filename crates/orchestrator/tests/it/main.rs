@@ -1,0 +1,525 @@
+//! Orchestrator behaviour over in-memory doubles of every port.
+
+mod doubles;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use broadcast_domain::*;
+use broadcast_orchestrator::memory::MemoryStore;
+use broadcast_orchestrator::{Channels, Orchestrator, Ports, Settings};
+
+use doubles::{ManualClock, ScriptedChannel, SubstRenderer};
+
+struct Harness {
+    store: MemoryStore,
+    clock: ManualClock,
+    telegram: Arc<ScriptedChannel>,
+    email: Arc<ScriptedChannel>,
+    orch: Orchestrator,
+}
+
+fn user(ext: &str, first: &str, chat: Option<i64>, email: Option<&str>) -> NewUser {
+    NewUser {
+        line: 0,
+        external_id: ext.into(),
+        telegram_chat_id: chat.map(|c| TelegramChatId::new(c).unwrap()),
+        email: email.map(|e| EmailAddress::parse(e).unwrap()),
+        first_name: first.into(),
+        last_name: "Tester".into(),
+        username: None,
+        language: None,
+        country: Some("Germany".into()),
+        city: Some("Berlin".into()),
+        attributes: Attributes::new(),
+        telegram_blocked: false,
+        email_unsubscribed: false,
+    }
+}
+
+fn content() -> TemplateContent {
+    TemplateContent {
+        telegram_text: Some("Hi {{ first_name }}, {{ broadcast_name }}".into()),
+        parse_mode: ParseMode::Html,
+        link_preview: false,
+        email_subject: Some("News for {{ first_name }}".into()),
+        email_html: Some("<p>Hi {{ first_name }}</p>".into()),
+        email_text: Some("Hi {{ first_name }}".into()),
+    }
+}
+
+impl Harness {
+    async fn new() -> Self {
+        Self::with_settings(Settings {
+            worker_id: "w1".into(),
+            batch_size: 3,
+            retry_base: Duration::from_secs(10),
+            retry_max: Duration::from_secs(600),
+            idle_poll: Duration::from_millis(1),
+            ..Settings::default()
+        })
+        .await
+    }
+
+    async fn with_settings(settings: Settings) -> Self {
+        let store = MemoryStore::new();
+        let clock = ManualClock::new();
+        let telegram = ScriptedChannel::new(ChannelKind::Telegram);
+        let email = ScriptedChannel::new(ChannelKind::Email);
+        let mut blocked = user("u4", "Dora", Some(104), Some("dora@example.org"));
+        blocked.telegram_blocked = true;
+        let mut unsub = user("u5", "Emil", None, Some("emil@example.org"));
+        unsub.email_unsubscribed = true;
+        store
+            .import_users(
+                vec![
+                    user("u1", "Anna", Some(101), Some("anna@example.org")),
+                    user("u2", "Ben", Some(102), None),
+                    user("u3", "Chen", None, Some("chen@example.org")),
+                    blocked,
+                    unsub,
+                    user("u6", "Farid", Some(106), Some("farid@example.org")),
+                ],
+                clock.now(),
+            )
+            .await
+            .unwrap();
+        let ports = Ports {
+            templates: Arc::new(store.clone()),
+            broadcasts: Arc::new(store.clone()),
+            deliveries: Arc::new(store.clone()),
+            audience: Arc::new(store.clone()),
+            source: Arc::new(store.clone()),
+            renderer: Arc::new(SubstRenderer),
+            channels: Channels::new().with(telegram.clone()).with(email.clone()),
+            clock: Arc::new(clock.clone()),
+            links: None,
+        };
+        let orch = Orchestrator::new(ports, settings);
+        Self {
+            store,
+            clock,
+            telegram,
+            email,
+            orch,
+        }
+    }
+
+    async fn broadcast(&self, policy: ChannelPolicy) -> BroadcastId {
+        let name = TemplateName::parse(&format!(
+            "t{}",
+            self.store.list_templates().await.unwrap().len()
+        ))
+        .unwrap();
+        let t = self
+            .store
+            .create_template(NewTemplate {
+                name,
+                description: String::new(),
+                content: content(),
+            })
+            .await
+            .unwrap();
+        self.orch
+            .create_broadcast(NewBroadcast {
+                name: "Spring news".into(),
+                template_id: t.id,
+                channel_policy: policy,
+                filter: AudienceFilter::default(),
+                scheduled_at: None,
+                created_by: None,
+            })
+            .await
+            .unwrap()
+            .id
+    }
+
+    async fn status(&self, id: BroadcastId) -> BroadcastStatus {
+        self.store.get_broadcast(id).await.unwrap().status
+    }
+
+    async fn user_by_ext(&self, ext: &str) -> User {
+        let page = self.store.list_users(&UserQuery::default()).await.unwrap();
+        page.items
+            .into_iter()
+            .find(|u| u.external_id.as_deref() == Some(ext))
+            .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn delivers_on_both_channels_and_explains_every_user() {
+    let h = Harness::new().await;
+    let id = h.broadcast(ChannelPolicy::Both).await;
+    let report = h.orch.launch(id).await.unwrap();
+    assert_eq!(report.materialised.queued[&ChannelKind::Telegram], 3);
+    assert_eq!(report.materialised.queued[&ChannelKind::Email], 4);
+    assert_eq!(report.materialised.skipped[&SkipReason::NoTelegram], 2);
+    assert_eq!(report.materialised.skipped[&SkipReason::TelegramBlocked], 1);
+    assert_eq!(report.materialised.skipped[&SkipReason::NoEmail], 1);
+    assert_eq!(
+        report.materialised.skipped[&SkipReason::EmailUnsubscribed],
+        1
+    );
+
+    let stats = h.orch.run_until_done(id).await.unwrap();
+    assert_eq!(h.status(id).await, BroadcastStatus::Completed);
+    assert_eq!(stats.total, 12);
+    assert_eq!(stats.count(DeliveryStatus::Sent), 7);
+    assert_eq!(stats.count(DeliveryStatus::Skipped), 5);
+    assert_eq!(
+        stats.channel_count(ChannelKind::Email, DeliveryStatus::Sent),
+        4
+    );
+    let mut tg = h.telegram.sent_to();
+    tg.sort();
+    assert_eq!(tg, ["101", "102", "106"]);
+    // Personalised per recipient, with the broadcast's name.
+    let texts: Vec<String> = h
+        .telegram
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| match &m.body {
+            MessageBody::Telegram { message, .. } => message.text.clone(),
+            MessageBody::Email { .. } => unreachable!(),
+        })
+        .collect();
+    assert!(
+        texts.contains(&"Hi Anna, Spring news".to_owned()),
+        "{texts:?}"
+    );
+    let sent = h
+        .store
+        .list_recipients(
+            id,
+            &RecipientQuery {
+                status: Some(DeliveryStatus::Sent),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        sent.items
+            .iter()
+            .all(|r| r.attempts == 1 && r.sent_at.is_some() && r.provider_message_id.is_some())
+    );
+}
+
+#[tokio::test]
+async fn launch_is_refused_when_not_draft_or_template_lacks_a_part() {
+    let h = Harness::new().await;
+    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    h.orch.launch(id).await.unwrap();
+    let err = h.orch.launch(id).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+    assert!(err.to_string().contains("is running"), "{err}");
+
+    let mut c = content();
+    c.email_subject = None;
+    let t = h
+        .store
+        .create_template(NewTemplate {
+            name: TemplateName::parse("no-mail").unwrap(),
+            description: String::new(),
+            content: c,
+        })
+        .await
+        .unwrap();
+    let err = h
+        .orch
+        .create_broadcast(NewBroadcast {
+            name: "x".into(),
+            template_id: t.id,
+            channel_policy: ChannelPolicy::Both,
+            filter: AudienceFilter::default(),
+            scheduled_at: None,
+            created_by: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("e-mail subject"), "{err}");
+}
+
+#[tokio::test]
+async fn transient_errors_back_off_then_succeed_and_give_up_at_the_limit() {
+    let h = Harness::new().await;
+    h.telegram
+        .fail_next("101", &[FailureKind::Transient, FailureKind::Transient]);
+    h.telegram.fail_always("102", FailureKind::Transient);
+    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    h.orch.launch(id).await.unwrap();
+
+    let t = h.orch.tick(Some(id)).await.unwrap();
+    assert_eq!((t.claimed, t.sent, t.retried), (3, 1, 2));
+    // Not due yet: nothing is claimed until the backoff has passed.
+    assert_eq!(h.orch.tick(Some(id)).await.unwrap().claimed, 0);
+    let row = h
+        .store
+        .recipients()
+        .into_iter()
+        .find(|r| r.address == "101")
+        .unwrap();
+    assert_eq!(
+        (row.status, row.attempts, row.error_kind),
+        (DeliveryStatus::Pending, 1, Some(ErrorKind::Transient))
+    );
+    let wait = row.next_attempt_at - h.clock.now();
+    assert!(
+        wait >= chrono::Duration::seconds(5) && wait <= chrono::Duration::seconds(10),
+        "{wait}"
+    );
+
+    for _ in 0..10 {
+        h.clock.advance(Duration::from_secs(600));
+        h.orch.tick(Some(id)).await.unwrap();
+    }
+    let rows = h.store.recipients();
+    let r101 = rows.iter().find(|r| r.address == "101").unwrap();
+    assert_eq!((r101.status, r101.attempts), (DeliveryStatus::Sent, 3));
+    let r102 = rows.iter().find(|r| r.address == "102").unwrap();
+    assert_eq!((r102.status, r102.attempts), (DeliveryStatus::Failed, 5));
+    assert!(
+        r102.last_error
+            .as_deref()
+            .unwrap()
+            .contains("gave up after 5 attempts")
+    );
+    assert_eq!(h.status(id).await, BroadcastStatus::Completed);
+}
+
+#[tokio::test]
+async fn rate_limits_requeue_without_using_an_attempt() {
+    let h = Harness::new().await;
+    h.telegram.fail_next(
+        "101",
+        &[FailureKind::RateLimited {
+            retry_after: Duration::from_secs(7),
+        }],
+    );
+    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    h.orch.launch(id).await.unwrap();
+    h.orch.tick(Some(id)).await.unwrap();
+    let row = h
+        .store
+        .recipients()
+        .into_iter()
+        .find(|r| r.address == "101")
+        .unwrap();
+    assert_eq!((row.status, row.attempts), (DeliveryStatus::Pending, 0));
+    assert_eq!(
+        row.next_attempt_at - h.clock.now(),
+        chrono::Duration::seconds(7)
+    );
+    h.clock.advance(Duration::from_secs(7));
+    h.orch.tick(Some(id)).await.unwrap();
+    let row = h
+        .store
+        .recipients()
+        .into_iter()
+        .find(|r| r.address == "101")
+        .unwrap();
+    assert_eq!((row.status, row.attempts), (DeliveryStatus::Sent, 1));
+}
+
+#[tokio::test]
+async fn blocked_and_bounced_users_are_flagged_and_skipped_next_time() {
+    let h = Harness::new().await;
+    h.telegram.fail_always("101", FailureKind::Blocked);
+    h.email
+        .fail_always("chen@example.org", FailureKind::InvalidAddress);
+    h.email
+        .fail_always("farid@example.org", FailureKind::Permanent);
+    let id = h.broadcast(ChannelPolicy::Both).await;
+    h.orch.launch(id).await.unwrap();
+    let stats = h.orch.run_until_done(id).await.unwrap();
+    assert_eq!(stats.by_error_kind[&ErrorKind::Blocked], 1);
+    assert_eq!(stats.by_error_kind[&ErrorKind::InvalidAddress], 1);
+    assert_eq!(stats.by_error_kind[&ErrorKind::Permanent], 1);
+    assert!(h.user_by_ext("u1").await.telegram_blocked_at.is_some());
+    assert!(h.user_by_ext("u3").await.email_bounced_at.is_some());
+    // Permanent errors fail at once: one attempt.
+    assert!(
+        h.store
+            .recipients()
+            .iter()
+            .filter(|r| r.status == DeliveryStatus::Failed)
+            .all(|r| r.attempts == 1)
+    );
+
+    let next = h.broadcast(ChannelPolicy::Both).await;
+    let report = h.orch.launch(next).await.unwrap();
+    assert_eq!(report.materialised.skipped[&SkipReason::TelegramBlocked], 2);
+    assert_eq!(report.materialised.skipped[&SkipReason::EmailBounced], 1);
+}
+
+#[tokio::test]
+async fn pause_resume_and_cancel() {
+    let h = Harness::new().await;
+    let id = h.broadcast(ChannelPolicy::Both).await;
+    h.orch.launch(id).await.unwrap();
+    h.orch.tick(Some(id)).await.unwrap();
+    h.orch.pause(id, None).await.unwrap();
+    assert_eq!(
+        h.orch.tick(None).await.unwrap().claimed,
+        0,
+        "paused rows are not claimed"
+    );
+    let err = h.orch.pause(id, None).await.unwrap_err();
+    assert!(err.to_string().contains("is paused"), "{err}");
+    h.orch.resume(id).await.unwrap();
+    let err = h.orch.resume(id).await.unwrap_err();
+    assert!(err.to_string().contains("is running"), "{err}");
+    assert_eq!(h.orch.tick(Some(id)).await.unwrap().claimed, 3);
+    let (b, cancelled) = h.orch.cancel(id).await.unwrap();
+    assert_eq!(b.status, BroadcastStatus::Cancelled);
+    assert_eq!(cancelled, 1);
+    let err = h.orch.cancel(id).await.unwrap_err();
+    assert!(err.to_string().contains("is cancelled"), "{err}");
+
+    let id = h.broadcast(ChannelPolicy::Both).await;
+    h.orch.launch(id).await.unwrap();
+    h.orch.tick(Some(id)).await.unwrap();
+    let (_, cancelled) = h.orch.cancel(id).await.unwrap();
+    assert_eq!(cancelled, 4);
+    assert_eq!(h.orch.tick(None).await.unwrap().claimed, 0);
+    let stats = h.orch.stats(id).await.unwrap();
+    assert_eq!(stats.count(DeliveryStatus::Cancelled), 4);
+    assert_eq!(stats.count(DeliveryStatus::Sent), 3);
+}
+
+#[tokio::test]
+async fn expired_leases_are_taken_over_and_counted_as_possible_duplicates() {
+    let h = Harness::new().await;
+    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    h.orch.launch(id).await.unwrap();
+    // A worker that claimed rows and died.
+    let dead = h
+        .store
+        .claim_due(&ClaimRequest {
+            worker_id: "dead".into(),
+            now: h.clock.now(),
+            lease_for: chrono::Duration::seconds(60),
+            limit: 2,
+            broadcast_id: None,
+            channels: vec![],
+        })
+        .await
+        .unwrap();
+    assert_eq!(dead.len(), 2);
+    h.orch.tick(Some(id)).await.unwrap();
+    assert_eq!(h.telegram.sent_to().len(), 1, "leased rows are left alone");
+    h.clock.advance(Duration::from_secs(61));
+    h.orch.run_until_done(id).await.unwrap();
+    assert_eq!(h.telegram.sent_to().len(), 3);
+    // The dead worker's late result is ignored: its lease is gone.
+    let late = DeliveryResult {
+        recipient_id: dead[0].id,
+        worker_id: "dead".into(),
+        outcome: Outcome::Failed {
+            at: h.clock.now(),
+            kind: ErrorKind::Permanent,
+            error: "late".into(),
+        },
+    };
+    assert_eq!(h.store.record_results(&[late]).await.unwrap(), 0);
+    let stats = h.orch.stats(id).await.unwrap();
+    assert_eq!(stats.count(DeliveryStatus::Sent), 3);
+    assert_eq!(stats.possible_duplicates, 2);
+}
+
+#[tokio::test]
+async fn scheduled_broadcasts_launch_when_due() {
+    let h = Harness::new().await;
+    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    let at = h.clock.now() + chrono::Duration::minutes(5);
+    h.store
+        .set_schedule(id, Some(at), h.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(h.orch.launch_due().await.unwrap(), 0);
+    h.clock.advance(Duration::from_secs(300));
+    assert_eq!(h.orch.launch_due().await.unwrap(), 1);
+    assert!(h.orch.work_once().await.unwrap());
+    assert_eq!(h.status(id).await, BroadcastStatus::Completed);
+}
+
+#[tokio::test]
+async fn preview_renders_without_sending_and_frozen_template_survives_edits() {
+    let h = Harness::new().await;
+    let id = h.broadcast(ChannelPolicy::Both).await;
+    let previews = h.orch.preview(id, 2).await.unwrap();
+    assert_eq!(previews.len(), 2);
+    assert_eq!(
+        previews[0]
+            .telegram
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .text,
+        "Hi Anna, Spring news"
+    );
+    assert!(h.telegram.sent_to().is_empty() && h.email.sent_to().is_empty());
+
+    h.orch.launch(id).await.unwrap();
+    let b = h.store.get_broadcast(id).await.unwrap();
+    let mut edited = content();
+    edited.telegram_text = Some("EDITED {{ first_name }}".into());
+    h.store
+        .update_template(
+            b.template_id.unwrap(),
+            NewTemplate {
+                name: TemplateName::parse("t0").unwrap(),
+                description: String::new(),
+                content: edited,
+            },
+        )
+        .await
+        .unwrap();
+    h.orch.run_until_done(id).await.unwrap();
+    let sent = h.telegram.sent.lock().unwrap();
+    assert!(sent.iter().all(|m| matches!(&m.body, MessageBody::Telegram { message, .. } if message.text.starts_with("Hi "))));
+}
+
+#[tokio::test]
+async fn an_empty_audience_completes_at_launch_and_progress_is_published() {
+    let h = Harness::new().await;
+    let mut rx = h.orch.subscribe();
+    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    let b = h.store.get_broadcast(id).await.unwrap();
+    let t = h.store.get_template(b.template_id.unwrap()).await.unwrap();
+    let empty = h
+        .orch
+        .create_broadcast(NewBroadcast {
+            name: "nobody".into(),
+            template_id: t.id,
+            channel_policy: ChannelPolicy::Telegram,
+            filter: AudienceFilter {
+                user_ids: vec![9999],
+                ..Default::default()
+            },
+            scheduled_at: None,
+            created_by: None,
+        })
+        .await
+        .unwrap();
+    let report = h.orch.launch(empty.id).await.unwrap();
+    assert_eq!(report.broadcast.status, BroadcastStatus::Completed);
+    h.orch.launch(id).await.unwrap();
+    h.orch.run_until_done(id).await.unwrap();
+    let mut last = None;
+    while let Ok(p) = rx.try_recv() {
+        if p.broadcast_id == id {
+            last = Some(p);
+        }
+    }
+    let last = last.expect("progress published");
+    assert_eq!(
+        (last.sent, last.open, last.status),
+        (3, 0, BroadcastStatus::Completed)
+    );
+    assert!((last.fraction() - 1.0).abs() < f64::EPSILON);
+}

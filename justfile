@@ -1,0 +1,23 @@
+# Recipes for newcomers. `just --list` shows them. Install just with `cargo install just`.
+
+# Send a demo broadcast end to end (SQLite + outbox files under data/).
+demo *ARGS:
+    cargo run --release -p broadcast-cli -- demo {{ARGS}}
+
+# Run every test (PostgreSQL tests skip loudly when no server answers on 127.0.0.1:5432).
+test:
+    cargo test --workspace
+
+# Formatting and lints, as CI checks them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Apply migrations (DATABASE_URL or sqlite://data/broadcast.db), then show their status.
+migrate *ARGS:
+    cargo run -p broadcast-migrate -- up {{ARGS}}
+    cargo run -p broadcast-migrate -- status {{ARGS}}
+
+# Exactly what CI runs.
+ci:
+    bash .ci/run
