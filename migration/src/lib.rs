@@ -14,9 +14,10 @@ mod m20261128_000001_create_audience;
 mod m20261128_000002_create_templates;
 mod m20261128_000003_create_broadcasts;
 mod m20261128_000004_create_admin;
+mod m20261128_000005_create_send_budgets;
 
 /// Every table the migrations create, in creation order.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 9] = [
     "users",
     "competitions",
     "registrations",
@@ -25,6 +26,7 @@ pub const TABLES: [&str; 8] = [
     "broadcast_recipients",
     "admin_users",
     "audit_log",
+    "send_budgets",
 ];
 
 /// How long a SQLite connection waits for another writer before failing with "database is locked".
@@ -48,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000002_create_templates::Migration),
             Box::new(m20261128_000003_create_broadcasts::Migration),
             Box::new(m20261128_000004_create_admin::Migration),
+            Box::new(m20261128_000005_create_send_budgets::Migration),
         ]
     }
 }

@@ -1,9 +1,10 @@
 //! Settings from the environment and the composition of adapters into an orchestrator.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use broadcast_channels::ChannelSettings;
-use broadcast_domain::{Channel, SystemClock, UnsubscribeLinks};
+use broadcast_domain::{Channel, ChannelKind, SystemClock, UnsubscribeLinks};
 use broadcast_filter::SqlAudience;
 use broadcast_orchestrator::{Channels, Orchestrator, Ports, Settings};
 use broadcast_render::TeraRenderer;
@@ -71,8 +72,37 @@ impl Config {
             batch_size: env_parse("BATCH_SIZE", defaults.batch_size)?,
             concurrency: env_parse("WORKER_CONCURRENCY", defaults.concurrency)?,
             max_attempts: env_parse("MAX_ATTEMPTS", defaults.max_attempts)?,
+            retry_base: Duration::from_secs_f64(env_parse(
+                "RETRY_BASE_SECONDS",
+                defaults.retry_base.as_secs_f64(),
+            )?),
+            retry_max: Duration::from_secs_f64(env_parse(
+                "RETRY_MAX_SECONDS",
+                defaults.retry_max.as_secs_f64(),
+            )?),
+            lease: Duration::from_secs_f64(env_parse(
+                "LEASE_SECONDS",
+                defaults.lease.as_secs_f64(),
+            )?),
+            worker_id: env_parse("WORKER_ID", default_worker_id())?,
+            schedule_grace: Duration::from_secs_f64(env_parse(
+                "SCHEDULE_GRACE_SECONDS",
+                defaults.schedule_grace.as_secs_f64(),
+            )?),
+            breaker_consecutive: env_parse("BREAKER_CONSECUTIVE", defaults.breaker_consecutive)?,
+            breaker_window: env_parse("BREAKER_WINDOW", defaults.breaker_window)?,
+            breaker_ratio: env_parse("BREAKER_RATIO", defaults.breaker_ratio)?,
             ..defaults
         };
+        for (name, d) in [
+            ("RETRY_BASE_SECONDS", worker.retry_base),
+            ("RETRY_MAX_SECONDS", worker.retry_max),
+            ("LEASE_SECONDS", worker.lease),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(format!("{name} must be more than 0")));
+            }
+        }
         if worker.batch_size == 0 || worker.concurrency == 0 || worker.max_attempts < 1 {
             return Err(invalid(
                 "BATCH_SIZE, WORKER_CONCURRENCY and MAX_ATTEMPTS must be at least 1",
@@ -85,6 +115,17 @@ impl Config {
             worker,
         })
     }
+}
+
+/// `<host>-<pid>`: unique among the workers sharing a database.
+fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "worker".to_owned());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Everything a command needs.
@@ -120,6 +161,7 @@ impl App {
             set = set.with(c.clone());
         }
         let shared = Arc::new(store.clone());
+        let shared_budget: Arc<dyn broadcast_domain::SendBudget> = shared.clone();
         let ports = Ports {
             templates: shared.clone(),
             broadcasts: shared.clone(),
@@ -130,8 +172,19 @@ impl App {
             channels: set,
             clock: Arc::new(SystemClock),
             links,
+            budget: Some(shared_budget),
         };
-        let orchestrator = Orchestrator::new(ports, config.worker.clone());
+        let mut settings = config.worker.clone();
+        // Rates of the real channels are shared by every worker through the database.
+        if let Some(t) = &config.channels.telegram {
+            settings
+                .shared_rates
+                .insert(ChannelKind::Telegram, t.rate_per_sec);
+        }
+        if let Some(rate) = config.channels.smtp.as_ref().and_then(|s| s.rate_per_sec) {
+            settings.shared_rates.insert(ChannelKind::Email, rate);
+        }
+        let orchestrator = Orchestrator::new(ports, settings);
         Ok(Self {
             config,
             store,

@@ -45,6 +45,20 @@ pub(crate) enum Command {
     /// Import and inspect the audience.
     #[command(subcommand)]
     Audience(AudienceCmd),
+    /// Run a worker: deliver every running broadcast and launch scheduled ones when due.
+    ///
+    /// Any number of workers may share one PostgreSQL database. SIGINT/SIGTERM stop it
+    /// gracefully: no new claims, in-flight sends finish and are recorded.
+    ///
+    /// Example: broadcast-cli worker --concurrency 32
+    Worker {
+        /// Messages in flight at once per channel (default WORKER_CONCURRENCY or 16).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Process what is due now, then exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -237,6 +251,64 @@ pub(crate) enum BroadcastCmd {
     Run {
         /// Broadcast id.
         id: i64,
+    },
+    /// Schedule a draft broadcast (a worker launches it then), or clear its schedule.
+    ///
+    /// Example: broadcast-cli broadcast schedule 3 --at 2027-03-01T09:00:00Z
+    Schedule {
+        /// Broadcast id.
+        id: i64,
+        /// Start time (RFC 3339).
+        #[arg(long, required_unless_present = "clear")]
+        at: Option<String>,
+        /// Remove the schedule: the broadcast becomes a draft again.
+        #[arg(long, conflicts_with = "at")]
+        clear: bool,
+    },
+    /// Pause a running broadcast: workers stop claiming its rows; in-flight sends finish.
+    Pause {
+        /// Broadcast id.
+        id: i64,
+    },
+    /// Resume a paused broadcast.
+    Resume {
+        /// Broadcast id.
+        id: i64,
+    },
+    /// Cancel a broadcast: pending rows become cancelled and nothing more is sent.
+    Cancel {
+        /// Broadcast id.
+        id: i64,
+    },
+    /// Put failed rows of a finished or paused broadcast back in the queue.
+    ///
+    /// Rows of users who blocked the bot, unsubscribed or bounced are never retried.
+    ///
+    /// Example: broadcast-cli broadcast retry 3 --error-kind transient
+    Retry {
+        /// Broadcast id.
+        id: i64,
+        /// Only rows that failed with this error kind; repeatable (default: every kind).
+        #[arg(long = "error-kind")]
+        error_kinds: Vec<String>,
+    },
+    /// Send the broadcast's message once, now, to one user, chat or address, without touching
+    /// its statistics.
+    ///
+    /// Example: broadcast-cli broadcast test 3 --email me@example.org
+    #[command(group(clap::ArgGroup::new("target").required(true).multiple(false)))]
+    Test {
+        /// Broadcast id.
+        id: i64,
+        /// A user of the audience (their data and addresses).
+        #[arg(long, group = "target")]
+        user: Option<i64>,
+        /// A Telegram chat id (with a sample recipient's data).
+        #[arg(long, group = "target", allow_negative_numbers = true)]
+        chat_id: Option<String>,
+        /// An e-mail address (with a sample recipient's data).
+        #[arg(long, group = "target")]
+        email: Option<String>,
     },
     /// Delivery statistics: per status, channel and error kind.
     Stats {

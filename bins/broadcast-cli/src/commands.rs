@@ -13,14 +13,25 @@ use broadcast_domain::{
     ParseMode, RecipientQuery, RegistrationStatus, Role, TemplateContent, TemplateName,
     TemplateStore as _, UserQuery,
 };
-use broadcast_orchestrator::Preview;
+use broadcast_domain::{EmailAddress, ErrorKind, TelegramChatId};
+use broadcast_orchestrator::{Preview, TestTarget};
 
-use crate::app::{App, CliResult, Config, invalid};
+use crate::app::{App, CliError, CliResult, Config, invalid};
 use crate::cli::*;
 use crate::output::{Table, json, opt};
 
 pub(crate) async fn run(cli: Cli) -> CliResult<()> {
-    let config = Config::from_env(cli.database_url.clone())?;
+    let mut config = Config::from_env(cli.database_url.clone())?;
+    if let Command::Worker {
+        concurrency: Some(n),
+        ..
+    } = cli.command
+    {
+        if n == 0 {
+            return Err(invalid("--concurrency must be at least 1"));
+        }
+        config.worker.concurrency = n;
+    }
     if let Command::Demo { reset } = cli.command {
         return crate::demo::run(config, reset, cli.json).await;
     }
@@ -31,6 +42,7 @@ pub(crate) async fn run(cli: Cli) -> CliResult<()> {
         Command::Template(cmd) => template(&app, cmd, j).await,
         Command::Broadcast(cmd) => broadcast(&app, cmd, j).await,
         Command::Audience(cmd) => audience(&app, cmd, j).await,
+        Command::Worker { once, .. } => worker(&app, once).await,
     }
 }
 
@@ -530,6 +542,100 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
             print_stats(app, id, j).await?;
         }
         BroadcastCmd::Stats { id } => print_stats(app, id, j).await?,
+        BroadcastCmd::Schedule { id, at, clear } => {
+            let at = if clear {
+                None
+            } else {
+                at.map(|s| parse_time(&s)).transpose()?
+            };
+            app.store.set_schedule(id, at, Utc::now()).await?;
+            print_broadcast(app, id, j).await?;
+        }
+        BroadcastCmd::Pause { id } => {
+            orch.pause(id, None).await?;
+            print_broadcast(app, id, j).await?;
+        }
+        BroadcastCmd::Resume { id } => {
+            orch.resume(id).await?;
+            print_broadcast(app, id, j).await?;
+        }
+        BroadcastCmd::Cancel { id } => {
+            let (_, cancelled) = orch.cancel(id).await?;
+            if j {
+                json(&serde_json::json!({ "broadcast_id": id, "cancelled_rows": cancelled }))?;
+            } else {
+                println!("cancelled broadcast {id}: {cancelled} pending rows will not be sent");
+            }
+        }
+        BroadcastCmd::Retry { id, error_kinds } => {
+            let kinds = error_kinds
+                .iter()
+                .map(|k| {
+                    k.parse::<ErrorKind>()
+                        .map_err(|e| invalid(format!("--error-kind: {}", e.0)))
+                })
+                .collect::<CliResult<Vec<_>>>()?;
+            let queued = orch.retry(id, &kinds).await?;
+            if j {
+                json(&serde_json::json!({ "broadcast_id": id, "requeued_rows": queued }))?;
+            } else {
+                println!("broadcast {id}: {queued} failed rows are queued again");
+            }
+        }
+        BroadcastCmd::Test {
+            id,
+            user,
+            chat_id,
+            email,
+        } => {
+            app.announce_channels();
+            let target = match (user, chat_id, email) {
+                (Some(u), _, _) => TestTarget::User(u),
+                (_, Some(c), _) => {
+                    TestTarget::Chat(TelegramChatId::parse(&c).map_err(|e| invalid(e.0))?)
+                }
+                (_, _, Some(e)) => {
+                    TestTarget::Email(EmailAddress::parse(&e).map_err(|e| invalid(e.0))?)
+                }
+                _ => return Err(invalid("give --user, --chat-id or --email")),
+            };
+            let results = orch.test_send(id, target).await?;
+            let mut failed = Vec::new();
+            let mut out = Vec::new();
+            for (channel, r) in results {
+                match r {
+                    Ok(d) => out.push(serde_json::json!({ "channel": channel, "ok": true, "provider_message_id": d.provider_message_id })),
+                    Err(e) => {
+                        failed.push(format!("{channel}: {e}"));
+                        out.push(serde_json::json!({ "channel": channel, "ok": false, "error": e.to_string() }));
+                    }
+                }
+            }
+            if j {
+                json(&out)?;
+            } else {
+                for o in &out {
+                    match o["ok"].as_bool() {
+                        Some(true) => println!(
+                            "{}: sent ({})",
+                            o["channel"].as_str().unwrap_or("?"),
+                            o["provider_message_id"]
+                        ),
+                        _ => println!(
+                            "{}: FAILED {}",
+                            o["channel"].as_str().unwrap_or("?"),
+                            o["error"].as_str().unwrap_or("")
+                        ),
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                return Err(CliError::Failed(anyhow::anyhow!(
+                    "test send failed: {}",
+                    failed.join("; ")
+                )));
+            }
+        }
         BroadcastCmd::Recipients {
             id,
             status,
@@ -578,6 +684,55 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
         }
     }
     Ok(())
+}
+
+fn parse_time(s: &str) -> CliResult<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|d| d.with_timezone(&Utc))
+        .map_err(|e| {
+            invalid(format!(
+                "`{s}` is not an RFC 3339 time such as 2027-03-01T09:00:00Z: {e}"
+            ))
+        })
+}
+
+/// `worker`: delivers until SIGINT/SIGTERM (or, with `--once`, until nothing is due).
+async fn worker(app: &App, once: bool) -> CliResult<()> {
+    app.announce_channels();
+    let orch = &app.orchestrator;
+    eprintln!("worker {} started", orch.settings().worker_id);
+    if once {
+        while orch.work_once().await? {}
+        eprintln!("worker {}: nothing left to do", orch.settings().worker_id);
+        return Ok(());
+    }
+    orch.run_worker(shutdown_signal()).await?;
+    eprintln!("worker {} stopped", orch.settings().worker_id);
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => eprintln!("interrupted: finishing the batch in flight"),
+        () = term => eprintln!("terminated: finishing the batch in flight"),
+    }
 }
 
 fn fmt_map<K: std::fmt::Display, V: std::fmt::Display>(

@@ -3,11 +3,12 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     "m20261128_000001_create_audience",
     "m20261128_000002_create_templates",
     "m20261128_000003_create_broadcasts",
     "m20261128_000004_create_admin",
+    "m20261128_000005_create_send_budgets",
 ];
 
 fn migrate(dir: &Path, args: &[&str]) -> Output {
@@ -62,23 +63,23 @@ fn up_down_status_and_fresh_on_the_default_sqlite_database() {
 
     let up = ok(dir, &["up"]);
     assert!(up.contains("sqlite://data/broadcast.db"), "{up}");
-    assert!(up.contains("applied 4 migration(s)"), "{up}");
+    assert!(up.contains("applied 5 migration(s)"), "{up}");
     assert!(dir.join("data/broadcast.db").is_file());
-    assert_eq!(statuses(dir), expected(4));
+    assert_eq!(statuses(dir), expected(5));
 
     // Up again is a no-op.
     assert!(ok(dir, &["up"]).contains("applied 0 migration(s)"));
 
     let down = ok(dir, &["down"]);
     assert!(down.contains("rolled back 1 migration(s)"), "{down}");
-    assert_eq!(statuses(dir), expected(3));
+    assert_eq!(statuses(dir), expected(4));
 
     ok(dir, &["down", "-n", "2"]);
-    assert_eq!(statuses(dir), expected(1));
+    assert_eq!(statuses(dir), expected(2));
 
     let fresh = ok(dir, &["fresh"]);
-    assert!(fresh.contains("applied 4 migration(s)"), "{fresh}");
-    assert_eq!(statuses(dir), expected(4));
+    assert!(fresh.contains("applied 5 migration(s)"), "{fresh}");
+    assert_eq!(statuses(dir), expected(5));
 
     ok(dir, &["down", "--steps", "10"]);
     assert_eq!(statuses(dir), expected(0));
@@ -183,10 +184,10 @@ async fn up_status_down_and_fresh_on_postgres() {
 
     assert_eq!(status(dir), 0);
     ok(dir, &["--database-url", url, "up"]);
-    assert_eq!(status(dir), 4);
+    assert_eq!(status(dir), 5);
     ok(dir, &["--database-url", url, "down", "-n", "3"]);
-    assert_eq!(status(dir), 1);
+    assert_eq!(status(dir), 2);
     ok(dir, &["--database-url", url, "fresh"]);
-    assert_eq!(status(dir), 4);
+    assert_eq!(status(dir), 5);
     assert!(!dir.join("data").exists());
 }

@@ -443,7 +443,9 @@ impl AudienceCount {
             ChannelPolicy::Telegram => (self.telegram, 0),
             ChannelPolicy::Email => (0, self.email),
             ChannelPolicy::Both => (self.telegram, self.email),
-            ChannelPolicy::TelegramThenEmail => (self.telegram, self.email - self.both),
+            ChannelPolicy::TelegramThenEmail => {
+                (self.telegram, self.email.saturating_sub(self.both))
+            }
         }
     }
 }

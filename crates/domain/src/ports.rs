@@ -79,6 +79,44 @@ pub trait DeliveryStore: Send + Sync + Debug {
         broadcast: BroadcastId,
         query: &RecipientQuery,
     ) -> Result<Page<Recipient>>;
+    /// Adds the e-mail fallback row of a `telegram_then_email` broadcast for a user whom
+    /// Telegram could not reach: pending when the user has a reachable address, skipped with
+    /// its reason otherwise, nothing when the row exists. Returns true when a pending row was
+    /// added.
+    async fn add_email_fallback(
+        &self,
+        broadcast: BroadcastId,
+        user: UserId,
+        registration: Option<RegistrationId>,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Puts failed rows back in the queue (attempts reset, due now), only those of the given
+    /// error kinds (all when empty), never rows whose user blocked the bot (Telegram) or
+    /// unsubscribed or bounced (e-mail), and never rows that failed as blocked. Returns how many.
+    async fn requeue_failed(
+        &self,
+        broadcast: BroadcastId,
+        kinds: &[ErrorKind],
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
+}
+
+/// A send rate shared by every worker process, kept where they all see it (the database).
+///
+/// Workers reserve consecutive time slots of a key (e.g. `telegram`): `n` slots spaced
+/// `interval` apart. The reservation is atomic, so workers together never exceed one message
+/// per `interval`, however many there are.
+#[async_trait]
+pub trait SendBudget: Send + Sync + Debug {
+    /// Reserves `n` consecutive slots and returns the time of the first; slot `i` is at
+    /// `first + i * interval`. The first slot is never before `now`.
+    async fn reserve(
+        &self,
+        key: &str,
+        interval: std::time::Duration,
+        n: u32,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>>;
 }
 
 /// The audience: users, competitions and registrations.

@@ -421,8 +421,6 @@ string_enum! {
         EmailUnsubscribed => "email_unsubscribed",
         /// Mail to the address bounced before.
         EmailBounced => "email_bounced",
-        /// Reached on Telegram, so the e-mail fallback was not needed.
-        CoveredByTelegram => "covered_by_telegram",
     }
 }
 

@@ -3,7 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::Serialize;
@@ -15,11 +17,12 @@ use broadcast_domain::{
     CompiledTemplate, Delivered, DeliveryError, DeliveryResult, DeliveryStats, DeliveryStore,
     EmailAddress, EmailMessage, Error, ErrorKind, FailureKind, MaterialiseReport, MessageBody,
     NewBroadcast, Outcome, OutgoingMessage, Recipient, RecipientContext, RenderEnv, Renderer,
-    Result, StatusChange, TelegramChatId, TelegramMessage, TemplateContent, TemplateError,
-    TemplateErrorKind, TemplatePart, TemplateStore, UnsubscribeLinks, UserId,
+    Result, SendBudget, StatusChange, TelegramChatId, TelegramMessage, TemplateContent,
+    TemplateError, TemplateErrorKind, TemplatePart, TemplateStore, UnsubscribeLinks, UserId,
 };
 
 use crate::backoff::Backoff;
+use crate::breaker::{Breaker, Limits};
 use crate::progress::Progress;
 use crate::settings::Settings;
 
@@ -73,6 +76,9 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// Unsubscribe links for e-mails, when a public URL is configured.
     pub links: Option<Arc<dyn UnsubscribeLinks>>,
+    /// Send rates shared by all workers (see [`Settings::shared_rates`]); `None`: in-process
+    /// pacing only.
+    pub budget: Option<Arc<dyn SendBudget>>,
 }
 
 /// What [`Orchestrator::launch`] did.
@@ -127,12 +133,15 @@ pub enum TestTarget {
 struct Compiled {
     template: Box<dyn CompiledTemplate>,
     broadcast_name: String,
+    policy: ChannelPolicy,
 }
 
 struct Job {
     row: Recipient,
     context: RecipientContext,
     compiled: Option<Arc<Compiled>>,
+    /// When the shared send budget lets this message go.
+    slot: Option<DateTime<Utc>>,
 }
 
 /// Launches and delivers broadcasts. Cheap to share: wrap it in an `Arc`.
@@ -144,6 +153,7 @@ pub struct Orchestrator {
     compiled: Mutex<HashMap<BroadcastId, Arc<Compiled>>>,
     permits: BTreeMap<ChannelKind, Arc<Semaphore>>,
     events: broadcast::Sender<Progress>,
+    breaker: Mutex<Breaker>,
 }
 
 impl Orchestrator {
@@ -169,6 +179,7 @@ impl Orchestrator {
             compiled: Mutex::new(HashMap::new()),
             permits,
             events,
+            breaker: Mutex::new(Breaker::default()),
         }
     }
 
@@ -304,6 +315,7 @@ impl Orchestrator {
                 None,
             )
             .await?;
+        self.breaker.lock().expect("breaker poisoned").reset(id);
         self.complete_if_done(id).await?;
         self.ports.broadcasts.get_broadcast(id).await.or(Ok(b))
     }
@@ -331,6 +343,35 @@ impl Orchestrator {
         self.forget(id);
         self.publish(id).await?;
         Ok((b, cancelled))
+    }
+
+    /// Puts failed rows of a completed, failed or paused broadcast back in the queue (only the
+    /// given error kinds; all when empty) and sets it running again. Rows of users who blocked
+    /// the bot, unsubscribed or bounced are never retried. Returns how many rows were queued.
+    pub async fn retry(&self, id: BroadcastId, kinds: &[ErrorKind]) -> Result<u64> {
+        let b = self.ports.broadcasts.get_broadcast(id).await?;
+        if !matches!(
+            b.status,
+            BroadcastStatus::Completed | BroadcastStatus::Failed | BroadcastStatus::Paused
+        ) {
+            return Err(Error::Conflict(format!(
+                "broadcast {id} is {}; only a completed, failed or paused broadcast can be retried",
+                b.status
+            )));
+        }
+        let now = self.ports.clock.now();
+        let queued = self.ports.deliveries.requeue_failed(id, kinds, now).await?;
+        if queued > 0 && b.status != BroadcastStatus::Paused {
+            self.transition(
+                id,
+                &[BroadcastStatus::Completed, BroadcastStatus::Failed],
+                BroadcastStatus::Running,
+                None,
+            )
+            .await?;
+        }
+        self.publish(id).await?;
+        Ok(queued)
     }
 
     async fn transition(
@@ -526,8 +567,10 @@ impl Orchestrator {
                 row,
                 context,
                 compiled,
+                slot: None,
             });
         }
+        self.assign_slots(&mut jobs, now).await?;
         let mut pending: FuturesUnordered<_> =
             jobs.into_iter().map(|job| self.deliver(job)).collect();
         let mut results = Vec::with_capacity(pending.len());
@@ -541,6 +584,7 @@ impl Orchestrator {
         }
         drop(pending);
         self.ports.deliveries.record_results(&results).await?;
+        self.pause_tripped().await?;
         for id in touched {
             if self.complete_if_done(id).await? {
                 report.completed.push(id);
@@ -548,6 +592,44 @@ impl Orchestrator {
             self.publish(id).await?;
         }
         Ok(report)
+    }
+
+    /// Reserves shared send slots for the jobs of rate-shared channels, in claim order.
+    async fn assign_slots(&self, jobs: &mut [Job], now: DateTime<Utc>) -> Result<()> {
+        let Some(budget) = &self.ports.budget else {
+            return Ok(());
+        };
+        for (kind, rate) in &self.settings.shared_rates {
+            let n = jobs.iter().filter(|j| j.row.channel == *kind).count() as u32;
+            if n == 0 || *rate == 0 {
+                continue;
+            }
+            let interval = Duration::from_secs_f64(1.0 / f64::from(*rate));
+            let first = budget.reserve(kind.as_str(), interval, n, now).await?;
+            let step = chrono::Duration::from_std(interval).unwrap_or_default();
+            for (i, job) in jobs
+                .iter_mut()
+                .filter(|j| j.row.channel == *kind)
+                .enumerate()
+            {
+                job.slot = Some(first + step * i as i32);
+            }
+        }
+        Ok(())
+    }
+
+    /// Pauses the broadcasts whose circuit breaker tripped during the last batch.
+    async fn pause_tripped(&self) -> Result<()> {
+        let tripped = self.breaker.lock().expect("breaker poisoned").tripped();
+        for (id, reason) in tripped {
+            tracing::warn!(broadcast = id, %reason, "circuit breaker tripped");
+            match self.pause(id, Some(reason)).await {
+                Ok(_) | Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+            self.breaker.lock().expect("breaker poisoned").reset(id);
+        }
+        Ok(())
     }
 
     /// Delivers one broadcast to the end: ticks until no row is open, waiting for retries that
@@ -622,7 +704,31 @@ impl Orchestrator {
             .list_broadcasts(&[BroadcastStatus::Scheduled], 1000)
             .await?
         {
-            if b.scheduled_at.is_some_and(|at| at <= now) {
+            let Some(at) = b.scheduled_at.filter(|at| *at <= now) else {
+                continue;
+            };
+            let grace =
+                chrono::Duration::from_std(self.settings.schedule_grace).unwrap_or_default();
+            if now - at > grace {
+                if b.status_reason.is_none() {
+                    let reason = format!(
+                        "missed its start time {at} by more than the grace period ({} s); \
+                         launch or reschedule it",
+                        self.settings.schedule_grace.as_secs()
+                    );
+                    tracing::warn!(broadcast = b.id, %reason, "not launching a stale broadcast");
+                    let keep = [BroadcastStatus::Scheduled];
+                    match self
+                        .transition(b.id, &keep, BroadcastStatus::Scheduled, Some(reason))
+                        .await
+                    {
+                        Ok(_) | Err(Error::Conflict(_)) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                continue;
+            }
+            {
                 match self.launch(b.id).await {
                     Ok(_) => launched += 1,
                     // Another worker launched it first.
@@ -671,6 +777,7 @@ impl Orchestrator {
             row,
             context,
             compiled,
+            slot,
         } = job;
         let now = || self.ports.clock.now();
         let result = |outcome| DeliveryResult {
@@ -706,6 +813,26 @@ impl Orchestrator {
             user_id: Some(row.user_id),
             body,
         };
+        let lane = (row.broadcast_id, row.channel);
+        if let Some(slot) = slot {
+            let wait = (slot - self.ports.clock.now()).to_std().unwrap_or_default();
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        if self
+            .breaker
+            .lock()
+            .expect("breaker poisoned")
+            .is_tripped(lane)
+        {
+            return result(Outcome::Retry {
+                next_attempt_at: now(),
+                kind: ErrorKind::Transient,
+                error: "held back: the channel's circuit breaker tripped".into(),
+                count_attempt: false,
+            });
+        }
         let sent = {
             let _permit = match self.permits.get(&row.channel) {
                 Some(sem) => Some(sem.acquire().await),
@@ -715,6 +842,12 @@ impl Orchestrator {
         };
         match sent {
             Ok(delivered) => {
+                self.breaker.lock().expect("breaker poisoned").record(
+                    lane,
+                    false,
+                    self.limits(),
+                    "",
+                );
                 if let Some(new_chat) = delivered.migrated_to
                     && let Err(e) = self
                         .ports
@@ -729,7 +862,46 @@ impl Orchestrator {
                     provider_message_id: delivered.provider_message_id,
                 })
             }
-            Err(e) => result(self.outcome_of_failure(&row, e).await),
+            Err(e) => {
+                let counts = matches!(e.kind, FailureKind::Transient | FailureKind::Permanent);
+                let message = e.message.clone();
+                let outcome = self.outcome_of_failure(&row, e).await;
+                if counts {
+                    self.breaker.lock().expect("breaker poisoned").record(
+                        lane,
+                        true,
+                        self.limits(),
+                        &message,
+                    );
+                }
+                if matches!(outcome, Outcome::Failed { .. })
+                    && row.channel == ChannelKind::Telegram
+                    && compiled.policy == ChannelPolicy::TelegramThenEmail
+                {
+                    let added = self
+                        .ports
+                        .deliveries
+                        .add_email_fallback(
+                            row.broadcast_id,
+                            row.user_id,
+                            row.registration_id,
+                            now(),
+                        )
+                        .await;
+                    if let Err(e) = added {
+                        tracing::warn!(user = row.user_id, error = %e, "could not add the e-mail fallback");
+                    }
+                }
+                result(outcome)
+            }
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            consecutive: self.settings.breaker_consecutive,
+            window: self.settings.breaker_window,
+            ratio: self.settings.breaker_ratio,
         }
     }
 
@@ -867,6 +1039,7 @@ impl Orchestrator {
         let compiled = Arc::new(Compiled {
             template: self.ports.renderer.compile(&content)?,
             broadcast_name: b.name,
+            policy: b.channel_policy,
         });
         self.compiled
             .lock()

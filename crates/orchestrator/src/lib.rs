@@ -19,6 +19,7 @@
 //! ```
 
 mod backoff;
+mod breaker;
 mod engine;
 pub mod memory;
 mod progress;

@@ -29,6 +29,7 @@ struct State {
     recipients: BTreeMap<RecipientId, Recipient>,
     admins: Vec<AdminUser>,
     audit: Vec<AuditEntry>,
+    budgets: BTreeMap<String, DateTime<Utc>>,
 }
 
 impl State {
@@ -503,6 +504,90 @@ impl DeliveryStore for MemoryStore {
         Ok(n)
     }
 
+    async fn add_email_fallback(
+        &self,
+        broadcast: BroadcastId,
+        user: UserId,
+        registration: Option<RegistrationId>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let mut s = self.lock();
+        let exists = s.recipients.values().any(|r| {
+            r.broadcast_id == broadcast && r.user_id == user && r.channel == ChannelKind::Email
+        });
+        if exists {
+            return Ok(false);
+        }
+        let u = s
+            .users
+            .get(&user)
+            .ok_or_else(|| Error::not_found("user", user))?;
+        let (status, skip_reason, address) = match reachable_email(u) {
+            Ok(a) => (DeliveryStatus::Pending, None, a),
+            Err(reason) => (DeliveryStatus::Skipped, Some(reason), String::new()),
+        };
+        let id = s.id();
+        s.recipients.insert(
+            id,
+            Recipient {
+                id,
+                broadcast_id: broadcast,
+                user_id: user,
+                registration_id: registration,
+                channel: ChannelKind::Email,
+                address,
+                status,
+                skip_reason,
+                attempts: 0,
+                next_attempt_at: now,
+                lease_owner: None,
+                lease_expires_at: None,
+                error_kind: None,
+                last_error: None,
+                provider_message_id: None,
+                sent_at: None,
+                lease_expirations: 0,
+                updated_at: now,
+            },
+        );
+        s.broadcast(broadcast)?.total_recipients += 1;
+        Ok(status == DeliveryStatus::Pending)
+    }
+
+    async fn requeue_failed(
+        &self,
+        broadcast: BroadcastId,
+        kinds: &[ErrorKind],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let mut s = self.lock();
+        let mut flagged = Vec::new();
+        for u in s.users.values() {
+            if u.telegram_blocked_at.is_some() {
+                flagged.push((u.id, ChannelKind::Telegram));
+            }
+            if u.email_unsubscribed_at.is_some() || u.email_bounced_at.is_some() {
+                flagged.push((u.id, ChannelKind::Email));
+            }
+        }
+        let mut n = 0;
+        for r in s.recipients.values_mut() {
+            let eligible = r.broadcast_id == broadcast
+                && r.status == DeliveryStatus::Failed
+                && r.error_kind != Some(ErrorKind::Blocked)
+                && (kinds.is_empty() || r.error_kind.is_some_and(|k| kinds.contains(&k)))
+                && !flagged.contains(&(r.user_id, r.channel));
+            if eligible {
+                r.status = DeliveryStatus::Pending;
+                r.attempts = 0;
+                r.next_attempt_at = now;
+                r.updated_at = now;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     async fn list_recipients(
         &self,
         broadcast: BroadcastId,
@@ -531,6 +616,25 @@ impl DeliveryStore for MemoryStore {
                 .cloned()
                 .collect(),
         })
+    }
+}
+
+#[async_trait]
+impl SendBudget for MemoryStore {
+    async fn reserve(
+        &self,
+        key: &str,
+        interval: std::time::Duration,
+        n: u32,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
+        let mut s = self.lock();
+        let step = chrono::Duration::from_std(interval)
+            .map_err(|e| Error::Invalid(format!("budget interval: {e}")))?;
+        let next = s.budgets.entry(key.to_owned()).or_insert(now);
+        let first = (*next).max(now);
+        *next = first + step * n as i32;
+        Ok(first)
     }
 }
 

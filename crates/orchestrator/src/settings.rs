@@ -1,6 +1,9 @@
 //! Tunables of the orchestrator, with defaults suitable for one worker on one machine.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+use broadcast_domain::ChannelKind;
 
 /// How the orchestrator claims, sends and retries.
 #[derive(Debug, Clone)]
@@ -23,6 +26,21 @@ pub struct Settings {
     pub retry_max: Duration,
     /// Pause between polls when there is nothing to do.
     pub idle_poll: Duration,
+    /// A scheduled broadcast whose time passed longer ago than this (no worker was running)
+    /// is not launched automatically: it waits for an operator instead of firing a stale
+    /// announcement.
+    pub schedule_grace: Duration,
+    /// The circuit breaker pauses a broadcast after this many consecutive channel failures
+    /// (transient or permanent errors; blocked users and bad addresses do not count).
+    pub breaker_consecutive: u32,
+    /// ... or when more than `breaker_ratio` of the last `breaker_window` attempts on a channel
+    /// failed.
+    pub breaker_window: u32,
+    /// See `breaker_window`.
+    pub breaker_ratio: f64,
+    /// Messages per second per channel shared by every worker through the `SendBudget` port
+    /// (e.g. Telegram's 30/s per bot). Channels not listed are paced only in-process.
+    pub shared_rates: BTreeMap<ChannelKind, u32>,
 }
 
 impl Default for Settings {
@@ -37,6 +55,11 @@ impl Default for Settings {
             retry_base: Duration::from_secs(30),
             retry_max: Duration::from_secs(3600),
             idle_poll: Duration::from_millis(500),
+            schedule_grace: Duration::from_secs(3600),
+            breaker_consecutive: 50,
+            breaker_window: 200,
+            breaker_ratio: 0.5,
+            shared_rates: BTreeMap::new(),
         }
     }
 }

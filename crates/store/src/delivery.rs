@@ -1,12 +1,14 @@
 //! [`DeliveryStore`] for [`Store`]: writing delivery results back in batches, counting and
-//! listing the ledger. Claiming lives in `claim.rs`.
+//! listing the ledger. Claiming lives in `claim.rs`, the e-mail fallback and requeuing in
+//! `retry.rs`.
 
 use std::collections::HashSet;
 
 use async_trait::async_trait;
 use broadcast_domain::{
     BroadcastId, ClaimRequest, DeliveryResult, DeliveryStats, DeliveryStatus, DeliveryStore, Error,
-    ErrorKind, Outcome, Page, Recipient, RecipientQuery, Result, StatusCount,
+    ErrorKind, Outcome, Page, Recipient, RecipientQuery, RegistrationId, Result, StatusCount,
+    UserId,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{CaseStatement, Expr, ExprTrait};
@@ -171,7 +173,7 @@ impl Bulk {
 
 impl Store {
     /// NotFound unless the broadcast exists.
-    async fn ensure_broadcast(&self, id: BroadcastId) -> Result<()> {
+    pub(crate) async fn ensure_broadcast(&self, id: BroadcastId) -> Result<()> {
         let found = broadcasts::Entity::find_by_id(id)
             .select_only()
             .column(broadcasts::Column::Id)
@@ -368,5 +370,30 @@ impl DeliveryStore for Store {
             items: convert::all(models, convert::recipient)?,
             total,
         })
+    }
+
+    /// One `INSERT ... SELECT ... FROM users ... ON CONFLICT DO NOTHING RETURNING status` and a
+    /// bump of `broadcasts.total_recipients`, in one transaction (see `retry.rs`). A missing user,
+    /// broadcast or registration is [`Error::NotFound`].
+    async fn add_email_fallback(
+        &self,
+        broadcast: BroadcastId,
+        user: UserId,
+        registration: Option<RegistrationId>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        self.email_fallback(broadcast, user, registration, now)
+            .await
+    }
+
+    /// One `UPDATE` with correlated `EXISTS` subqueries over `users` (see `retry.rs`); `error_kind` and
+    /// `last_error` are kept as history. A missing broadcast is [`Error::NotFound`].
+    async fn requeue_failed(
+        &self,
+        broadcast: BroadcastId,
+        kinds: &[ErrorKind],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        self.requeue(broadcast, kinds, now).await
     }
 }

@@ -1,9 +1,9 @@
 //! Persistence of the broadcast system with sea-orm, for SQLite and PostgreSQL from the same code.
 //!
 //! [`Store`] implements the store ports of `broadcast-domain` (`TemplateStore`,
-//! `BroadcastStore`, `DeliveryStore`, `AudienceStore`, `AdminStore`, `AuditLog`). [`entity`]
-//! mirrors the tables that `broadcast-migration` creates; [`csv_import`] reads the audience CSV
-//! files that `AudienceStore::import_*` stores.
+//! `BroadcastStore`, `DeliveryStore`, `AudienceStore`, `AdminStore`, `AuditLog`, `SendBudget`).
+//! [`entity`] mirrors the tables that `broadcast-migration` creates; [`csv_import`] reads the
+//! audience CSV files that `AudienceStore::import_*` stores.
 //!
 //! This is the only crate (besides `broadcast-filter`, which compiles audience filters to queries
 //! over these entities) that knows sea-orm.
@@ -11,6 +11,7 @@
 mod admin;
 mod audience;
 mod broadcasts;
+mod budget;
 mod claim;
 mod convert;
 pub mod csv_import;
@@ -18,6 +19,7 @@ mod delivery;
 pub mod entity;
 mod error;
 pub mod password;
+mod retry;
 mod store;
 mod templates;
 

@@ -496,3 +496,59 @@ async fn bound_timestamps_compare_in_time_order() {
         }
     }
 }
+
+/// `send_budgets`: one row per key, both timestamps required, microseconds kept.
+#[tokio::test]
+async fn send_budgets_have_one_row_per_key() {
+    for db in TestDb::all().await {
+        let backend = db.backend();
+        let now = Utc.with_ymd_and_hms(2026, 11, 28, 10, 0, 0).unwrap() + Duration::microseconds(7);
+        let budget = |key: &str, next: Option<DateTime<Utc>>, updated: Option<DateTime<Utc>>| {
+            let mut columns = vec![Alias::new("key")];
+            let mut values = vec![Expr::val(key)];
+            if let Some(next) = next {
+                columns.push(Alias::new("next_free_at"));
+                values.push(Expr::val(next));
+            }
+            if let Some(updated) = updated {
+                columns.push(Alias::new("updated_at"));
+                values.push(Expr::val(updated));
+            }
+            Query::insert()
+                .into_table(Alias::new("send_budgets"))
+                .columns(columns)
+                .values_panic(values)
+                .to_owned()
+        };
+        db.conn()
+            .execute(&budget("telegram", Some(now), Some(now)))
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: insert a budget: {e}"));
+        db.conn()
+            .execute(&budget("email", Some(now), Some(now)))
+            .await
+            .unwrap_or_else(|e| panic!("{backend}: insert a second key: {e}"));
+        for (stmt, why) in [
+            (budget("telegram", Some(now), Some(now)), "duplicate key"),
+            (budget("x", None, Some(now)), "next_free_at is NOT NULL"),
+            (budget("y", Some(now), None), "updated_at is NOT NULL"),
+        ] {
+            let result = db.conn().execute(&stmt).await;
+            assert!(result.is_err(), "{backend}: {why} accepted: {result:?}");
+        }
+        let row = db
+            .conn()
+            .query_one(
+                &Query::select()
+                    .column(Alias::new("next_free_at"))
+                    .from(Alias::new("send_budgets"))
+                    .and_where(Expr::col(Alias::new("key")).eq("telegram"))
+                    .to_owned(),
+            )
+            .await
+            .expect("select budget")
+            .expect("budget row");
+        let stored: DateTime<Utc> = row.try_get("", "next_free_at").expect("next_free_at");
+        assert_eq!(stored, now, "{backend}: microseconds kept");
+    }
+}

@@ -156,6 +156,12 @@ impl ScriptedChannel {
         self.always.lock().unwrap().insert(address.to_owned(), kind);
     }
 
+    /// Sends to `address` succeed again.
+    pub(crate) fn clear(&self, address: &str) {
+        self.script.lock().unwrap().remove(address);
+        self.always.lock().unwrap().remove(address);
+    }
+
     pub(crate) fn sent_to(&self) -> Vec<String> {
         self.sent
             .lock()

@@ -1,6 +1,7 @@
 //! Orchestrator behaviour over in-memory doubles of every port.
 
 mod doubles;
+mod sql;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,6 +95,7 @@ impl Harness {
             channels: Channels::new().with(telegram.clone()).with(email.clone()),
             clock: Arc::new(clock.clone()),
             links: None,
+            budget: None,
         };
         let orch = Orchestrator::new(ports, settings);
         Self {
@@ -522,4 +524,221 @@ async fn an_empty_audience_completes_at_launch_and_progress_is_published() {
         (3, 0, BroadcastStatus::Completed)
     );
     assert!((last.fraction() - 1.0).abs() < f64::EPSILON);
+}
+
+mod durable {
+    //! Fallback, circuit breaker, retry, schedule grace and the shared send budget.
+
+    use super::*;
+
+    #[tokio::test]
+    async fn telegram_then_email_falls_back_for_unreachable_and_failed_telegram() {
+        let h = Harness::new().await;
+        h.telegram.fail_always("106", FailureKind::Blocked);
+        h.telegram.fail_always("101", FailureKind::Transient);
+        let id = h.broadcast(ChannelPolicy::TelegramThenEmail).await;
+        let report = h.orch.launch(id).await.unwrap();
+        // Telegram for everyone; e-mail rows only for those Telegram cannot reach at launch.
+        assert_eq!(report.materialised.queued[&ChannelKind::Telegram], 3);
+        assert_eq!(
+            report.materialised.queued[&ChannelKind::Email],
+            2,
+            "chen + dora (blocked)"
+        );
+        for _ in 0..10 {
+            h.orch.tick(Some(id)).await.unwrap();
+            h.clock.advance(Duration::from_secs(600));
+        }
+        let mut mails = h.email.sent_to();
+        mails.sort();
+        // Farid's Telegram failed (blocked) -> e-mail; Anna's kept failing transiently -> e-mail
+        // after the last attempt; Ben has no e-mail; Emil unsubscribed.
+        assert_eq!(
+            mails,
+            [
+                "anna@example.org",
+                "chen@example.org",
+                "dora@example.org",
+                "farid@example.org"
+            ]
+        );
+        assert_eq!(h.status(id).await, BroadcastStatus::Completed);
+        let b = h.store.get_broadcast(id).await.unwrap();
+        assert_eq!(
+            b.total_recipients, 11,
+            "6 telegram + 3 at launch + 2 fallbacks"
+        );
+    }
+
+    #[tokio::test]
+    async fn both_sends_each_channel_independently() {
+        let h = Harness::new().await;
+        h.telegram.fail_always("101", FailureKind::Permanent);
+        let id = h.broadcast(ChannelPolicy::Both).await;
+        h.orch.launch(id).await.unwrap();
+        h.orch.run_until_done(id).await.unwrap();
+        assert!(h.email.sent_to().contains(&"anna@example.org".to_owned()));
+        assert_eq!(h.email.sent_to().len(), 4, "no extra fallback rows");
+    }
+
+    #[tokio::test]
+    async fn circuit_breaker_pauses_after_consecutive_failures_not_the_whole_audience() {
+        let h = Harness::with_settings(Settings {
+            worker_id: "w1".into(),
+            batch_size: 2,
+            breaker_consecutive: 3,
+            breaker_window: 100,
+            retry_base: Duration::from_secs(10),
+            idle_poll: Duration::from_millis(1),
+            ..Settings::default()
+        })
+        .await;
+        for addr in [
+            "anna@example.org",
+            "chen@example.org",
+            "dora@example.org",
+            "farid@example.org",
+        ] {
+            h.email.fail_always(addr, FailureKind::Permanent);
+        }
+        let id = h.broadcast(ChannelPolicy::Email).await;
+        h.orch.launch(id).await.unwrap();
+        h.orch.run_until_done(id).await.unwrap();
+        let b = h.store.get_broadcast(id).await.unwrap();
+        assert_eq!(b.status, BroadcastStatus::Paused);
+        let reason = b.status_reason.unwrap();
+        assert!(reason.contains("3 consecutive email failures"), "{reason}");
+        let stats = h.orch.stats(id).await.unwrap();
+        assert_eq!(stats.count(DeliveryStatus::Failed), 3);
+        assert_eq!(
+            stats.count(DeliveryStatus::Pending),
+            1,
+            "the rest waits for the operator"
+        );
+
+        // The operator fixes the cause and resumes; the rest goes out.
+        h.email.clear("farid@example.org");
+        h.orch.resume(id).await.unwrap();
+        h.orch.run_until_done(id).await.unwrap();
+        let stats = h.orch.stats(id).await.unwrap();
+        assert_eq!(stats.count(DeliveryStatus::Failed), 3);
+        assert_eq!(stats.count(DeliveryStatus::Sent), 1);
+        assert_eq!(h.status(id).await, BroadcastStatus::Completed);
+    }
+
+    #[tokio::test]
+    async fn retry_requeues_failed_rows_but_never_blocked_ones() {
+        let h = Harness::new().await;
+        h.telegram.fail_always("101", FailureKind::Permanent);
+        h.telegram.fail_always("102", FailureKind::Blocked);
+        let id = h.broadcast(ChannelPolicy::Telegram).await;
+        h.orch.launch(id).await.unwrap();
+        h.orch.run_until_done(id).await.unwrap();
+        assert_eq!(h.status(id).await, BroadcastStatus::Completed);
+        let err = h.orch.retry(id + 1000, &[]).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+
+        assert_eq!(h.orch.retry(id, &[ErrorKind::Transient]).await.unwrap(), 0);
+        assert_eq!(h.status(id).await, BroadcastStatus::Completed);
+        h.telegram.clear("101");
+        let ok = h.orch.retry(id, &[ErrorKind::Permanent]).await.unwrap();
+        assert_eq!(ok, 1, "the blocked row stays failed");
+        assert_eq!(h.status(id).await, BroadcastStatus::Running);
+        let row = h
+            .store
+            .recipients()
+            .into_iter()
+            .find(|r| r.address == "101")
+            .unwrap();
+        assert_eq!((row.status, row.attempts), (DeliveryStatus::Pending, 0));
+
+        let running = h.orch.retry(id, &[]).await.unwrap_err();
+        assert!(running.to_string().contains("is running"), "{running}");
+        h.orch.run_until_done(id).await.unwrap();
+        let row = h
+            .store
+            .recipients()
+            .into_iter()
+            .find(|r| r.address == "101")
+            .unwrap();
+        assert_eq!((row.status, row.attempts), (DeliveryStatus::Sent, 1));
+    }
+
+    #[tokio::test]
+    async fn a_stale_schedule_waits_for_an_operator() {
+        let h = Harness::new().await;
+        let id = h.broadcast(ChannelPolicy::Telegram).await;
+        let at = h.clock.now() + chrono::Duration::minutes(1);
+        h.store
+            .set_schedule(id, Some(at), h.clock.now())
+            .await
+            .unwrap();
+        // No worker ran for two hours.
+        h.clock.advance(Duration::from_secs(2 * 3600));
+        assert_eq!(h.orch.launch_due().await.unwrap(), 0);
+        let b = h.store.get_broadcast(id).await.unwrap();
+        assert_eq!(b.status, BroadcastStatus::Scheduled);
+        assert!(b.status_reason.unwrap().contains("grace period"));
+        assert!(h.telegram.sent_to().is_empty());
+        // Within the grace window it would have started late.
+        let late = h.broadcast(ChannelPolicy::Telegram).await;
+        let at = h.clock.now() - chrono::Duration::minutes(30);
+        h.store
+            .set_schedule(late, Some(at), h.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(h.orch.launch_due().await.unwrap(), 1);
+        // The operator launches the stale one by hand.
+        h.orch.launch(id).await.unwrap();
+        assert_eq!(h.status(id).await, BroadcastStatus::Running);
+    }
+
+    #[tokio::test]
+    async fn lifecycle_transitions_are_refused_with_clear_errors() {
+        let h = Harness::new().await;
+        let id = h.broadcast(ChannelPolicy::Telegram).await;
+        let err = h.orch.resume(id).await.unwrap_err();
+        assert!(err.to_string().contains("is draft"), "{err}");
+        let err = h.orch.pause(id, None).await.unwrap_err();
+        assert!(err.to_string().contains("is draft"), "{err}");
+        h.orch.launch(id).await.unwrap();
+        h.orch.run_until_done(id).await.unwrap();
+        for err in [
+            h.orch.cancel(id).await.map(|_| ()).unwrap_err(),
+            h.orch.launch(id).await.map(|_| ()).unwrap_err(),
+            h.orch.pause(id, None).await.map(|_| ()).unwrap_err(),
+            h.store
+                .set_schedule(id, Some(h.clock.now()), h.clock.now())
+                .await
+                .map(|_| ())
+                .unwrap_err(),
+        ] {
+            assert!(matches!(err, Error::Conflict(_)), "{err}");
+            assert!(err.to_string().contains("completed"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_shared_budget_spaces_sends_across_workers() {
+        let store = MemoryStore::new();
+        let start = store
+            .reserve(
+                "telegram",
+                Duration::from_millis(100),
+                5,
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        let second = store
+            .reserve("telegram", Duration::from_millis(100), 5, start)
+            .await
+            .unwrap();
+        assert_eq!(second - start, chrono::Duration::milliseconds(500));
+        let other = store
+            .reserve("email", Duration::from_millis(100), 1, start)
+            .await
+            .unwrap();
+        assert_eq!(other, start, "keys are independent");
+    }
 }

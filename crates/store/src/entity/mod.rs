@@ -11,6 +11,7 @@ pub mod broadcasts;
 pub mod competitions;
 pub mod message_templates;
 pub mod registrations;
+pub mod send_budgets;
 pub mod users;
 
 /// The entities under short names, for `use broadcast_store::entity::prelude::*`.
@@ -22,5 +23,6 @@ pub mod prelude {
     pub use super::competitions::Entity as Competitions;
     pub use super::message_templates::Entity as MessageTemplates;
     pub use super::registrations::Entity as Registrations;
+    pub use super::send_budgets::Entity as SendBudgets;
     pub use super::users::Entity as Users;
 }

@@ -3,9 +3,12 @@
 
 mod admin;
 mod broadcasts;
+mod budget;
 mod claims;
 mod connect;
+mod fallback;
 mod import;
+mod requeue;
 mod results;
 mod stats;
 mod support;

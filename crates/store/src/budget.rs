@@ -1,0 +1,238 @@
+//! [`SendBudget`] for [`Store`]: send rates shared by every worker process through the
+//! `send_budgets` table.
+//!
+//! A key's row holds `next_free_at`, the first slot nobody has reserved yet. Reserving `n` slots
+//! `interval` apart hands out `first = max(next_free_at, now)` and moves `next_free_at` to
+//! `first + n * interval`, atomically, so reservations of all workers are consecutive and never
+//! overlap, and a key left idle starts again at `now`.
+//!
+//! - **PostgreSQL**: one upsert; the server does the arithmetic under the row lock, so any
+//!   number of worker processes queue up on the row:
+//!   ```sql
+//!   INSERT INTO send_budgets (key, next_free_at, updated_at) VALUES ($1, $2, $3)  -- now + span, now
+//!   ON CONFLICT (key) DO UPDATE
+//!   SET next_free_at = GREATEST(send_budgets.next_free_at, EXCLUDED.updated_at)
+//!                      + CAST($4 AS INTERVAL),                                  -- 'span microseconds'
+//!       updated_at = EXCLUDED.updated_at
+//!   RETURNING next_free_at
+//!   ```
+//!   and `first = next_free_at - span`.
+//! - **SQLite**: timestamps are RFC 3339 text, so the arithmetic is done here, in one transaction
+//!   under the store's SQLite write lock: `INSERT ... ON CONFLICT (key) DO NOTHING` first (a write,
+//!   so the transaction holds SQLite's write lock from its first statement and no other process
+//!   can change the row before the commit), then `SELECT` and `UPDATE`.
+//!
+//! Times are whole microseconds, which is what PostgreSQL stores: `now` and `interval` are
+//! rounded **up** to the microsecond, so the first slot is never before `now` and slots are never
+//! closer together than `interval`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use broadcast_domain::{Error, Result, SendBudget};
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::sea_query::{OnConflict, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement, Value,
+    sea_query::Expr,
+};
+
+use crate::Store;
+use crate::entity::send_budgets::{Column, Entity};
+use crate::error::db_err;
+
+/// `t` rounded up to a whole microsecond.
+fn ceil_micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    match t.timestamp_subsec_nanos() % 1_000 {
+        0 => t,
+        extra => t + TimeDelta::nanoseconds(i64::from(1_000 - extra)),
+    }
+}
+
+/// What a reservation asks for, checked: the span of `n` slots in whole microseconds.
+#[derive(Debug)]
+struct Request<'a> {
+    key: &'a str,
+    now: DateTime<Utc>,
+    span: TimeDelta,
+    span_micros: i64,
+}
+
+impl<'a> Request<'a> {
+    fn new(key: &'a str, interval: Duration, n: u32, now: DateTime<Utc>) -> Result<Self> {
+        if key.trim().is_empty() {
+            return Err(Error::Invalid("a send budget key must not be empty".into()));
+        }
+        if n == 0 {
+            return Err(Error::Invalid(format!(
+                "a reservation of send budget `{key}` must be for at least 1 slot, got 0"
+            )));
+        }
+        let too_long = || {
+            Error::Invalid(format!(
+                "a reservation of {n} slots of {interval:?} on send budget `{key}` is too long"
+            ))
+        };
+        let interval_micros =
+            i64::try_from(interval.as_nanos().div_ceil(1_000)).map_err(|_| too_long())?;
+        let span_micros = interval_micros
+            .checked_mul(i64::from(n))
+            .ok_or_else(too_long)?;
+        let span = TimeDelta::microseconds(span_micros);
+        let now = ceil_micros(now);
+        // The end must be a representable time.
+        now.checked_add_signed(span).ok_or_else(too_long)?;
+        Ok(Request {
+            key,
+            now,
+            span,
+            span_micros,
+        })
+    }
+
+    fn end_from(&self, first: DateTime<Utc>) -> Result<DateTime<Utc>> {
+        first.checked_add_signed(self.span).ok_or_else(|| {
+            Error::Invalid(format!(
+                "send budget `{}` is reserved up to {first}; {} more is out of range",
+                self.key, self.span
+            ))
+        })
+    }
+}
+
+impl Store {
+    /// PostgreSQL: one upsert (see the module documentation).
+    async fn reserve_postgres(&self, req: &Request<'_>) -> Result<DateTime<Utc>> {
+        let sql = "INSERT INTO send_budgets (key, next_free_at, updated_at) VALUES ($1, $2, $3) \
+                   ON CONFLICT (key) DO UPDATE \
+                   SET next_free_at = GREATEST(send_budgets.next_free_at, EXCLUDED.updated_at) \
+                                      + CAST($4 AS INTERVAL), \
+                       updated_at = EXCLUDED.updated_at \
+                   RETURNING next_free_at";
+        let values: [Value; 4] = [
+            req.key.into(),
+            req.end_from(req.now)?.into(),
+            req.now.into(),
+            format!("{} microseconds", req.span_micros).into(),
+        ];
+        let row = self
+            .conn()
+            .query_one_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::Internal("the send budget upsert returned no row".into()))?;
+        let end: DateTime<Utc> = row.try_get("", "next_free_at").map_err(db_err)?;
+        end.checked_sub_signed(req.span).ok_or_else(|| {
+            Error::Internal(format!(
+                "send budget `{}` returned an out-of-range time {end}",
+                req.key
+            ))
+        })
+    }
+
+    /// SQLite: write first, then read and update, in one transaction (see the module docs).
+    async fn reserve_sqlite(&self, req: &Request<'_>) -> Result<DateTime<Utc>> {
+        let _guard = self.sqlite_write_lock().await;
+        let txn = self.begin().await?;
+        let create = Query::insert()
+            .into_table(Entity)
+            .columns([Column::Key, Column::NextFreeAt, Column::UpdatedAt])
+            .values_panic([req.key.into(), req.now.into(), req.now.into()])
+            .on_conflict(OnConflict::column(Column::Key).do_nothing().to_owned())
+            .to_owned();
+        txn.execute(&create).await.map_err(db_err)?;
+        let row = Entity::find_by_id(req.key.to_owned())
+            .one(&txn)
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| {
+                Error::Internal(format!("send budget `{}` vanished while reserved", req.key))
+            })?;
+        let first = row.next_free_at.max(req.now);
+        let end = req.end_from(first)?;
+        Entity::update_many()
+            .col_expr(Column::NextFreeAt, Expr::val(end))
+            .col_expr(Column::UpdatedAt, Expr::val(req.now))
+            .filter(Column::Key.eq(req.key))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(first)
+    }
+}
+
+#[async_trait]
+impl SendBudget for Store {
+    #[tracing::instrument(skip(self))]
+    async fn reserve(
+        &self,
+        key: &str,
+        interval: Duration,
+        n: u32,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>> {
+        let req = Request::new(key, interval, n, now)?;
+        let first = if self.is_sqlite() {
+            self.reserve_sqlite(&req).await?
+        } else {
+            self.reserve_postgres(&req).await?
+        };
+        tracing::trace!(%first, "reserved send budget slots");
+        Ok(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn rounds_up_to_microseconds() {
+        let t = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        assert_eq!(ceil_micros(t), t);
+        assert_eq!(
+            ceil_micros(t + TimeDelta::nanoseconds(1)),
+            t + TimeDelta::microseconds(1)
+        );
+        assert_eq!(
+            ceil_micros(t + TimeDelta::nanoseconds(7_000)),
+            t + TimeDelta::microseconds(7)
+        );
+        assert_eq!(
+            ceil_micros(t + TimeDelta::nanoseconds(999_999_999)),
+            t + TimeDelta::seconds(1)
+        );
+    }
+
+    #[test]
+    fn checks_the_request() {
+        let t = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        let ms = Duration::from_millis(1);
+        let err = |r: Result<Request<'_>>| match r {
+            Err(Error::Invalid(msg)) => msg,
+            other => panic!("expected Invalid, got {other:?}"),
+        };
+        assert!(err(Request::new(" ", ms, 1, t)).contains("key"));
+        assert!(err(Request::new("telegram", ms, 0, t)).contains("at least 1 slot"));
+        assert!(err(Request::new("telegram", Duration::MAX, 1, t)).contains("too long"));
+        assert!(
+            err(Request::new(
+                "telegram",
+                Duration::from_secs(u64::from(u32::MAX)),
+                u32::MAX,
+                t
+            ))
+            .contains("too long")
+        );
+        // 1/30 s is 33,333,333.3 ns: rounded up to 33,334 µs per slot.
+        let req = Request::new("telegram", Duration::from_nanos(33_333_333), 3, t).unwrap();
+        assert_eq!(req.span_micros, 3 * 33_334);
+        assert_eq!(req.span, TimeDelta::microseconds(100_002));
+    }
+}

@@ -1,0 +1,22 @@
+//! `send_budgets`: send rates shared by every worker, one row per key.
+
+use sea_orm::entity::prelude::*;
+
+/// A row of `send_budgets`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "send_budgets")]
+pub struct Model {
+    /// What is rate-limited, e.g. `telegram`.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub key: String,
+    /// Earliest time of the next free slot.
+    pub next_free_at: DateTimeUtc,
+    /// Last reservation.
+    pub updated_at: DateTimeUtc,
+}
+
+/// `send_budgets` has no relations.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
