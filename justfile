@@ -18,6 +18,15 @@ migrate *ARGS:
     cargo run -p broadcast-migrate -- up {{ARGS}}
     cargo run -p broadcast-migrate -- status {{ARGS}}
 
+# The admin panel on ADMIN_BIND (needs ADMIN_SECRET_KEY; create a login with
+# `cargo run -p broadcast-cli -- admin create-user NAME`).
+web:
+    cargo run --release -p broadcast-admin-web
+
+# Headless Chromium for the browser tests (Debian packages).
+browser:
+    bash scripts/install-browser.sh
+
 # Exactly what CI runs.
 ci:
     bash .ci/run

@@ -6,7 +6,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Send announcements over Telegram and e-mail to chosen parts of an audience.
 #[derive(Debug, Parser)]
-#[command(name = "broadcast-cli", version, about, long_about = None)]
+#[command(
+    name = "broadcast-cli",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit codes: 0 success, 2 invalid input (fix the command), 1 any other failure.\n\
+                  Settings come from the environment and .env (see .env.example); \
+                  the JSON documents of --json are described in docs/cli.md.\n\
+                  Colours only on a terminal, never with NO_COLOR set."
+)]
 pub(crate) struct Cli {
     /// Database URL (SQLite or PostgreSQL).
     #[arg(
@@ -45,6 +54,19 @@ pub(crate) enum Command {
     /// Import and inspect the audience.
     #[command(subcommand)]
     Audience(AudienceCmd),
+    /// Manage the administrators of the admin panel.
+    #[command(subcommand)]
+    Admin(AdminCmd),
+    /// Print a shell completion script.
+    ///
+    /// Example: broadcast-cli completions bash > ~/.local/share/bash-completion/completions/broadcast-cli
+    ///
+    /// zsh: broadcast-cli completions zsh > "${fpath[1]}/_broadcast-cli";
+    /// fish: broadcast-cli completions fish > ~/.config/fish/completions/broadcast-cli.fish
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run a worker: deliver every running broadcast and launch scheduled ones when due.
     ///
     /// Any number of workers may share one PostgreSQL database. SIGINT/SIGTERM stop it
@@ -77,8 +99,12 @@ pub(crate) enum TemplateCmd {
         args: TemplateArgs,
     },
     /// List templates.
+    ///
+    /// Example: broadcast-cli template list --json
     List,
     /// Show one template.
+    ///
+    /// Example: broadcast-cli template show reminder
     Show {
         /// Template id or name.
         template: String,
@@ -106,6 +132,8 @@ pub(crate) enum TemplateCmd {
         limit: u64,
     },
     /// Delete a template (launched broadcasts keep their frozen copy).
+    ///
+    /// Example: broadcast-cli template delete reminder
     Delete {
         /// Template id or name.
         template: String,
@@ -212,6 +240,8 @@ pub(crate) enum BroadcastCmd {
         schedule_at: Option<String>,
     },
     /// List broadcasts, newest first.
+    ///
+    /// Example: broadcast-cli broadcast list --status running
     List {
         /// Only broadcasts with this status.
         #[arg(long)]
@@ -221,16 +251,22 @@ pub(crate) enum BroadcastCmd {
         limit: u64,
     },
     /// Show one broadcast.
+    ///
+    /// Example: broadcast-cli broadcast show 3
     Show {
         /// Broadcast id.
         id: i64,
     },
     /// Count a broadcast's audience per channel, without launching it.
+    ///
+    /// Example: broadcast-cli broadcast count 3
     Count {
         /// Broadcast id.
         id: i64,
     },
     /// Render a broadcast's message for a few of its recipients, without sending.
+    ///
+    /// Example: broadcast-cli broadcast preview 3 --limit 5
     Preview {
         /// Broadcast id.
         id: i64,
@@ -240,17 +276,30 @@ pub(crate) enum BroadcastCmd {
     },
     /// Launch a broadcast: freeze its template and queue its recipients (workers send them).
     ///
-    /// Example: broadcast-cli broadcast launch 3
+    /// Shows the audience per channel and the estimated duration and asks for confirmation;
+    /// `--yes` skips the question (required when stdin is not a terminal).
+    ///
+    /// Example: broadcast-cli broadcast launch 3 --yes
     Launch {
         /// Broadcast id.
         id: i64,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Launch a broadcast if needed and deliver it to the end in this process.
     ///
-    /// Example: broadcast-cli broadcast run 3
+    /// Shows the messages to send per channel and the estimated duration and asks for
+    /// confirmation; `--yes` skips the question (required when stdin is not a terminal).
+    /// Progress is a bar on a terminal and a `progress:` line every 2 s on stderr otherwise.
+    ///
+    /// Example: broadcast-cli broadcast run 3 --yes
     Run {
         /// Broadcast id.
         id: i64,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Schedule a draft broadcast (a worker launches it then), or clear its schedule.
     ///
@@ -266,16 +315,22 @@ pub(crate) enum BroadcastCmd {
         clear: bool,
     },
     /// Pause a running broadcast: workers stop claiming its rows; in-flight sends finish.
+    ///
+    /// Example: broadcast-cli broadcast pause 3
     Pause {
         /// Broadcast id.
         id: i64,
     },
     /// Resume a paused broadcast.
+    ///
+    /// Example: broadcast-cli broadcast resume 3
     Resume {
         /// Broadcast id.
         id: i64,
     },
     /// Cancel a broadcast: pending rows become cancelled and nothing more is sent.
+    ///
+    /// Example: broadcast-cli broadcast cancel 3
     Cancel {
         /// Broadcast id.
         id: i64,
@@ -310,7 +365,10 @@ pub(crate) enum BroadcastCmd {
         #[arg(long, group = "target")]
         email: Option<String>,
     },
-    /// Delivery statistics: per status, channel and error kind.
+    /// Delivery statistics: counts per status, channel, error kind and skip reason, the send
+    /// rate and the duration.
+    ///
+    /// Example: broadcast-cli broadcast stats 3 --json
     Stats {
         /// Broadcast id.
         id: i64,
@@ -331,11 +389,45 @@ pub(crate) enum BroadcastCmd {
         #[arg(long, default_value_t = 100)]
         limit: u64,
     },
+    /// Write every recipient row of a broadcast as CSV or JSON lines, for analysis.
+    ///
+    /// Rows are read page by page, so a broadcast of millions of rows never sits in memory.
+    /// With --output the file is written under a temporary name and renamed when complete.
+    ///
+    /// Example: broadcast-cli broadcast export 3 --format csv --output broadcast-3.csv
+    Export {
+        /// Broadcast id.
+        id: i64,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        /// Only this delivery status (pending, sending, sent, failed, skipped, cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only this channel (telegram, email).
+        #[arg(long)]
+        channel: Option<String>,
+    },
+}
+
+/// Formats of `broadcast export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// Comma-separated values with a header row.
+    Csv,
+    /// One JSON object per line.
+    Jsonl,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AudienceCmd {
     /// Import users, competitions and registrations from CSV files (all or nothing per file).
+    ///
+    /// The columns are described in fixtures/README.md. A bad row is reported with its line
+    /// and column and nothing from that file is written.
     ///
     /// Example: broadcast-cli audience import --competitions fixtures/competitions.csv --users fixtures/users.csv --registrations fixtures/registrations.csv
     Import {
@@ -350,6 +442,8 @@ pub(crate) enum AudienceCmd {
         registrations: Option<PathBuf>,
     },
     /// List users.
+    ///
+    /// Example: broadcast-cli audience list --search berlin --limit 20
     List {
         /// Case-insensitive search in name, e-mail and user name.
         #[arg(long)]
@@ -368,4 +462,45 @@ pub(crate) enum AudienceCmd {
         #[command(flatten)]
         filter: FilterArgs,
     },
+    /// Show one user: addresses, flags (blocked, unsubscribed, bounced) and registrations.
+    ///
+    /// Example: broadcast-cli audience show 17
+    Show {
+        /// User id.
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCmd {
+    /// Create an administrator of the admin panel.
+    ///
+    /// The password is asked twice without echo, or read from the first line of stdin with
+    /// --password-stdin. It is stored as an argon2id hash and never printed.
+    ///
+    /// Example: broadcast-cli admin create-user alice
+    ///
+    /// In scripts: printf '%s\n' "$ADMIN_PASSWORD" | broadcast-cli admin create-user alice
+    /// --password-stdin
+    CreateUser {
+        /// Login name.
+        username: String,
+        /// Read the password from the first line of stdin instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a new password for an administrator.
+    ///
+    /// Example: broadcast-cli admin set-password alice
+    SetPassword {
+        /// Login name.
+        username: String,
+        /// Read the password from the first line of stdin instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List administrators (never their password hashes).
+    ///
+    /// Example: broadcast-cli admin list --json
+    List,
 }

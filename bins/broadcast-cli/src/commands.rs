@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use broadcast_domain::Broadcast;
 use broadcast_domain::{
     AudienceFilter, AudienceStore as _, BroadcastStatus, BroadcastStore as _, ChannelKind,
     ChannelPolicy, DeliveryStatus, DeliveryStore as _, MessageTemplate, NewBroadcast, NewTemplate,
@@ -14,13 +15,23 @@ use broadcast_domain::{
     TemplateStore as _, UserQuery,
 };
 use broadcast_domain::{EmailAddress, ErrorKind, TelegramChatId};
-use broadcast_orchestrator::{Preview, TestTarget};
+use broadcast_orchestrator::{LaunchReport, Preview, Progress, TestTarget};
+use broadcast_store::csv_import;
+use tokio::sync::broadcast;
 
+use crate::activity::{Activity, CountingReader, Unit};
 use crate::app::{App, CliError, CliResult, Config, invalid};
 use crate::cli::*;
+use crate::confirm::{Action, confirm};
 use crate::output::{Table, json, opt};
 
 pub(crate) async fn run(cli: Cli) -> CliResult<()> {
+    if let Command::Completions { shell } = cli.command {
+        // Needs no settings and no database.
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(shell, &mut command, "broadcast-cli", &mut std::io::stdout());
+        return Ok(());
+    }
     let mut config = Config::from_env(cli.database_url.clone())?;
     if let Command::Worker {
         concurrency: Some(n),
@@ -32,6 +43,9 @@ pub(crate) async fn run(cli: Cli) -> CliResult<()> {
         }
         config.worker.concurrency = n;
     }
+    if let Command::Broadcast(BroadcastCmd::Run { .. }) = cli.command {
+        config.worker.batch_size = paced_batch_size(&config);
+    }
     if let Command::Demo { reset } = cli.command {
         return crate::demo::run(config, reset, cli.json).await;
     }
@@ -42,7 +56,9 @@ pub(crate) async fn run(cli: Cli) -> CliResult<()> {
         Command::Template(cmd) => template(&app, cmd, j).await,
         Command::Broadcast(cmd) => broadcast(&app, cmd, j).await,
         Command::Audience(cmd) => audience(&app, cmd, j).await,
+        Command::Admin(cmd) => crate::admin::admin(&app, cmd, j).await,
         Command::Worker { once, .. } => worker(&app, once).await,
+        Command::Completions { .. } => unreachable!("handled above"),
     }
 }
 
@@ -313,7 +329,26 @@ fn print_template(t: &MessageTemplate, j: bool) -> CliResult<()> {
 
 fn print_previews(previews: &[Preview], j: bool) -> CliResult<()> {
     if j {
-        return Ok(json(&previews)?);
+        // `{"error": "..."}` instead of a message, so scripts need no Rust `Result` shape.
+        fn part<T: Serialize>(p: &Option<Result<T, String>>) -> serde_json::Value {
+            match p {
+                None => serde_json::Value::Null,
+                Some(Ok(m)) => serde_json::to_value(m).unwrap_or_default(),
+                Some(Err(e)) => serde_json::json!({ "error": e }),
+            }
+        }
+        let doc: Vec<_> = previews
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "user_id": p.user_id,
+                    "full_name": p.full_name,
+                    "telegram": part(&p.telegram),
+                    "email": part(&p.email),
+                })
+            })
+            .collect();
+        return Ok(json(&doc)?);
     }
     if previews.is_empty() {
         println!("the audience is empty: nothing to preview");
@@ -495,9 +530,21 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
             let previews = orch.preview(id, limit).await?;
             print_previews(&previews, j)?;
         }
-        BroadcastCmd::Launch { id } => {
+        BroadcastCmd::Launch { id, yes } => {
+            let b = app.store.get_broadcast(id).await?;
+            if !matches!(
+                b.status,
+                BroadcastStatus::Draft | BroadcastStatus::Scheduled
+            ) {
+                return Err(invalid(format!(
+                    "broadcast {id} is {}; only a draft or scheduled broadcast can be launched",
+                    b.status
+                )));
+            }
+            orch.check_template(&template_of(app, &b).await?, b.channel_policy)?;
+            confirm(app, &b, Action::Launch, yes).await?;
             app.announce_channels();
-            let report = orch.launch(id).await?;
+            let report = launch_with_spinner(app, id).await?;
             if j {
                 json(&report)?;
             } else {
@@ -509,39 +556,61 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
                 println!("run `broadcast-cli broadcast run {id}` (or a worker) to deliver it");
             }
         }
-        BroadcastCmd::Run { id } => {
-            app.announce_channels();
+        BroadcastCmd::Run { id, yes } => {
             let b = app.store.get_broadcast(id).await?;
-            if matches!(
+            let launch = matches!(
                 b.status,
                 BroadcastStatus::Draft | BroadcastStatus::Scheduled
-            ) {
-                orch.launch(id).await?;
-            } else if b.status != BroadcastStatus::Running {
+            );
+            if !launch && b.status != BroadcastStatus::Running {
                 return Err(invalid(format!(
                     "broadcast {id} is {}; only a draft, scheduled or running broadcast can be run",
                     b.status
                 )));
             }
-            let mut progress = orch.subscribe();
-            let quiet = j;
-            let watcher = tokio::spawn(async move {
-                let mut last = std::time::Instant::now() - std::time::Duration::from_secs(10);
-                while let Ok(p) = progress.recv().await {
-                    if p.broadcast_id == id && !quiet && last.elapsed().as_millis() >= 1000 {
-                        last = std::time::Instant::now();
-                        eprintln!(
-                            "progress: {}/{} done, {} sent, {} failed",
-                            p.done, p.total, p.sent, p.failed
-                        );
-                    }
-                }
-            });
-            orch.run_until_done(id).await?;
+            if launch {
+                orch.check_template(&template_of(app, &b).await?, b.channel_policy)?;
+            }
+            confirm(app, &b, Action::Run, yes).await?;
+            app.announce_channels();
+            // Subscribe before launching, so that the first snapshot is seen too.
+            let events = orch.subscribe();
+            if launch {
+                launch_with_spinner(app, id).await?;
+            }
+            let start = orch.progress(id).await?;
+            let activity = Activity::start(
+                Unit::Items,
+                start.done,
+                Some(start.total),
+                progress_message(&start),
+            );
+            let watcher = tokio::spawn(watch(events, id, activity.clone()));
+            let outcome = orch.run_until_done(id).await;
             watcher.abort();
+            let end = orch.progress(id).await?;
+            activity.update(end.done, Some(end.total), progress_message(&end));
+            activity.finish(None);
+            outcome?;
             print_stats(app, id, j).await?;
         }
         BroadcastCmd::Stats { id } => print_stats(app, id, j).await?,
+        BroadcastCmd::Export {
+            id,
+            format,
+            output,
+            status,
+            channel,
+        } => {
+            let e = crate::export::Export {
+                id,
+                format,
+                output,
+                status,
+                channel,
+            };
+            crate::export::export(app, e, j).await?;
+        }
         BroadcastCmd::Schedule { id, at, clear } => {
             let at = if clear {
                 None
@@ -686,6 +755,79 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
     Ok(())
 }
 
+/// The batch size of `broadcast run`: results are recorded and progress is published once per
+/// batch, so on a rate-limited channel a batch holds at most about 2 s of sending (Telegram at
+/// 30/s: 60 rows), and the progress moves every 2 s instead of every `BATCH_SIZE / rate`.
+fn paced_batch_size(config: &Config) -> u64 {
+    let rates = [
+        config.channels.telegram.as_ref().map(|t| t.rate_per_sec),
+        config.channels.smtp.as_ref().and_then(|s| s.rate_per_sec),
+    ];
+    rates
+        .into_iter()
+        .flatten()
+        .filter(|r| *r > 0)
+        .map(|r| (u64::from(r) * 2).max(10))
+        .fold(config.worker.batch_size, u64::min)
+}
+
+/// The template a launch would freeze: the frozen copy, or the current template.
+async fn template_of(app: &App, b: &Broadcast) -> CliResult<TemplateContent> {
+    if let Some(frozen) = &b.frozen_template {
+        return Ok(frozen.clone());
+    }
+    match b.template_id {
+        Some(t) => Ok(app.store.get_template(t).await?.content),
+        None => Err(invalid(format!(
+            "broadcast {} has no template (it was deleted before launch); create a new broadcast",
+            b.id
+        ))),
+    }
+}
+
+/// Launches with a spinner: materialising a large audience takes a few seconds.
+async fn launch_with_spinner(app: &App, id: i64) -> CliResult<LaunchReport> {
+    let activity = Activity::start(
+        Unit::Spinner,
+        0,
+        None,
+        format!("launching broadcast {id}: writing the recipient rows"),
+    );
+    let report = app.orchestrator.launch(id).await;
+    activity.finish(None);
+    Ok(report?)
+}
+
+/// `done, 1180 sent, 20 failed, 3800 open, 31.2/s, eta 2m`
+fn progress_message(p: &Progress) -> String {
+    let mut msg = format!(
+        "done, {} sent, {} failed, {} open",
+        p.sent, p.failed, p.open
+    );
+    if let Some(rate) = p.rate {
+        msg.push_str(&format!(", {rate:.1}/s"));
+    }
+    if let Some(eta) = p.eta_seconds
+        && p.open > 0
+    {
+        msg.push_str(&format!(", eta {}", crate::output::duration(eta)));
+    }
+    msg
+}
+
+/// Shows the orchestrator's progress snapshots of one broadcast until the stream ends.
+async fn watch(mut events: broadcast::Receiver<Progress>, id: i64, activity: Activity) {
+    loop {
+        match events.recv().await {
+            Ok(p) if p.broadcast_id == id => {
+                activity.update(p.done, Some(p.total), progress_message(&p));
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}
+
 fn parse_time(s: &str) -> CliResult<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
@@ -774,36 +916,58 @@ async fn print_broadcast(app: &App, id: i64, j: bool) -> CliResult<()> {
 pub(crate) async fn print_stats(app: &App, id: i64, j: bool) -> CliResult<()> {
     let b = app.store.get_broadcast(id).await?;
     let stats = app.orchestrator.stats(id).await?;
+    // Launch to the end, or to now while it is not finished.
+    let duration = match (b.started_at, b.finished_at) {
+        (Some(s), Some(f)) => Some(f - s),
+        (Some(s), None) => Some(Utc::now() - s),
+        _ => None,
+    }
+    .map(|d| d.num_milliseconds() as f64 / 1000.0);
     if j {
-        json(
-            &serde_json::json!({ "broadcast_id": id, "status": b.status, "stats": stats,
+        json(&serde_json::json!({
+            "broadcast_id": id,
+            "name": b.name,
+            "status": b.status,
+            "status_reason": b.status_reason,
+            "stats": stats,
             "send_rate": stats.send_rate(),
-            "duration_seconds": match (b.started_at, b.finished_at) {
-                (Some(s), Some(f)) => Some((f - s).num_milliseconds() as f64 / 1000.0),
-                _ => None,
-            } }),
-        )?;
+            "started_at": b.started_at,
+            "finished_at": b.finished_at,
+            "duration_seconds": duration,
+        }))?;
         return Ok(());
     }
-    println!("broadcast {id} `{}`: {}", b.name, b.status);
-    let mut t = Table::new(&[
-        "channel",
-        "pending",
-        "sending",
-        "sent",
-        "failed",
-        "skipped",
-        "cancelled",
-    ]);
-    for (channel, counts) in &stats.by_channel {
-        let mut row = vec![channel.to_string()];
+    let paint = crate::term::Paint::stdout();
+    println!(
+        "broadcast {id} `{}`: {}{}",
+        b.name,
+        paint.status(b.status.as_str()),
+        b.status_reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default()
+    );
+    let mut header = vec!["channel"];
+    header.extend(DeliveryStatus::ALL.iter().map(|s| s.as_str()));
+    header.push("total");
+    let mut t = Table::new(&header);
+    let mut add = |name: String, count: &dyn Fn(DeliveryStatus) -> u64| {
+        let mut row = vec![name];
+        let mut total = 0;
         for s in DeliveryStatus::ALL {
-            row.push(counts.get(s).copied().unwrap_or(0).to_string());
+            total += count(*s);
+            row.push(count(*s).to_string());
         }
+        row.push(total.to_string());
         t.row(row);
+    };
+    for channel in stats.by_channel.keys() {
+        add(channel.to_string(), &|s| stats.channel_count(*channel, s));
+    }
+    if stats.by_channel.len() > 1 {
+        add("all".to_owned(), &|s| stats.count(s));
     }
     t.print();
-    println!("total rows: {}", stats.total);
     if !stats.by_error_kind.is_empty() {
         println!("errors: {}", fmt_map(&stats.by_error_kind));
     }
@@ -819,11 +983,13 @@ pub(crate) async fn print_stats(app: &App, id: i64, j: bool) -> CliResult<()> {
     if let Some(rate) = stats.send_rate() {
         println!("send rate: {rate:.1} messages/s");
     }
-    if let (Some(s), Some(f)) = (b.started_at, b.finished_at) {
-        println!(
-            "duration: {:.1} s",
-            (f - s).num_milliseconds() as f64 / 1000.0
-        );
+    if let Some(d) = duration {
+        let running = if b.finished_at.is_none() {
+            " so far"
+        } else {
+            ""
+        };
+        println!("duration: {d:.1} s{running}");
     }
     Ok(())
 }
@@ -844,36 +1010,23 @@ async fn audience(app: &App, cmd: AudienceCmd, j: bool) -> CliResult<()> {
             let now = Utc::now();
             // Competitions and users first: registrations refer to them.
             if let Some(p) = competitions {
-                let rows = broadcast_store::csv_import::parse_competitions(open(&p)?)
-                    .map_err(|e| invalid(format!("{}: {e}", p.display())))?;
-                let r = app
-                    .store
-                    .import_competitions(rows, now)
-                    .await
-                    .map_err(|e| prefix(&p, e))?;
+                let rows = parse_csv(&p, csv_import::parse_competitions).await?;
+                let r =
+                    write_rows(&p, rows.len(), app.store.import_competitions(rows, now)).await?;
                 report.insert(
                     "competitions".into(),
                     serde_json::to_value(r).context("report")?,
                 );
             }
             if let Some(p) = users {
-                let rows = broadcast_store::csv_import::parse_users(open(&p)?)
-                    .map_err(|e| invalid(format!("{}: {e}", p.display())))?;
-                let r = app
-                    .store
-                    .import_users(rows, now)
-                    .await
-                    .map_err(|e| prefix(&p, e))?;
+                let rows = parse_csv(&p, csv_import::parse_users).await?;
+                let r = write_rows(&p, rows.len(), app.store.import_users(rows, now)).await?;
                 report.insert("users".into(), serde_json::to_value(r).context("report")?);
             }
             if let Some(p) = registrations {
-                let rows = broadcast_store::csv_import::parse_registrations(open(&p)?)
-                    .map_err(|e| invalid(format!("{}: {e}", p.display())))?;
-                let r = app
-                    .store
-                    .import_registrations(rows, now)
-                    .await
-                    .map_err(|e| prefix(&p, e))?;
+                let rows = parse_csv(&p, csv_import::parse_registrations).await?;
+                let r =
+                    write_rows(&p, rows.len(), app.store.import_registrations(rows, now)).await?;
                 report.insert(
                     "registrations".into(),
                     serde_json::to_value(r).context("report")?,
@@ -931,6 +1084,7 @@ async fn audience(app: &App, cmd: AudienceCmd, j: bool) -> CliResult<()> {
                 println!("{} of {} users", page.items.len(), page.total);
             }
         }
+        AudienceCmd::Show { id } => show_user(app, id, j).await?,
         AudienceCmd::Count { filter } => {
             let filter = build_filter(app, &filter).await?;
             let c = app.orchestrator.ports().source.count(&filter).await?;
@@ -948,6 +1102,134 @@ async fn audience(app: &App, cmd: AudienceCmd, j: bool) -> CliResult<()> {
     Ok(())
 }
 
+/// Parses a CSV file off the async threads, with a progress bar over the bytes read.
+async fn parse_csv<T: Send + 'static>(
+    p: &Path,
+    parse: fn(
+        CountingReader<std::fs::File>,
+    ) -> Result<Vec<T>, broadcast_store::csv_import::CsvError>,
+) -> CliResult<Vec<T>> {
+    let file = open(p)?;
+    let len = file.metadata().ok().map(|m| m.len());
+    let name = p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let activity = Activity::start(Unit::Bytes, 0, len, format!("reading {name}"));
+    let reader = CountingReader::new(file, activity.clone());
+    let parsed = tokio::task::spawn_blocking(move || parse(reader))
+        .await
+        .context("the CSV parser stopped")?;
+    activity.finish(None);
+    parsed.map_err(|e| invalid(format!("{}: {e}", p.display())))
+}
+
+/// Stores parsed rows (one all-or-nothing transaction per file) with a spinner.
+async fn write_rows<T>(
+    p: &Path,
+    rows: usize,
+    write: impl std::future::Future<Output = broadcast_domain::Result<T>>,
+) -> CliResult<T> {
+    let activity = Activity::start(
+        Unit::Spinner,
+        0,
+        None,
+        format!("writing {rows} rows of {}", p.display()),
+    );
+    let written = write.await;
+    activity.finish(None);
+    written.map_err(|e| prefix(p, e))
+}
+
+/// `audience show`: one user with flags and registrations.
+async fn show_user(app: &App, id: i64, j: bool) -> CliResult<()> {
+    let user = app.store.get_user(id).await?;
+    let registrations = app.store.registrations_of(id).await?;
+    if j {
+        let registrations: Vec<_> = registrations
+            .iter()
+            .map(|(r, c)| serde_json::json!({ "registration": r, "competition": c }))
+            .collect();
+        json(&serde_json::json!({
+            "user": user,
+            "flags": {
+                "telegram_blocked": user.telegram_blocked_at.is_some(),
+                "email_unsubscribed": user.email_unsubscribed_at.is_some(),
+                "email_bounced": user.email_bounced_at.is_some(),
+            },
+            "registrations": registrations,
+        }))?;
+        return Ok(());
+    }
+    let paint = crate::term::Paint::stdout();
+    println!(
+        "{}",
+        paint.bold(&format!("user {} {}", user.id, user.full_name()))
+    );
+    let line = |label: &str, value: String| println!("{label:<13}{value}");
+    line("external id:", opt(user.external_id.as_ref()));
+    line("telegram:", opt(user.telegram_chat_id));
+    line(
+        "username:",
+        opt(user.username.as_ref().map(|u| format!("@{u}"))),
+    );
+    line("e-mail:", opt(user.email.as_ref()));
+    line("language:", opt(user.language.as_ref()));
+    line(
+        "place:",
+        match (&user.city, &user.country) {
+            (Some(c), Some(k)) => format!("{c}, {k}"),
+            (Some(x), None) | (None, Some(x)) => x.clone(),
+            (None, None) => "-".to_owned(),
+        },
+    );
+    let mut flags = Vec::new();
+    for (what, at) in [
+        ("blocked the bot", user.telegram_blocked_at),
+        ("unsubscribed from e-mail", user.email_unsubscribed_at),
+        ("e-mail bounced", user.email_bounced_at),
+    ] {
+        if let Some(at) = at {
+            flags.push(paint.warn(&format!("{what} {}", at.format("%Y-%m-%d %H:%M"))));
+        }
+    }
+    line(
+        "flags:",
+        if flags.is_empty() {
+            "none".to_owned()
+        } else {
+            flags.join("; ")
+        },
+    );
+    if !user.attributes.is_empty() {
+        line(
+            "attributes:",
+            serde_json::Value::Object(user.attributes.clone()).to_string(),
+        );
+    }
+    line(
+        "created:",
+        user.created_at.format("%Y-%m-%d %H:%M").to_string(),
+    );
+    if registrations.is_empty() {
+        println!("no registrations");
+        return Ok(());
+    }
+    let mut t =
+        Table::new(&["competition", "slug", "starts", "role", "status"]).status_column("status");
+    for (r, c) in &registrations {
+        t.row(vec![
+            c.name.clone(),
+            c.slug.clone(),
+            opt(c.starts_on),
+            r.role.to_string(),
+            r.status.to_string(),
+        ]);
+    }
+    t.print();
+    Ok(())
+}
+
 fn open(p: &Path) -> CliResult<std::fs::File> {
     std::fs::File::open(p).map_err(|e| invalid(format!("cannot open {}: {e}", p.display())))
 }
@@ -957,5 +1239,46 @@ fn prefix(p: &Path, e: broadcast_domain::Error) -> crate::app::CliError {
         invalid(format!("{}: {e}", p.display()))
     } else {
         e.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let vars: HashMap<&str, &str> = vars.iter().copied().collect();
+        Config {
+            database_url: String::new(),
+            channels: broadcast_channels::ChannelSettings::from_lookup(|k| {
+                vars.get(k).map(|v| (*v).to_owned())
+            })
+            .unwrap(),
+            worker: broadcast_orchestrator::Settings::default(),
+        }
+    }
+
+    #[test]
+    fn run_batches_hold_about_two_seconds_of_a_paced_channel() {
+        assert_eq!(
+            paced_batch_size(&config(&[])),
+            200,
+            "outboxes: as configured"
+        );
+        let telegram = [("TELEGRAM_BOT_TOKEN", "1:x")];
+        assert_eq!(paced_batch_size(&config(&telegram)), 60, "30/s");
+        let both = [
+            ("TELEGRAM_BOT_TOKEN", "1:x"),
+            ("TELEGRAM_PAID_BROADCAST", "true"),
+            ("SMTP_HOST", "127.0.0.1"),
+            ("EMAIL_RATE_LIMIT", "2"),
+        ];
+        assert_eq!(
+            paced_batch_size(&config(&both)),
+            10,
+            "the slowest, at least 10"
+        );
     }
 }

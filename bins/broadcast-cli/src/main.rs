@@ -1,11 +1,16 @@
 //! `broadcast-cli`: the operator's command line. A composition root: it reads settings, builds
 //! the store, renderer and channels, and hands them to the orchestrator.
 
+mod activity;
+mod admin;
 mod app;
 mod cli;
 mod commands;
+mod confirm;
 mod demo;
+mod export;
 mod output;
+mod term;
 
 use std::process::ExitCode;
 
@@ -39,14 +44,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(commands::run(cli));
+    // Tasks still running (a progress ticker) must not hold the process.
+    runtime.shutdown_background();
+    let error = term::Paint::stderr().error("error:");
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Invalid(msg)) => {
-            eprintln!("error: {msg}");
+            eprintln!("{error} {msg}");
             ExitCode::from(2)
         }
         Err(CliError::Failed(e)) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("{error} {}", one_line(&e));
             ExitCode::from(1)
         }
     }

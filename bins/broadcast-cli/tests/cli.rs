@@ -401,7 +401,7 @@ fn a_broadcast_runs_through_its_lifecycle_from_the_cli() {
     let draft = ok_json(d, &["broadcast", "schedule", &id, "--clear", "--json"]);
     assert_eq!(draft["status"], "draft");
     fails(d, &["broadcast", "resume", &id], 2, "is draft");
-    let stats = ok_json(d, &["broadcast", "run", &id, "--json"]);
+    let stats = ok_json(d, &["broadcast", "run", &id, "--yes", "--json"]);
     assert_eq!(stats["status"], "completed");
     let failed = ok_json(
         d,

@@ -1,5 +1,6 @@
-//! The e-mail channel: SMTP through lettre with a connection pool, an optional rate limit, and
-//! every failure classified into a [`FailureKind`] with the password scrubbed.
+//! The e-mail channel: SMTP through lettre with a connection pool (`smtp_pool.rs`: sockets with
+//! `TCP_NODELAY`), an optional rate limit, and every failure classified into a [`FailureKind`]
+//! with the password scrubbed.
 //!
 //! Classification of SMTP replies (lettre does not say which command a reply answered, so the
 //! decision rests on the codes; RFC 3463 enhanced status codes win when the server sends one):
@@ -30,6 +31,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::response::Response;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -37,6 +39,7 @@ use tokio::sync::Semaphore;
 use crate::error::{Error, Result};
 use crate::mime::{Composer, EmailSender};
 use crate::redact::Redactor;
+use crate::smtp_pool::{PoolError, SmtpPool};
 
 /// How the SMTP connection is secured (`SMTP_TLS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -139,9 +142,17 @@ impl SmtpConfig {
     }
 }
 
+/// How messages reach the relay.
+enum Transport {
+    /// Plain text or STARTTLS: our pool, with `TCP_NODELAY` (see `smtp_pool.rs`).
+    Pool(SmtpPool),
+    /// Implicit TLS: lettre's pooled transport (Nagle on until lettre sets `TCP_NODELAY`).
+    Lettre(AsyncSmtpTransport<Tokio1Executor>),
+}
+
 /// Sends e-mails through an SMTP relay.
 pub struct EmailChannel {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    transport: Transport,
     composer: Composer,
     permits: Semaphore,
     limiter: Option<DefaultDirectRateLimiter>,
@@ -192,20 +203,12 @@ impl EmailChannel {
             }
         };
         let port = config.effective_port();
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
-            .port(port)
-            .timeout(Some(config.timeout))
-            .pool_config(PoolConfig::new().max_size(config.pool_size));
         let tls_parameters = || {
             TlsParameters::new(host.to_owned())
                 .map_err(|e| Error::config(format!("cannot set up TLS for `{host}`: {e}")))
         };
-        builder = match config.tls {
-            SmtpTls::None => builder.tls(Tls::None),
-            SmtpTls::StartTls => builder.tls(Tls::Required(tls_parameters()?)),
-            SmtpTls::Tls => builder.tls(Tls::Wrapper(tls_parameters()?)),
-        };
         let mut secrets = Vec::new();
+        let mut credentials = None;
         match (&config.username, &config.password) {
             (Some(user), Some(password)) => {
                 let password = password.expose_secret();
@@ -216,7 +219,7 @@ impl EmailChannel {
                 secrets.push(password.to_owned());
                 secrets.push(b64.encode(password));
                 secrets.push(b64.encode(format!("\0{user}\0{password}")));
-                builder = builder.credentials(Credentials::new(user.clone(), password.to_owned()));
+                credentials = Some(Credentials::new(user.clone(), password.to_owned()));
             }
             (Some(_), None) => {
                 return Err(Error::config("an SMTP username is set but no password"));
@@ -226,12 +229,37 @@ impl EmailChannel {
             }
             (None, None) => {}
         }
+        let pool = |starttls| {
+            SmtpPool::new(
+                host.to_owned(),
+                port,
+                starttls,
+                credentials.clone(),
+                config.timeout,
+                config.pool_size as usize,
+            )
+        };
+        let transport = match config.tls {
+            SmtpTls::None => Transport::Pool(pool(None)),
+            SmtpTls::StartTls => Transport::Pool(pool(Some(tls_parameters()?))),
+            SmtpTls::Tls => {
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                    .port(port)
+                    .timeout(Some(config.timeout))
+                    .pool_config(PoolConfig::new().max_size(config.pool_size))
+                    .tls(Tls::Wrapper(tls_parameters()?));
+                if let Some(credentials) = credentials.clone() {
+                    builder = builder.credentials(credentials);
+                }
+                Transport::Lettre(builder.build())
+            }
+        };
         let composer = Composer::new(&EmailSender::new(
             config.from_email.clone(),
             config.from_name.clone(),
         ))?;
         Ok(Self {
-            transport: builder.build(),
+            transport,
             composer,
             permits: Semaphore::new(config.pool_size as usize),
             limiter,
@@ -244,12 +272,43 @@ impl EmailChannel {
     /// Opens a connection (with TLS and AUTH as configured) and closes it: fails fast on a
     /// wrong host, certificate or password. The error is classified like a send's.
     pub async fn verify(&self) -> Result<(), DeliveryError> {
-        match self.transport.test_connection().await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(DeliveryError::transient(
-                "the SMTP server did not answer NOOP",
+        match &self.transport {
+            Transport::Pool(pool) => pool.verify().await.map_err(|e| self.pool_error(e)),
+            Transport::Lettre(transport) => match transport.test_connection().await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(DeliveryError::transient(
+                    "the SMTP server did not answer NOOP",
+                )),
+                Err(e) => Err(self.to_delivery_error(&e)),
+            },
+        }
+    }
+
+    fn pool_error(&self, error: PoolError) -> DeliveryError {
+        match error {
+            PoolError::Smtp(e) => self.to_delivery_error(&e),
+            PoolError::Connect(e) => DeliveryError::transient(self.redactor.scrub(&format!(
+                "cannot connect to the SMTP server: {e}"
+            ))),
+            PoolError::Timeout(after) => DeliveryError::transient(format!(
+                "the SMTP server did not answer within {} s",
+                after.as_secs_f64()
             )),
-            Err(e) => Err(self.to_delivery_error(&e)),
+        }
+    }
+
+    async fn transmit(&self, message: lettre::Message) -> Result<Response, DeliveryError> {
+        match &self.transport {
+            Transport::Pool(pool) => {
+                let raw = message.formatted();
+                pool.send(message.envelope(), &raw)
+                    .await
+                    .map_err(|e| self.pool_error(e))
+            }
+            Transport::Lettre(transport) => transport
+                .send(message)
+                .await
+                .map_err(|e| self.to_delivery_error(&e)),
         }
     }
 
@@ -295,7 +354,7 @@ impl Channel for EmailChannel {
         if let Some(limiter) = &self.limiter {
             limiter.until_ready().await;
         }
-        match self.transport.send(composed.message).await {
+        match self.transmit(composed.message).await {
             Ok(response) => {
                 tracing::debug!(
                     code = %response.code(),
@@ -307,8 +366,7 @@ impl Channel for EmailChannel {
                     migrated_to: None,
                 })
             }
-            Err(e) => {
-                let error = self.to_delivery_error(&e);
+            Err(error) => {
                 tracing::debug!(kind = %error.kind.error_kind(), error = %error.message, "e-mail send failed");
                 Err(error)
             }

@@ -17,6 +17,7 @@ mod outbox;
 mod pacing;
 mod redact;
 mod settings;
+mod smtp_pool;
 mod telegram;
 mod unsubscribe;
 

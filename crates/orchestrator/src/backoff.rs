@@ -16,7 +16,21 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// The delay after the given (1-based) failed attempt of the given row.
+    /// The delay after the given (1-based) failed attempt of the given row: `base * 2^(attempt-1)`
+    /// capped at `max`, then jittered into its upper half by `seed` (the row id).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use broadcast_orchestrator::Backoff;
+    ///
+    /// let backoff = Backoff { base: Duration::from_secs(30), max: Duration::from_secs(3600) };
+    /// // After the third failure: 2 minutes, jittered to between 1 and 2 minutes.
+    /// let d = backoff.delay(3, 17);
+    /// assert!(d >= Duration::from_secs(60) && d <= Duration::from_secs(120));
+    /// // The same row and attempt always wait the same time; the cap holds.
+    /// assert_eq!(d, backoff.delay(3, 17));
+    /// assert!(backoff.delay(20, 17) <= Duration::from_secs(3600));
+    /// ```
     pub fn delay(&self, attempt: i32, seed: i64) -> Duration {
         let exp = attempt.clamp(1, 30) as u32 - 1;
         let full = self

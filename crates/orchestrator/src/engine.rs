@@ -1,23 +1,23 @@
 //! The engine: launch, claim-render-send-record batches, lifecycle transitions, previews.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
-use tokio::sync::{Semaphore, broadcast};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
 
 use broadcast_domain::{
     AudienceCount, AudienceFilter, AudienceSource, AudienceStore, Broadcast, BroadcastId,
     BroadcastStatus, BroadcastStore, Channel, ChannelKind, ChannelPolicy, ClaimRequest, Clock,
     CompiledTemplate, Delivered, DeliveryError, DeliveryResult, DeliveryStats, DeliveryStore,
     EmailAddress, EmailMessage, Error, ErrorKind, FailureKind, MaterialiseReport, MessageBody,
-    NewBroadcast, Outcome, OutgoingMessage, Recipient, RecipientContext, RenderEnv, Renderer,
-    Result, SendBudget, StatusChange, TelegramChatId, TelegramMessage, TemplateContent,
+    NewBroadcast, Outcome, OutgoingMessage, Recipient, RecipientContext, RegistrationId, RenderEnv,
+    Renderer, Result, SendBudget, StatusChange, TelegramChatId, TelegramMessage, TemplateContent,
     TemplateError, TemplateErrorKind, TemplatePart, TemplateStore, UnsubscribeLinks, UserId,
 };
 
@@ -26,7 +26,8 @@ use crate::breaker::{Breaker, Limits};
 use crate::progress::Progress;
 use crate::settings::Settings;
 
-/// The channels the orchestrator may send on, at most one per [`ChannelKind`].
+/// The channels the orchestrator may send on, at most one per [`ChannelKind`]. Rows of a
+/// channel kind that has no channel here are not claimed.
 #[derive(Debug, Clone, Default)]
 pub struct Channels {
     by_kind: BTreeMap<ChannelKind, Arc<dyn Channel>>,
@@ -55,7 +56,10 @@ impl Channels {
     }
 }
 
-/// Everything the orchestrator talks to, as trait objects.
+/// Everything the orchestrator talks to, as trait objects: the composition root (a binary, or
+/// the program that embeds the orchestrator) builds it once. One
+/// [`MemoryStore`](crate::memory::MemoryStore) can fill every store field; see the crate
+/// documentation for a complete example.
 #[derive(Debug, Clone)]
 pub struct Ports {
     /// Templates.
@@ -140,11 +144,54 @@ struct Job {
     row: Recipient,
     context: RecipientContext,
     compiled: Option<Arc<Compiled>>,
-    /// When the shared send budget lets this message go.
-    slot: Option<DateTime<Utc>>,
 }
 
-/// Launches and delivers broadcasts. Cheap to share: wrap it in an `Arc`.
+/// A store update a delivery calls for, applied by the batch loop (not by the delivery itself,
+/// so that no in-flight send holds a database connection while results are written).
+#[derive(Debug)]
+enum Effect {
+    MarkBlocked(UserId),
+    MarkBounced(UserId),
+    UpdateChat(UserId, TelegramChatId),
+    Fallback(BroadcastId, UserId, Option<RegistrationId>),
+}
+
+/// A finished delivery: its result, the channel permit it held, and the updates it calls for.
+struct Done {
+    result: DeliveryResult,
+    permit: Option<OwnedSemaphorePermit>,
+    effects: Vec<Effect>,
+}
+
+impl Done {
+    fn early(result: DeliveryResult) -> Self {
+        Self {
+            result,
+            permit: None,
+            effects: Vec::new(),
+        }
+    }
+}
+
+/// Launches and delivers broadcasts. Share one per process: wrap it in an `Arc`.
+///
+/// The life of a broadcast, method by method:
+/// - before: [`check_template`](Self::check_template), [`count_audience`](Self::count_audience),
+///   [`preview`](Self::preview) / [`preview_content`](Self::preview_content),
+///   [`test_send`](Self::test_send), then [`create_broadcast`](Self::create_broadcast) (a draft,
+///   or scheduled when it has a time);
+/// - [`launch`](Self::launch) freezes the template and writes one ledger row per user and
+///   channel;
+/// - delivery: [`run_until_done`](Self::run_until_done) for one broadcast,
+///   [`run_worker`](Self::run_worker) for all of them (and the scheduled ones), or
+///   [`tick`](Self::tick) / [`work_once`](Self::work_once) to drive it step by step;
+/// - on the way: [`pause`](Self::pause), [`resume`](Self::resume), [`cancel`](Self::cancel),
+///   [`retry`](Self::retry) of failed rows;
+/// - watching: [`subscribe`](Self::subscribe), [`progress`](Self::progress),
+///   [`stats`](Self::stats).
+///
+/// Refused transitions (resuming a running broadcast, launching a completed one) are
+/// [`Error::Conflict`] naming the current status.
 #[derive(Debug)]
 pub struct Orchestrator {
     ports: Ports,
@@ -154,6 +201,7 @@ pub struct Orchestrator {
     permits: BTreeMap<ChannelKind, Arc<Semaphore>>,
     events: broadcast::Sender<Progress>,
     breaker: Mutex<Breaker>,
+    slots: BTreeMap<ChannelKind, tokio::sync::Mutex<VecDeque<DateTime<Utc>>>>,
 }
 
 impl Orchestrator {
@@ -169,6 +217,12 @@ impl Orchestrator {
             })
             .collect();
         let (events, _) = broadcast::channel(256);
+        let slots = settings
+            .shared_rates
+            .iter()
+            .filter(|(_, rate)| **rate > 0)
+            .map(|(kind, _)| (*kind, tokio::sync::Mutex::new(VecDeque::new())))
+            .collect();
         Self {
             backoff: Backoff {
                 base: settings.retry_base,
@@ -180,6 +234,7 @@ impl Orchestrator {
             permits,
             events,
             breaker: Mutex::new(Breaker::default()),
+            slots,
         }
     }
 
@@ -468,10 +523,29 @@ impl Orchestrator {
         let context = match &target {
             TestTarget::User(user) => {
                 let user = self.ports.audience.get_user(*user).await?;
+                // The registration the broadcast's filter would match, else the first one.
+                let f = &b.filter;
+                let mut regs = self.ports.audience.registrations_of(user.id).await?;
+                let pick = regs
+                    .iter()
+                    .position(|(r, _)| {
+                        (f.competition_ids.is_empty()
+                            || f.competition_ids.contains(&r.competition_id))
+                            && (f.roles.is_empty() || f.roles.contains(&r.role))
+                            && (f.registration_statuses.is_empty()
+                                || f.registration_statuses.contains(&r.status))
+                    })
+                    .unwrap_or(0);
+                let (registration, competition) = if regs.is_empty() {
+                    (None, None)
+                } else {
+                    let (r, c) = regs.swap_remove(pick);
+                    (Some(r), Some(c))
+                };
                 RecipientContext {
                     user,
-                    competition: None,
-                    registration: None,
+                    competition,
+                    registration,
                 }
             }
             TestTarget::Chat(_) | TestTarget::Email(_) => {
@@ -567,23 +641,37 @@ impl Orchestrator {
                 row,
                 context,
                 compiled,
-                slot: None,
             });
         }
-        self.assign_slots(&mut jobs, now).await?;
         let mut pending: FuturesUnordered<_> =
             jobs.into_iter().map(|job| self.deliver(job)).collect();
-        let mut results = Vec::with_capacity(pending.len());
-        while let Some(result) = pending.next().await {
-            match &result.outcome {
-                Outcome::Sent { .. } => report.sent += 1,
-                Outcome::Failed { .. } => report.failed += 1,
-                Outcome::Retry { .. } => report.retried += 1,
+        // Results are recorded as they come in, a small batch at a time (whatever finished
+        // together), and each send's permit is held until its result is written: a crash can
+        // then leave at most `concurrency` sent-but-unrecorded rows per channel.
+        let mut results = Vec::new();
+        let mut permits = Vec::new();
+        while let Some(first) = pending.next().await {
+            let mut ready = vec![first];
+            while let Some(Some(more)) = pending.next().now_or_never() {
+                ready.push(more);
             }
-            results.push(result);
+            for done in ready {
+                match &done.result.outcome {
+                    Outcome::Sent { .. } => report.sent += 1,
+                    Outcome::Failed { .. } => report.failed += 1,
+                    Outcome::Retry { .. } => report.retried += 1,
+                }
+                for effect in done.effects {
+                    self.apply(effect).await;
+                }
+                results.push(done.result);
+                permits.extend(done.permit);
+            }
+            self.ports.deliveries.record_results(&results).await?;
+            results.clear();
+            permits.clear();
         }
         drop(pending);
-        self.ports.deliveries.record_results(&results).await?;
         self.pause_tripped().await?;
         for id in touched {
             if self.complete_if_done(id).await? {
@@ -594,28 +682,36 @@ impl Orchestrator {
         Ok(report)
     }
 
-    /// Reserves shared send slots for the jobs of rate-shared channels, in claim order.
-    async fn assign_slots(&self, jobs: &mut [Job], now: DateTime<Utc>) -> Result<()> {
-        let Some(budget) = &self.ports.budget else {
-            return Ok(());
+    /// The next shared send slot of a rate-shared channel, or `None` when the channel is
+    /// paced in-process only. Slots are reserved from the [`SendBudget`] a few at a time, just
+    /// before they are used; slots that went stale while this worker was busy are dropped
+    /// rather than used late, so workers never bunch up and exceed the shared rate.
+    async fn take_slot(&self, kind: ChannelKind) -> Result<Option<DateTime<Utc>>> {
+        let (Some(budget), Some(pool)) = (&self.ports.budget, self.slots.get(&kind)) else {
+            return Ok(None);
         };
-        for (kind, rate) in &self.settings.shared_rates {
-            let n = jobs.iter().filter(|j| j.row.channel == *kind).count() as u32;
-            if n == 0 || *rate == 0 {
-                continue;
-            }
-            let interval = Duration::from_secs_f64(1.0 / f64::from(*rate));
-            let first = budget.reserve(kind.as_str(), interval, n, now).await?;
-            let step = chrono::Duration::from_std(interval).unwrap_or_default();
-            for (i, job) in jobs
-                .iter_mut()
-                .filter(|j| j.row.channel == *kind)
-                .enumerate()
-            {
-                job.slot = Some(first + step * i as i32);
-            }
+        let rate = self.settings.shared_rates[&kind];
+        let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+        let step = chrono::Duration::from_std(interval).unwrap_or_default();
+        let mut slots = pool.lock().await;
+        let now = self.ports.clock.now();
+        while slots.front().is_some_and(|s| *s + step < now) {
+            slots.pop_front();
         }
-        Ok(())
+        if slots.is_empty() {
+            let chunk = (rate / 10).clamp(1, 50);
+            // On its own task: this runs while the batch loop may be writing results, and a
+            // store with a single connection must not wait for a future nobody polls.
+            let budget = budget.clone();
+            let first =
+                tokio::spawn(
+                    async move { budget.reserve(kind.as_str(), interval, chunk, now).await },
+                )
+                .await
+                .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
+            slots.extend((0..chunk).map(|i| first + step * i as i32));
+        }
+        Ok(slots.pop_front())
     }
 
     /// Pauses the broadcasts whose circuit breaker tripped during the last batch.
@@ -657,6 +753,11 @@ impl Orchestrator {
     /// recorded before returning.
     pub async fn run_worker(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
         tokio::pin!(shutdown);
+        // Poll once before working: signal handlers are installed on the first poll, so a
+        // signal during the first batch stops the worker gracefully instead of killing it.
+        if futures::poll!(&mut shutdown).is_ready() {
+            return Ok(());
+        }
         loop {
             let idle = match self.work_once().await {
                 Ok(did_work) => !did_work,
@@ -772,12 +873,14 @@ impl Orchestrator {
         }
     }
 
-    async fn deliver(&self, job: Job) -> DeliveryResult {
+    /// Sends one job. Returns its result together with the channel permit it held: the caller
+    /// drops the permit only after the result is recorded, so the rows that a crash can leave
+    /// sent-but-unrecorded are bounded by the channel's concurrency, not by the batch size.
+    async fn deliver(&self, job: Job) -> Done {
         let Job {
             row,
             context,
             compiled,
-            slot,
         } = job;
         let now = || self.ports.clock.now();
         let result = |outcome| DeliveryResult {
@@ -791,21 +894,19 @@ impl Orchestrator {
             error,
         };
         let Some(compiled) = compiled else {
-            return result(fail(
-                ErrorKind::Render,
-                format!(
-                    "the template of broadcast {} does not compile",
-                    row.broadcast_id
-                ),
-            ));
+            let error = format!(
+                "the template of broadcast {} does not compile",
+                row.broadcast_id
+            );
+            return Done::early(result(fail(ErrorKind::Render, error)));
         };
         let body = match self.body_for(&row, &context, &compiled) {
             Ok(body) => body,
-            Err((kind, error)) => return result(fail(kind, error)),
+            Err((kind, error)) => return Done::early(result(fail(kind, error))),
         };
         let channel = match self.channel(row.channel) {
             Ok(c) => c,
-            Err(e) => return result(fail(ErrorKind::Permanent, e.to_string())),
+            Err(e) => return Done::early(result(fail(ErrorKind::Permanent, e.to_string()))),
         };
         let message = OutgoingMessage {
             broadcast_id: Some(row.broadcast_id),
@@ -814,33 +915,54 @@ impl Orchestrator {
             body,
         };
         let lane = (row.broadcast_id, row.channel);
-        if let Some(slot) = slot {
-            let wait = (slot - self.ports.clock.now()).to_std().unwrap_or_default();
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-        }
+        let mut effects = Vec::new();
+        let permit = match self.permits.get(&row.channel) {
+            Some(sem) => sem.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        // Checked with the permit held: sends queued behind a failing one see the trip.
         if self
             .breaker
             .lock()
             .expect("breaker poisoned")
             .is_tripped(lane)
         {
-            return result(Outcome::Retry {
+            let held = Outcome::Retry {
                 next_attempt_at: now(),
                 kind: ErrorKind::Transient,
                 error: "held back: the channel's circuit breaker tripped".into(),
                 count_attempt: false,
-            });
-        }
-        let sent = {
-            let _permit = match self.permits.get(&row.channel) {
-                Some(sem) => Some(sem.acquire().await),
-                None => None,
             };
-            channel.send(&message).await
-        };
-        match sent {
+            return Done {
+                result: result(held),
+                permit,
+                effects,
+            };
+        }
+        match self.take_slot(row.channel).await {
+            Ok(Some(slot)) => {
+                let wait = (slot - self.ports.clock.now()).to_std().unwrap_or_default();
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let held = Outcome::Retry {
+                    next_attempt_at: now(),
+                    kind: ErrorKind::Transient,
+                    error: format!("held back: no send slot: {e}"),
+                    count_attempt: false,
+                };
+                return Done {
+                    result: result(held),
+                    permit,
+                    effects,
+                };
+            }
+        }
+        let sent = channel.send(&message).await;
+        let recorded = match sent {
             Ok(delivered) => {
                 self.breaker.lock().expect("breaker poisoned").record(
                     lane,
@@ -848,14 +970,8 @@ impl Orchestrator {
                     self.limits(),
                     "",
                 );
-                if let Some(new_chat) = delivered.migrated_to
-                    && let Err(e) = self
-                        .ports
-                        .audience
-                        .update_chat_id(row.user_id, new_chat)
-                        .await
-                {
-                    tracing::warn!(user = row.user_id, error = %e, "could not store migrated chat id");
+                if let Some(new_chat) = delivered.migrated_to {
+                    effects.push(Effect::UpdateChat(row.user_id, new_chat));
                 }
                 result(Outcome::Sent {
                     at: now(),
@@ -865,7 +981,16 @@ impl Orchestrator {
             Err(e) => {
                 let counts = matches!(e.kind, FailureKind::Transient | FailureKind::Permanent);
                 let message = e.message.clone();
-                let outcome = self.outcome_of_failure(&row, e).await;
+                match (row.channel, e.kind) {
+                    (ChannelKind::Telegram, FailureKind::Blocked) => {
+                        effects.push(Effect::MarkBlocked(row.user_id));
+                    }
+                    (ChannelKind::Email, FailureKind::InvalidAddress) => {
+                        effects.push(Effect::MarkBounced(row.user_id));
+                    }
+                    _ => {}
+                }
+                let outcome = self.outcome_of_failure(&row, e);
                 if counts {
                     self.breaker.lock().expect("breaker poisoned").record(
                         lane,
@@ -878,22 +1003,54 @@ impl Orchestrator {
                     && row.channel == ChannelKind::Telegram
                     && compiled.policy == ChannelPolicy::TelegramThenEmail
                 {
-                    let added = self
-                        .ports
-                        .deliveries
-                        .add_email_fallback(
-                            row.broadcast_id,
-                            row.user_id,
-                            row.registration_id,
-                            now(),
-                        )
-                        .await;
-                    if let Err(e) = added {
-                        tracing::warn!(user = row.user_id, error = %e, "could not add the e-mail fallback");
-                    }
+                    effects.push(Effect::Fallback(
+                        row.broadcast_id,
+                        row.user_id,
+                        row.registration_id,
+                    ));
                 }
                 result(outcome)
             }
+        };
+        Done {
+            result: recorded,
+            permit,
+            effects,
+        }
+    }
+
+    /// Applies a delivery's store update; a failure is logged, not fatal: the delivery result
+    /// itself is what must be recorded.
+    async fn apply(&self, effect: Effect) {
+        let now = self.ports.clock.now();
+        let (user, what, res) = match effect {
+            Effect::MarkBlocked(u) => (
+                u,
+                "mark the user as blocked",
+                self.ports.audience.mark_telegram_blocked(u, now).await,
+            ),
+            Effect::MarkBounced(u) => (
+                u,
+                "mark the address as bounced",
+                self.ports.audience.mark_email_bounced(u, now).await,
+            ),
+            Effect::UpdateChat(u, chat) => (
+                u,
+                "store the migrated chat id",
+                self.ports.audience.update_chat_id(u, chat).await,
+            ),
+            Effect::Fallback(b, u, r) => (
+                u,
+                "add the e-mail fallback",
+                self.ports
+                    .deliveries
+                    .add_email_fallback(b, u, r, now)
+                    .await
+                    .map(|_| ()),
+            ),
+        };
+        if let Err(e) = res {
+            tracing::warn!(user, error = %e, "could not {what}");
         }
     }
 
@@ -905,7 +1062,7 @@ impl Orchestrator {
         }
     }
 
-    async fn outcome_of_failure(&self, row: &Recipient, e: DeliveryError) -> Outcome {
+    fn outcome_of_failure(&self, row: &Recipient, e: DeliveryError) -> Outcome {
         let now = self.ports.clock.now();
         let kind = e.kind.error_kind();
         let error = e.message;
@@ -936,24 +1093,6 @@ impl Orchestrator {
                 }
             }
             FailureKind::Blocked | FailureKind::InvalidAddress | FailureKind::Permanent => {
-                let mark = match (row.channel, e.kind) {
-                    (ChannelKind::Telegram, FailureKind::Blocked) => Some(
-                        self.ports
-                            .audience
-                            .mark_telegram_blocked(row.user_id, now)
-                            .await,
-                    ),
-                    (ChannelKind::Email, FailureKind::InvalidAddress) => Some(
-                        self.ports
-                            .audience
-                            .mark_email_bounced(row.user_id, now)
-                            .await,
-                    ),
-                    _ => None,
-                };
-                if let Some(Err(e)) = mark {
-                    tracing::warn!(user = row.user_id, error = %e, "could not flag the user");
-                }
                 Outcome::Failed {
                     at: now,
                     kind,

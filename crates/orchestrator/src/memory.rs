@@ -13,6 +13,12 @@ use chrono::{DateTime, Utc};
 use broadcast_domain::*;
 
 /// Every store port and [`AudienceSource`] over maps in memory. Clones share the same data.
+///
+/// Implements [`TemplateStore`], [`BroadcastStore`], [`DeliveryStore`], [`AudienceStore`],
+/// [`AudienceSource`], [`AdminStore`], [`AuditLog`] and [`SendBudget`], so one
+/// `Arc<MemoryStore>` fills every store field of [`Ports`](crate::Ports) (see the crate
+/// documentation). Fill the audience with [`AudienceStore::import_users`] (and
+/// `import_competitions` / `import_registrations`) or [`MemoryStore::add_user`].
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,

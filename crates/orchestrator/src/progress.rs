@@ -5,7 +5,12 @@ use serde::Serialize;
 
 use broadcast_domain::{BroadcastId, BroadcastStatus, DeliveryStats, DeliveryStatus};
 
-/// A snapshot of a broadcast's delivery, published after every processed batch.
+/// A snapshot of a broadcast's delivery, published after every processed batch (see
+/// [`Orchestrator::subscribe`](crate::Orchestrator::subscribe)) and returned by
+/// [`Orchestrator::progress`](crate::Orchestrator::progress).
+///
+/// Serialises to JSON with the field names below (the admin panel streams it as server-sent
+/// events).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Progress {
     /// Which broadcast.
@@ -57,7 +62,20 @@ impl Progress {
         }
     }
 
-    /// Share of rows in a final state, 0.0 to 1.0.
+    /// Share of rows in a final state, 0.0 to 1.0 (1.0 for an empty broadcast).
+    ///
+    /// ```
+    /// use broadcast_domain::{BroadcastStatus, DeliveryStats, DeliveryStatus};
+    /// use broadcast_orchestrator::Progress;
+    ///
+    /// let mut stats = DeliveryStats::default();
+    /// stats.total = 4;
+    /// stats.by_status.insert(DeliveryStatus::Sent, 3);
+    /// stats.by_status.insert(DeliveryStatus::Pending, 1);
+    /// let p = Progress::from_stats(7, BroadcastStatus::Running, &stats, chrono::Utc::now());
+    /// assert_eq!((p.done, p.open, p.sent), (3, 1, 3));
+    /// assert_eq!(p.fraction(), 0.75);
+    /// ```
     pub fn fraction(&self) -> f64 {
         if self.total == 0 {
             1.0

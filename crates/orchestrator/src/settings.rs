@@ -5,7 +5,22 @@ use std::time::Duration;
 
 use broadcast_domain::ChannelKind;
 
-/// How the orchestrator claims, sends and retries.
+/// How the orchestrator claims, sends and retries. The library never reads the environment:
+/// the embedding program fills this in (the binaries read `BATCH_SIZE`, `MAX_ATTEMPTS`, ... from
+/// theirs).
+///
+/// ```
+/// use std::time::Duration;
+/// use broadcast_orchestrator::Settings;
+///
+/// let settings = Settings {
+///     worker_id: "bot-worker-1".into(),
+///     max_attempts: 3,
+///     retry_base: Duration::from_secs(10),
+///     ..Settings::default()
+/// };
+/// assert_eq!(settings.batch_size, 200);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Name available to templates as `app_name`.

@@ -77,6 +77,9 @@ mod tests {
         assert!(err.contains("too long"), "{err}");
         assert!(!verify_password("anything", "not a hash"));
         assert!(!verify_password("anything", ""));
-        assert!(!verify_password("anything", "$argon2id$v=19$m=19456,t=2,p=1$bad$bad"));
+        assert!(!verify_password(
+            "anything",
+            "$argon2id$v=19$m=19456,t=2,p=1$bad$bad"
+        ));
     }
 }

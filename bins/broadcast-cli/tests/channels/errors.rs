@@ -190,7 +190,7 @@ async fn every_permanent_failure_gets_its_kind_and_flags_stop_the_next_broadcast
 /// done within `deadline` (the retry backoff must follow `RETRY_BASE_SECONDS`).
 async fn run_with_retries(cli: &Cli, id: i64, deadline: Duration) -> Value {
     let started = Instant::now();
-    let proc = cli.spawn(&["broadcast", "run", &id.to_string(), "--json"]);
+    let proc = cli.spawn(&["broadcast", "run", &id.to_string(), "--yes", "--json"]);
     let run = cli.wait(proc, deadline).await;
     if run.code.is_none() {
         let rows = cli.recipients(id).await;

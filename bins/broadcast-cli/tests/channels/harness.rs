@@ -395,7 +395,7 @@ impl Cli {
     /// `broadcast run <id> --json` to the end; returns the run (stdout: the statistics).
     pub(crate) async fn run_broadcast(&self, id: i64) -> Run {
         let run = self
-            .run(&["broadcast", "run", &id.to_string(), "--json"])
+            .run(&["broadcast", "run", &id.to_string(), "--yes", "--json"])
             .await;
         run.ok();
         run

@@ -1,6 +1,7 @@
 //! Orchestrator behaviour over in-memory doubles of every port.
 
 mod doubles;
+mod example;
 mod sql;
 
 use std::sync::Arc;
@@ -741,4 +742,42 @@ mod durable {
             .unwrap();
         assert_eq!(other, start, "keys are independent");
     }
+}
+
+#[tokio::test]
+async fn test_send_goes_to_one_target_without_touching_the_ledger() {
+    use broadcast_orchestrator::TestTarget;
+    let h = Harness::new().await;
+    let id = h.broadcast(ChannelPolicy::Both).await;
+    let anna = h.user_by_ext("u1").await;
+    let results = h
+        .orch
+        .test_send(id, TestTarget::User(anna.id))
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|(_, r)| r.is_ok()));
+    assert_eq!(h.telegram.sent_to(), ["101"]);
+    assert_eq!(h.email.sent_to(), ["anna@example.org"]);
+
+    let chat = TelegramChatId::new(-100_500).unwrap();
+    let results = h.orch.test_send(id, TestTarget::Chat(chat)).await.unwrap();
+    assert_eq!(results.len(), 1);
+    assert_eq!(h.telegram.sent_to(), ["101", "-100500"]);
+    let to = EmailAddress::parse("ops@example.org").unwrap();
+    h.email
+        .fail_always("ops@example.org", FailureKind::InvalidAddress);
+    let results = h.orch.test_send(id, TestTarget::Email(to)).await.unwrap();
+    assert!(
+        results[0].1.is_err(),
+        "the failure is reported, not recorded"
+    );
+
+    let b = h.store.get_broadcast(id).await.unwrap();
+    assert_eq!(b.status, BroadcastStatus::Draft);
+    assert!(
+        h.store.recipients().is_empty(),
+        "nothing written to the ledger"
+    );
+    assert!(h.user_by_ext("u1").await.email_bounced_at.is_none());
 }

@@ -1,0 +1,277 @@
+//! `broadcast export`: every recipient row of a broadcast as CSV or JSON lines, read from the
+//! ledger page by page so that memory does not grow with the broadcast.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use broadcast_domain::{
+    BroadcastId, BroadcastStore as _, ChannelKind, DeliveryStatus, DeliveryStore as _, Recipient,
+    RecipientQuery,
+};
+
+use crate::activity::{Activity, Unit};
+use crate::app::{App, CliError, CliResult, invalid};
+use crate::cli::ExportFormat;
+use crate::output::json;
+
+/// Rows read per query.
+const PAGE: u64 = 10_000;
+
+/// The columns of the CSV export, in order; JSON lines carry the same names.
+pub(crate) const COLUMNS: &[&str] = &[
+    "id",
+    "broadcast_id",
+    "user_id",
+    "registration_id",
+    "channel",
+    "address",
+    "status",
+    "skip_reason",
+    "attempts",
+    "error_kind",
+    "last_error",
+    "provider_message_id",
+    "sent_at",
+    "next_attempt_at",
+    "lease_expirations",
+    "updated_at",
+];
+
+/// One exported row: the ledger row without the lease bookkeeping.
+#[derive(Debug, Serialize)]
+struct Row<'a> {
+    id: i64,
+    broadcast_id: i64,
+    user_id: i64,
+    registration_id: Option<i64>,
+    channel: ChannelKind,
+    address: &'a str,
+    status: DeliveryStatus,
+    skip_reason: Option<String>,
+    attempts: i32,
+    error_kind: Option<String>,
+    last_error: Option<&'a str>,
+    provider_message_id: Option<&'a str>,
+    sent_at: Option<String>,
+    next_attempt_at: String,
+    lease_expirations: i32,
+    updated_at: String,
+}
+
+impl<'a> From<&'a Recipient> for Row<'a> {
+    fn from(r: &'a Recipient) -> Self {
+        let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339();
+        Self {
+            id: r.id,
+            broadcast_id: r.broadcast_id,
+            user_id: r.user_id,
+            registration_id: r.registration_id,
+            channel: r.channel,
+            address: &r.address,
+            status: r.status,
+            skip_reason: r.skip_reason.map(|s| s.to_string()),
+            attempts: r.attempts,
+            error_kind: r.error_kind.map(|k| k.to_string()),
+            last_error: r.last_error.as_deref(),
+            provider_message_id: r.provider_message_id.as_deref(),
+            sent_at: r.sent_at.map(time),
+            next_attempt_at: time(r.next_attempt_at),
+            lease_expirations: r.lease_expirations,
+            updated_at: time(r.updated_at),
+        }
+    }
+}
+
+/// Where the rows go.
+enum Sink {
+    Csv(Box<csv::Writer<Box<dyn Write>>>),
+    Jsonl(Box<dyn Write>),
+}
+
+impl Sink {
+    fn new(format: ExportFormat, out: Box<dyn Write>) -> std::io::Result<Self> {
+        Ok(match format {
+            ExportFormat::Csv => {
+                let mut w = csv::WriterBuilder::new()
+                    .has_headers(false)
+                    .from_writer(out);
+                w.write_record(COLUMNS)?;
+                Sink::Csv(Box::new(w))
+            }
+            ExportFormat::Jsonl => Sink::Jsonl(out),
+        })
+    }
+
+    fn write(&mut self, r: &Recipient) -> std::io::Result<()> {
+        let row = Row::from(r);
+        match self {
+            Sink::Csv(w) => w.serialize(&row).map_err(std::io::Error::other),
+            Sink::Jsonl(w) => {
+                serde_json::to_writer(&mut *w, &row)?;
+                w.write_all(b"\n")
+            }
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        match self {
+            Sink::Csv(mut w) => w.flush(),
+            Sink::Jsonl(mut w) => w.flush(),
+        }
+    }
+}
+
+/// The export options.
+#[derive(Debug)]
+pub(crate) struct Export {
+    pub(crate) id: BroadcastId,
+    pub(crate) format: ExportFormat,
+    pub(crate) output: Option<PathBuf>,
+    pub(crate) status: Option<String>,
+    pub(crate) channel: Option<String>,
+}
+
+pub(crate) async fn export(app: &App, e: Export, j: bool) -> CliResult<()> {
+    app.store.get_broadcast(e.id).await?;
+    let mut query = RecipientQuery {
+        status: e
+            .status
+            .as_deref()
+            .map(|s| s.parse::<DeliveryStatus>().map_err(|e| invalid(e.0)))
+            .transpose()?,
+        channel: e
+            .channel
+            .as_deref()
+            .map(|s| s.parse::<ChannelKind>().map_err(|e| invalid(e.0)))
+            .transpose()?,
+        error_kind: None,
+        offset: 0,
+        limit: PAGE,
+    };
+    if let Some(path) = &e.output
+        && path.is_dir()
+    {
+        return Err(invalid(format!(
+            "--output {} is a directory; give a file name",
+            path.display()
+        )));
+    }
+    let partial = e.output.as_deref().map(partial_path);
+    let out: Box<dyn Write> = match &partial {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p)
+                .map_err(|err| invalid(format!("cannot write {}: {err}", p.display())))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+    };
+    let written = write_rows(app, e.id, e.format, out, &mut query).await;
+    let rows = match (written, &partial) {
+        (Ok(rows), _) => rows,
+        // `| head`: the reader has what it wanted.
+        (Err(Failure::Io(err)), None) if err.kind() == std::io::ErrorKind::BrokenPipe => {
+            return Ok(());
+        }
+        (Err(failure), partial) => {
+            if let Some(p) = partial {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(match failure {
+                Failure::Cli(c) => c,
+                Failure::Io(err) => {
+                    CliError::Failed(anyhow::anyhow!("cannot write the export: {err}"))
+                }
+            });
+        }
+    };
+    if let (Some(partial), Some(path)) = (&partial, &e.output) {
+        std::fs::rename(partial, path).map_err(|err| {
+            CliError::Failed(anyhow::anyhow!(
+                "cannot rename {}: {err}",
+                partial.display()
+            ))
+        })?;
+        if j {
+            json(&serde_json::json!({
+                "broadcast_id": e.id,
+                "format": match e.format { ExportFormat::Csv => "csv", ExportFormat::Jsonl => "jsonl" },
+                "rows": rows,
+                "output": path,
+            }))?;
+        } else {
+            println!(
+                "exported {rows} rows of broadcast {} to {}",
+                e.id,
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `FILE.partial` beside `FILE`: the export is written there and renamed when complete, so a
+/// file with the asked name is always whole.
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".partial");
+    path.with_file_name(name)
+}
+
+enum Failure {
+    Cli(CliError),
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Self::Io(e)
+    }
+}
+
+impl From<broadcast_domain::Error> for Failure {
+    fn from(e: broadcast_domain::Error) -> Self {
+        Self::Cli(e.into())
+    }
+}
+
+/// Writes every page; returns the number of rows.
+async fn write_rows(
+    app: &App,
+    id: BroadcastId,
+    format: ExportFormat,
+    out: Box<dyn Write>,
+    query: &mut RecipientQuery,
+) -> Result<u64, Failure> {
+    let mut sink = Sink::new(format, out)?;
+    let mut rows = 0;
+    let mut activity: Option<Activity> = None;
+    loop {
+        let page = app.store.list_recipients(id, query).await?;
+        let n = page.items.len() as u64;
+        if activity.is_none() && page.total > PAGE {
+            activity = Some(Activity::start(
+                Unit::Items,
+                0,
+                Some(page.total),
+                "rows exported",
+            ));
+        }
+        for r in &page.items {
+            sink.write(r)?;
+        }
+        rows += n;
+        if let Some(a) = &activity {
+            a.update(rows, Some(page.total.max(rows)), "rows exported");
+        }
+        if n < query.limit {
+            break;
+        }
+        query.offset += n;
+    }
+    sink.finish()?;
+    if let Some(a) = activity {
+        a.finish(None);
+    }
+    Ok(rows)
+}
