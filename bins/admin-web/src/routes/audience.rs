@@ -1,0 +1,277 @@
+//! Audience pages: users with search and pagination, one user with registrations and flags,
+//! and the CSV import with row-level errors.
+
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use broadcast_domain::{Error, ImportReport, User, UserQuery};
+use broadcast_store::csv_import::{self, CsvError};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Session, csrf_refused};
+use crate::error::{PageError, PageResult};
+use crate::state::AppState;
+use crate::views::{Pager, SourceLine, fmt_opt, fmt_time, page, source_excerpt};
+
+/// Users per page.
+const USERS_PER_PAGE: u64 = 50;
+/// The kinds of CSV file, in the order they should be imported.
+const KINDS: [&str; 3] = ["users", "competitions", "registrations"];
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default)]
+    page: Option<u64>,
+}
+
+fn user_view(u: &User) -> serde_json::Value {
+    let name = match u.full_name() {
+        n if n.is_empty() => format!("user {}", u.id),
+        n => n,
+    };
+    serde_json::json!({
+        "id": u.id,
+        "name": name,
+        "external_id": u.external_id,
+        "username": u.username,
+        "email": u.email,
+        "telegram": u.telegram_chat_id,
+        "language": u.language,
+        "country": u.country,
+        "city": u.city,
+        "blocked": fmt_opt(u.telegram_blocked_at),
+        "unsubscribed": fmt_opt(u.email_unsubscribed_at),
+        "bounced": fmt_opt(u.email_bounced_at),
+        "created": fmt_time(u.created_at),
+        "attributes": serde_json::to_string_pretty(&u.attributes).unwrap_or_default(),
+    })
+}
+
+/// `GET /audience`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<ListQuery>,
+) -> PageResult {
+    let audience = &state.orchestrator.ports().audience;
+    let page_no = q.page.unwrap_or(1).max(1);
+    let search = Some(q.q.trim().to_owned()).filter(|s| !s.is_empty());
+    let users = audience
+        .list_users(&UserQuery {
+            search: search.clone(),
+            offset: (page_no - 1) * USERS_PER_PAGE,
+            limit: USERS_PER_PAGE,
+        })
+        .await?;
+    let competitions = audience.list_competitions().await?;
+    let pager = Pager::new(users.total, USERS_PER_PAGE, page_no, |p| {
+        let mut s = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(search) = &search {
+            s.append_pair("q", search);
+        }
+        s.append_pair("page", &p.to_string());
+        format!("/audience?{}", s.finish())
+    });
+    let mut ctx = page(&session, "audience", "Audience");
+    ctx.insert("q", q.q.trim());
+    ctx.insert(
+        "users",
+        &users.items.iter().map(user_view).collect::<Vec<_>>(),
+    );
+    ctx.insert("pager", &pager);
+    ctx.insert(
+        "competitions",
+        &competitions
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name, "slug": c.slug,
+                    "starts_on": c.starts_on.map(|d| d.to_string()), "city": c.city,
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    Ok(state.views.render("audience.html", &ctx)?.into_response())
+}
+
+/// `GET /audience/users/{id}`.
+pub(crate) async fn user(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> PageResult {
+    let audience = &state.orchestrator.ports().audience;
+    let u = audience.get_user(id).await?;
+    let registrations = audience.registrations_of(id).await?;
+    let mut ctx = page(&session, "audience", &u.full_name());
+    ctx.insert("u", &user_view(&u));
+    ctx.insert(
+        "registrations",
+        &registrations
+            .iter()
+            .map(|(r, c)| {
+                serde_json::json!({
+                    "competition": c.name, "role": r.role, "status": r.status,
+                    "created": fmt_time(r.created_at),
+                })
+            })
+            .collect::<Vec<_>>(),
+    );
+    Ok(state.views.render("user.html", &ctx)?.into_response())
+}
+
+/// A failed import as the page shows it.
+#[derive(Debug, Serialize)]
+struct ImportError {
+    message: String,
+    file: String,
+    line: Option<u64>,
+    column: Option<String>,
+    excerpt: Vec<SourceLine>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReportView {
+    kind: String,
+    inserted: u64,
+    updated: u64,
+}
+
+fn import_page(
+    state: &AppState,
+    session: &Session,
+    kind: &str,
+    error: Option<ImportError>,
+    report: Option<ReportView>,
+) -> PageResult {
+    let mut ctx = page(session, "audience", "Import");
+    ctx.insert("kinds", &KINDS);
+    ctx.insert("kind", kind);
+    let status = if error.is_some() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    ctx.insert("error", &error);
+    ctx.insert("report", &report);
+    Ok((status, state.views.render("import.html", &ctx)?).into_response())
+}
+
+/// `GET /audience/import`.
+pub(crate) async fn import_form(State(state): State<AppState>, session: Session) -> PageResult {
+    import_page(&state, &session, "users", None, None)
+}
+
+/// `POST /audience/import` (multipart: `csrf`, `kind`, `file`).
+pub(crate) async fn import(
+    State(state): State<AppState>,
+    session: Session,
+    mut multipart: Multipart,
+) -> PageResult {
+    let mut csrf = None;
+    let mut kind = None;
+    let mut file: Option<(String, Vec<u8>)> = None;
+    let bad = |e: axum::extract::multipart::MultipartError| {
+        PageError::BadRequest(format!("the upload could not be read: {e}"))
+    };
+    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+        match field.name().unwrap_or_default() {
+            "csrf" => csrf = Some(field.text().await.map_err(bad)?),
+            "kind" => kind = Some(field.text().await.map_err(bad)?),
+            "file" => {
+                let name = field.file_name().unwrap_or("upload.csv").to_owned();
+                file = Some((name, field.bytes().await.map_err(bad)?.to_vec()));
+            }
+            _ => {}
+        }
+    }
+    if !csrf.is_some_and(|t| session.csrf_matches(&t)) {
+        return Ok(csrf_refused(&state));
+    }
+    let kind = kind.unwrap_or_default();
+    if !KINDS.contains(&kind.as_str()) {
+        return Err(PageError::BadRequest(format!(
+            "`{kind}` is not a kind of audience file; choose users, competitions or registrations"
+        )));
+    }
+    let Some((file_name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
+        return import_page(
+            &state,
+            &session,
+            &kind,
+            Some(ImportError {
+                message: "choose a CSV file to import (the upload was empty)".to_owned(),
+                file: String::new(),
+                line: None,
+                column: None,
+                excerpt: Vec::new(),
+            }),
+            None,
+        );
+    };
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let csv_error = |e: CsvError| {
+        let e = e.in_file(file_name.clone());
+        ImportError {
+            message: e.to_string(),
+            file: e.file.clone(),
+            line: e.line,
+            column: e.column.clone(),
+            excerpt: e.line.map_or_else(Vec::new, |l| {
+                source_excerpt(&text, usize::try_from(l).unwrap_or(usize::MAX), None)
+            }),
+        }
+    };
+    let audience = &state.orchestrator.ports().audience;
+    let now = chrono::Utc::now();
+    let result: Result<Result<ImportReport, Error>, ImportError> = match kind.as_str() {
+        "users" => match csv_import::parse_users(bytes.as_slice()) {
+            Ok(rows) => Ok(audience.import_users(rows, now).await),
+            Err(e) => Err(csv_error(e)),
+        },
+        "competitions" => match csv_import::parse_competitions(bytes.as_slice()) {
+            Ok(rows) => Ok(audience.import_competitions(rows, now).await),
+            Err(e) => Err(csv_error(e)),
+        },
+        _ => match csv_import::parse_registrations(bytes.as_slice()) {
+            Ok(rows) => Ok(audience.import_registrations(rows, now).await),
+            Err(e) => Err(csv_error(e)),
+        },
+    };
+    let report = match result {
+        Err(e) => return import_page(&state, &session, &kind, Some(e), None),
+        Ok(Err(e)) if e.is_invalid_input() => {
+            let error = ImportError {
+                message: format!("{file_name}: {e}"),
+                file: file_name,
+                line: None,
+                column: None,
+                excerpt: Vec::new(),
+            };
+            return import_page(&state, &session, &kind, Some(error), None);
+        }
+        Ok(Err(e)) => return Err(e.into()),
+        Ok(Ok(report)) => report,
+    };
+    state.forget_locations();
+    state
+        .audit(
+            &session.username,
+            "audience.import",
+            "audience",
+            None,
+            serde_json::json!({
+                "kind": kind, "file": file_name,
+                "inserted": report.inserted, "updated": report.updated,
+            }),
+        )
+        .await;
+    let view = ReportView {
+        kind: kind.clone(),
+        inserted: report.inserted,
+        updated: report.updated,
+    };
+    import_page(&state, &session, &kind, None, Some(view))
+}

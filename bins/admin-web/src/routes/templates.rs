@@ -1,0 +1,461 @@
+//! Template pages: list, create, edit (validation problems shown at their line), delete and
+//! preview for a chosen or the sample user.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use broadcast_domain::{
+    AudienceFilter, Error, MessageTemplate, NewTemplate, ParseMode, TemplateContent, TemplateError,
+    TemplateErrorKind, TemplatePart,
+};
+use broadcast_render::{SAMPLE_UNSUBSCRIBE_URL, catalogue, sample_env, sample_recipient};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{CsrfForm, Session};
+use crate::error::{PageError, PageResult};
+use crate::service;
+use crate::state::AppState;
+use crate::telegram_html::to_safe_html;
+use crate::views::{SourceLine, fmt_time, notice, page, source_excerpt};
+
+/// The template form as posted (and as shown again after a problem).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub(crate) struct TemplateForm {
+    #[serde(default)]
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) description: String,
+    #[serde(default)]
+    pub(crate) telegram_text: String,
+    #[serde(default)]
+    pub(crate) parse_mode: String,
+    #[serde(default)]
+    pub(crate) link_preview: Option<String>,
+    #[serde(default)]
+    pub(crate) email_subject: String,
+    #[serde(default)]
+    pub(crate) email_html: String,
+    #[serde(default)]
+    pub(crate) email_text: String,
+}
+
+fn nonempty(s: &str) -> Option<String> {
+    (!s.trim().is_empty()).then(|| s.replace("\r\n", "\n"))
+}
+
+impl TemplateForm {
+    fn from_template(t: &MessageTemplate) -> Self {
+        let c = &t.content;
+        Self {
+            name: t.name.to_string(),
+            description: t.description.clone(),
+            telegram_text: c.telegram_text.clone().unwrap_or_default(),
+            parse_mode: c.parse_mode.to_string(),
+            link_preview: c.link_preview.then(|| "true".to_owned()),
+            email_subject: c.email_subject.clone().unwrap_or_default(),
+            email_html: c.email_html.clone().unwrap_or_default(),
+            email_text: c.email_text.clone().unwrap_or_default(),
+        }
+    }
+
+    fn content(&self) -> Result<TemplateContent, String> {
+        let parse_mode = if self.parse_mode.trim().is_empty() {
+            ParseMode::Html
+        } else {
+            self.parse_mode.parse::<ParseMode>().map_err(|e| e.0)?
+        };
+        Ok(TemplateContent {
+            telegram_text: nonempty(&self.telegram_text),
+            parse_mode,
+            link_preview: self.link_preview.is_some(),
+            email_subject: nonempty(&self.email_subject),
+            email_html: nonempty(&self.email_html),
+            email_text: nonempty(&self.email_text),
+        })
+    }
+}
+
+/// A problem as the form shows it.
+#[derive(Debug, Serialize)]
+pub(crate) struct Problem {
+    part: String,
+    part_label: &'static str,
+    line: Option<usize>,
+    column: Option<usize>,
+    message: String,
+    excerpt: Vec<SourceLine>,
+}
+
+fn part_label(part: TemplatePart) -> &'static str {
+    match part {
+        TemplatePart::TelegramText => "Telegram text",
+        TemplatePart::EmailSubject => "E-mail subject",
+        TemplatePart::EmailHtml => "E-mail HTML body",
+        TemplatePart::EmailText => "E-mail plain-text body",
+    }
+}
+
+/// The 1-based line and column of the first use of `name` in `source`, when it can be found.
+fn find_variable(source: &str, name: &str) -> Option<(usize, usize)> {
+    source.lines().enumerate().find_map(|(i, line)| {
+        line.find(name)
+            .map(|col| (i + 1, line[..col].chars().count() + 1))
+    })
+}
+
+fn problem(e: &TemplateError, content: &TemplateContent) -> Problem {
+    let source = content.part(e.part).unwrap_or_default();
+    let (line, column) = match &e.kind {
+        TemplateErrorKind::Syntax { line, column, .. } => (Some(*line), Some(*column)),
+        TemplateErrorKind::UnknownVariable {
+            name, line, column, ..
+        } => match (line, column) {
+            (Some(l), c) => (Some(*l), *c),
+            _ => find_variable(source, name).map_or((None, None), |(l, c)| (Some(l), Some(c))),
+        },
+        _ => (None, None),
+    };
+    Problem {
+        part: e.part.to_string(),
+        part_label: part_label(e.part),
+        line,
+        column,
+        message: match &e.kind {
+            // The line and column are shown separately.
+            TemplateErrorKind::Syntax { message, .. } => message.clone(),
+            TemplateErrorKind::UnknownVariable { name, known, .. } => format!(
+                "unknown variable `{name}`; known variables: {}",
+                known.join(", ")
+            ),
+            other => other.to_string(),
+        },
+        excerpt: line.map_or_else(Vec::new, |l| source_excerpt(source, l, column)),
+    }
+}
+
+fn simple_problem(part: &str, label: &'static str, message: String) -> Problem {
+    Problem {
+        part: part.to_owned(),
+        part_label: label,
+        line: None,
+        column: None,
+        message,
+        excerpt: Vec::new(),
+    }
+}
+
+fn form_page(
+    state: &AppState,
+    session: &Session,
+    id: Option<i64>,
+    version: Option<i32>,
+    form: &TemplateForm,
+    problems: &[Problem],
+    notice_text: Option<&str>,
+) -> PageResult<Response> {
+    let title = if id.is_some() {
+        "Edit template"
+    } else {
+        "New template"
+    };
+    let mut ctx = page(session, "templates", title);
+    ctx.insert("notice", &notice_text);
+    ctx.insert("id", &id);
+    ctx.insert("version", &version);
+    ctx.insert("form", form);
+    ctx.insert("problems", problems);
+    let errors_in: std::collections::BTreeMap<&str, bool> =
+        problems.iter().map(|p| (p.part.as_str(), true)).collect();
+    ctx.insert("errors_in", &errors_in);
+    ctx.insert(
+        "parse_modes",
+        &ParseMode::ALL
+            .iter()
+            .map(|m| m.as_str())
+            .collect::<Vec<_>>(),
+    );
+    let variables: Vec<_> = catalogue()
+        .iter()
+        .map(|v| serde_json::json!({ "name": v.name, "description": v.description, "example": v.example }))
+        .collect();
+    ctx.insert("variables", &variables);
+    let status = if problems.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok((status, state.views.render("template_form.html", &ctx)?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Done {
+    done: Option<String>,
+}
+
+/// `GET /templates`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<Done>,
+) -> PageResult<Response> {
+    let templates = state
+        .orchestrator
+        .ports()
+        .templates
+        .list_templates()
+        .await?;
+    let rows: Vec<_> = templates
+        .iter()
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id,
+                "name": t.name,
+                "description": t.description,
+                "telegram": t.content.supports(broadcast_domain::ChannelKind::Telegram),
+                "parse_mode": t.content.parse_mode,
+                "email": t.content.supports(broadcast_domain::ChannelKind::Email),
+                "version": t.version,
+                "updated": fmt_time(t.updated_at),
+            })
+        })
+        .collect();
+    let mut ctx = page(&session, "templates", "Templates");
+    ctx.insert("notice", &notice(q.done.as_deref()));
+    ctx.insert("templates", &rows);
+    Ok(state
+        .views
+        .render("templates_list.html", &ctx)?
+        .into_response())
+}
+
+/// `GET /templates/new`.
+pub(crate) async fn new_form(State(state): State<AppState>, session: Session) -> PageResult {
+    let form = TemplateForm {
+        parse_mode: ParseMode::Html.to_string(),
+        ..TemplateForm::default()
+    };
+    form_page(&state, &session, None, None, &form, &[], None)
+}
+
+/// Checks a posted form: the template to store, or the problems to show.
+fn check(state: &AppState, form: &TemplateForm) -> Result<NewTemplate, Vec<Problem>> {
+    service::check_template(state, &form.name, &form.description, form.content()).map_err(|p| {
+        let mut problems = Vec::new();
+        if let Some(e) = p.name {
+            problems.push(simple_problem("name", "Name", e));
+        }
+        if let Some(e) = p.content {
+            problems.push(simple_problem("parse_mode", "Parse mode", e));
+        }
+        if let Some((content, errors)) = &p.render {
+            problems.extend(errors.iter().map(|e| problem(e, content)));
+        }
+        problems
+    })
+}
+
+/// `POST /templates`.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    CsrfForm { session, form }: CsrfForm<TemplateForm>,
+) -> PageResult {
+    let new = match check(&state, &form) {
+        Ok(new) => new,
+        Err(problems) => return form_page(&state, &session, None, None, &form, &problems, None),
+    };
+    match service::create_template(&state, &session.username, new).await {
+        Ok(t) => {
+            Ok(Redirect::to(&format!("/templates/{}?done=template_created", t.id)).into_response())
+        }
+        Err(Error::Conflict(m)) => form_page(
+            &state,
+            &session,
+            None,
+            None,
+            &form,
+            &[simple_problem("name", "Name", m)],
+            None,
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `GET /templates/{id}`.
+pub(crate) async fn edit(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+    Query(q): Query<Done>,
+) -> PageResult {
+    let t = service::template(&state, id).await?;
+    form_page(
+        &state,
+        &session,
+        Some(id),
+        Some(t.version),
+        &TemplateForm::from_template(&t),
+        &[],
+        notice(q.done.as_deref()),
+    )
+}
+
+/// `POST /templates/{id}`.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    CsrfForm { session, form }: CsrfForm<TemplateForm>,
+) -> PageResult {
+    let current = service::template(&state, id).await?;
+    let new = match check(&state, &form) {
+        Ok(new) => new,
+        Err(problems) => {
+            return form_page(
+                &state,
+                &session,
+                Some(id),
+                Some(current.version),
+                &form,
+                &problems,
+                None,
+            );
+        }
+    };
+    match service::update_template(&state, &session.username, id, new).await {
+        Ok(_) => Ok(Redirect::to(&format!("/templates/{id}?done=template_saved")).into_response()),
+        Err(Error::Conflict(m)) => form_page(
+            &state,
+            &session,
+            Some(id),
+            Some(current.version),
+            &form,
+            &[simple_problem("name", "Name", m)],
+            None,
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct Empty {}
+
+/// `POST /templates/{id}/delete`.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    CsrfForm { session, .. }: CsrfForm<Empty>,
+) -> PageResult {
+    service::delete_template(&state, &session.username, id).await?;
+    Ok(Redirect::to("/templates?done=template_deleted").into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct PreviewQuery {
+    #[serde(default)]
+    user_id: Option<String>,
+}
+
+/// `GET /templates/{id}/preview[?user_id=N]`.
+pub(crate) async fn preview(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+    Query(q): Query<PreviewQuery>,
+) -> PageResult {
+    let ports = state.orchestrator.ports();
+    let t = service::template(&state, id).await?;
+    let content = &t.content;
+    let user_id = match q
+        .user_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => None,
+        Some(raw) => Some(raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            PageError::BadRequest(format!("`{raw}` is not a user id (a positive number)"))
+        })?),
+    };
+    let mut ctx = page(&session, "templates", "Preview");
+    ctx.insert(
+        "template",
+        &serde_json::json!({ "id": t.id, "name": t.name }),
+    );
+    ctx.insert("user_id", &user_id);
+    let mut error: Option<String> = None;
+    let mut recipient: Option<String> = None;
+
+    let (telegram, email) = match user_id {
+        Some(user) => {
+            let filter = AudienceFilter {
+                user_ids: vec![user],
+                ..AudienceFilter::default()
+            };
+            let previews = state
+                .orchestrator
+                .preview_content(content, "Preview", &filter, 1)
+                .await?;
+            match previews.into_iter().next() {
+                Some(p) => {
+                    recipient = Some(format!("{} (user {})", p.full_name, p.user_id));
+                    (p.telegram, p.email)
+                }
+                None => {
+                    error = Some(format!("There is no user with id {user}."));
+                    (None, None)
+                }
+            }
+        }
+        None => match ports.renderer.compile(content) {
+            Ok(compiled) => {
+                let ctx_user = sample_recipient();
+                let env = sample_env();
+                (
+                    content
+                        .supports(broadcast_domain::ChannelKind::Telegram)
+                        .then(|| {
+                            compiled
+                                .render_telegram(&ctx_user, &env, Some(SAMPLE_UNSUBSCRIBE_URL))
+                                .map_err(|e| e.to_string())
+                        }),
+                    content
+                        .supports(broadcast_domain::ChannelKind::Email)
+                        .then(|| {
+                            compiled
+                                .render_email(&ctx_user, &env, Some(SAMPLE_UNSUBSCRIBE_URL))
+                                .map_err(|e| e.to_string())
+                        }),
+                )
+            }
+            Err(e) => {
+                error = Some(e.to_string());
+                (None, None)
+            }
+        },
+    };
+    let telegram = telegram.map(|r| match r {
+        Ok(m) => serde_json::json!({
+            "parse_mode": m.parse_mode,
+            "html": (m.parse_mode == ParseMode::Html).then(|| to_safe_html(&m.text)),
+            "text": m.text,
+            "length": broadcast_render::telegram_length(&m.text, m.parse_mode),
+            "note": (m.parse_mode == ParseMode::MarkdownV2)
+                .then_some("MarkdownV2 is shown as written."),
+            "error": None::<String>,
+        }),
+        Err(e) => serde_json::json!({ "parse_mode": content.parse_mode, "error": e }),
+    });
+    let email = email.map(|r| match r {
+        Ok(m) => serde_json::json!({
+            "subject": m.subject, "html": m.html, "text": m.text, "error": None::<String>,
+        }),
+        Err(e) => serde_json::json!({ "error": e }),
+    });
+    ctx.insert("telegram", &telegram);
+    ctx.insert("email", &email);
+    ctx.insert("error", &error);
+    ctx.insert("recipient", &recipient);
+    Ok(state
+        .views
+        .render("template_preview.html", &ctx)?
+        .into_response())
+}

@@ -1,0 +1,320 @@
+//! What the HTML pages and the JSON API both do, written once: load a broadcast, run a lifecycle
+//! action and write its audit entry, create, update and delete a template (audited), check a
+//! template before it is stored, read a page of recipients. Every function answers with the
+//! domain error; each handler turns it into its own error type (a page or the API's JSON).
+
+use std::sync::Arc;
+
+use broadcast_domain::{
+    Broadcast, BroadcastId, ChannelKind, DeliveryStatus, Error, ErrorKind, MessageTemplate,
+    NewBroadcast, NewTemplate, Page, Recipient, RecipientQuery, Result, TemplateContent,
+    TemplateError, TemplateId, TemplateName, TemplateStore,
+};
+use broadcast_orchestrator::LaunchReport;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::present::ProgressView;
+use crate::state::AppState;
+
+/// One broadcast by id.
+pub(crate) async fn broadcast(state: &AppState, id: BroadcastId) -> Result<Broadcast> {
+    state
+        .orchestrator
+        .ports()
+        .broadcasts
+        .get_broadcast(id)
+        .await
+}
+
+/// The current progress of a broadcast.
+pub(crate) async fn progress(state: &AppState, id: BroadcastId) -> Result<ProgressView> {
+    let p = state.orchestrator.progress(id).await?;
+    Ok(ProgressView::from(&p))
+}
+
+/// One template by id.
+pub(crate) async fn template(state: &AppState, id: TemplateId) -> Result<MessageTemplate> {
+    templates(state).get_template(id).await
+}
+
+/// Writes the audit entry of `action` on broadcast `id`.
+async fn audit_broadcast(
+    state: &AppState,
+    actor: &str,
+    action: &str,
+    id: BroadcastId,
+    details: serde_json::Value,
+) {
+    state
+        .audit(actor, action, "broadcast", Some(id), details)
+        .await;
+}
+
+/// Creates a broadcast (`broadcast.create`).
+pub(crate) async fn create_broadcast(
+    state: &AppState,
+    actor: &str,
+    new: NewBroadcast,
+) -> Result<Broadcast> {
+    let b = state.orchestrator.create_broadcast(new).await?;
+    audit_broadcast(
+        state,
+        actor,
+        "broadcast.create",
+        b.id,
+        json!({
+            "name": b.name,
+            "template_id": b.template_id,
+            "channel_policy": b.channel_policy,
+            "filter": b.filter,
+            "scheduled_at": b.scheduled_at,
+        }),
+    )
+    .await;
+    Ok(b)
+}
+
+/// Launches a broadcast (`broadcast.launch`).
+pub(crate) async fn launch(state: &AppState, actor: &str, id: BroadcastId) -> Result<LaunchReport> {
+    let report = state.orchestrator.launch(id).await?;
+    audit_broadcast(
+        state,
+        actor,
+        "broadcast.launch",
+        id,
+        json!({
+            "queued": report.materialised.queued,
+            "skipped": report.materialised.skipped,
+        }),
+    )
+    .await;
+    Ok(report)
+}
+
+/// Pauses a running broadcast (`broadcast.pause`); without a reason, "paused by <actor>".
+pub(crate) async fn pause(
+    state: &AppState,
+    actor: &str,
+    id: BroadcastId,
+    reason: Option<String>,
+) -> Result<Broadcast> {
+    let reason = reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| format!("paused by {actor}"));
+    let b = state.orchestrator.pause(id, Some(reason)).await?;
+    audit_broadcast(state, actor, "broadcast.pause", id, json!({})).await;
+    Ok(b)
+}
+
+/// Resumes a paused broadcast (`broadcast.resume`).
+pub(crate) async fn resume(state: &AppState, actor: &str, id: BroadcastId) -> Result<Broadcast> {
+    let b = state.orchestrator.resume(id).await?;
+    audit_broadcast(state, actor, "broadcast.resume", id, json!({})).await;
+    Ok(b)
+}
+
+/// Cancels a broadcast (`broadcast.cancel`): the broadcast and how many rows were cancelled.
+pub(crate) async fn cancel(
+    state: &AppState,
+    actor: &str,
+    id: BroadcastId,
+) -> Result<(Broadcast, u64)> {
+    let (b, cancelled) = state.orchestrator.cancel(id).await?;
+    audit_broadcast(
+        state,
+        actor,
+        "broadcast.cancel",
+        id,
+        json!({ "cancelled_rows": cancelled }),
+    )
+    .await;
+    Ok((b, cancelled))
+}
+
+/// Sets (or with `None` removes) the start time of a broadcast (`broadcast.schedule`).
+pub(crate) async fn schedule(
+    state: &AppState,
+    actor: &str,
+    id: BroadcastId,
+    at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Broadcast> {
+    let b = state
+        .orchestrator
+        .ports()
+        .broadcasts
+        .set_schedule(id, at, now)
+        .await?;
+    audit_broadcast(
+        state,
+        actor,
+        "broadcast.schedule",
+        id,
+        json!({ "scheduled_at": at }),
+    )
+    .await;
+    Ok(b)
+}
+
+/// `raw` (trimmed) parsed, or `None` when it is empty.
+fn parse_opt<T: std::str::FromStr<Err = broadcast_domain::ParseError>>(
+    raw: &str,
+) -> Result<Option<T>> {
+    match raw.trim() {
+        "" => Ok(None),
+        s => s
+            .parse()
+            .map(Some)
+            .map_err(|e: broadcast_domain::ParseError| Error::Invalid(e.0)),
+    }
+}
+
+/// The recipient filters as entered (empty: any).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecipientFilter<'a> {
+    pub(crate) status: &'a str,
+    pub(crate) channel: &'a str,
+    pub(crate) error_kind: &'a str,
+}
+
+impl RecipientFilter<'_> {
+    /// The query for rows `offset..offset + limit` matching the filters.
+    pub(crate) fn query(self, offset: u64, limit: u64) -> Result<RecipientQuery> {
+        Ok(RecipientQuery {
+            status: parse_opt::<DeliveryStatus>(self.status)?,
+            channel: parse_opt::<ChannelKind>(self.channel)?,
+            error_kind: parse_opt::<ErrorKind>(self.error_kind)?,
+            offset,
+            limit,
+        })
+    }
+}
+
+/// One page of a broadcast's recipients.
+#[derive(Debug)]
+pub(crate) struct Recipients {
+    pub(crate) broadcast: Broadcast,
+    pub(crate) query: RecipientQuery,
+    pub(crate) page: Page<Recipient>,
+}
+
+/// The recipients of broadcast `id` matching `filter`, rows `offset..offset + limit`.
+pub(crate) async fn recipients(
+    state: &AppState,
+    id: BroadcastId,
+    filter: RecipientFilter<'_>,
+    offset: u64,
+    limit: u64,
+) -> Result<Recipients> {
+    let broadcast = broadcast(state, id).await?;
+    let query = filter.query(offset, limit)?;
+    let page = state
+        .orchestrator
+        .ports()
+        .deliveries
+        .list_recipients(id, &query)
+        .await?;
+    Ok(Recipients {
+        broadcast,
+        query,
+        page,
+    })
+}
+
+/// What is wrong with a template as entered.
+#[derive(Debug, Default)]
+pub(crate) struct TemplateProblems {
+    /// The name is not a valid template name.
+    pub(crate) name: Option<String>,
+    /// The content could not be read (e.g. an unknown parse mode).
+    pub(crate) content: Option<String>,
+    /// The content, when it could be read, and what the renderer found wrong in it.
+    pub(crate) render: Option<(TemplateContent, Vec<TemplateError>)>,
+}
+
+/// Checks a template as entered: the template to store, or every problem found.
+pub(crate) fn check_template(
+    state: &AppState,
+    name: &str,
+    description: &str,
+    content: Result<TemplateContent, String>,
+) -> Result<NewTemplate, Box<TemplateProblems>> {
+    let name = TemplateName::parse(name).map_err(|e| e.0);
+    let errors = content
+        .as_ref()
+        .map(|c| state.orchestrator.ports().renderer.validate(c))
+        .unwrap_or_default();
+    match (name, content) {
+        (Ok(name), Ok(content)) if errors.is_empty() => Ok(NewTemplate {
+            name,
+            description: description.trim().to_owned(),
+            content,
+        }),
+        (name, content) => Err(Box::new(TemplateProblems {
+            name: name.err(),
+            content: content.as_ref().err().cloned(),
+            render: content.ok().map(|c| (c, errors)),
+        })),
+    }
+}
+
+/// The template store.
+fn templates(state: &AppState) -> &Arc<dyn TemplateStore> {
+    &state.orchestrator.ports().templates
+}
+
+/// Creates a template (`template.create`).
+pub(crate) async fn create_template(
+    state: &AppState,
+    actor: &str,
+    new: NewTemplate,
+) -> Result<MessageTemplate> {
+    let t = templates(state).create_template(new).await?;
+    state
+        .audit(
+            actor,
+            "template.create",
+            "template",
+            Some(t.id),
+            json!({ "name": t.name }),
+        )
+        .await;
+    Ok(t)
+}
+
+/// Replaces a template (`template.update`).
+pub(crate) async fn update_template(
+    state: &AppState,
+    actor: &str,
+    id: TemplateId,
+    new: NewTemplate,
+) -> Result<MessageTemplate> {
+    let t = templates(state).update_template(id, new).await?;
+    state
+        .audit(
+            actor,
+            "template.update",
+            "template",
+            Some(t.id),
+            json!({ "name": t.name, "version": t.version }),
+        )
+        .await;
+    Ok(t)
+}
+
+/// Deletes a template (`template.delete`).
+pub(crate) async fn delete_template(state: &AppState, actor: &str, id: TemplateId) -> Result<()> {
+    let t = template(state, id).await?;
+    templates(state).delete_template(id).await?;
+    state
+        .audit(
+            actor,
+            "template.delete",
+            "template",
+            Some(id),
+            json!({ "name": t.name }),
+        )
+        .await;
+    Ok(())
+}

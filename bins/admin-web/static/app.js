@@ -1,0 +1,115 @@
+// Broadcast admin panel: the little script the pages need (no framework, no CDN).
+// - live progress over server-sent events (broadcast page, dashboard and broadcast list);
+// - the live audience count of the filter builder;
+// - confirmation of dangerous forms (data-confirm).
+"use strict";
+
+function setText(root, selector, value) {
+  root.querySelectorAll(selector).forEach(function (el) { el.textContent = value; });
+}
+
+function formatRate(rate) {
+  return rate ? rate.toFixed(1) + " /s" : "–";
+}
+
+function formatEta(seconds, open) {
+  if (!open) { return "–"; }
+  if (seconds === null || seconds === undefined) { return "estimating…"; }
+  var s = Math.round(seconds);
+  if (s < 60) { return s + " s"; }
+  if (s < 3600) { return Math.floor(s / 60) + " min " + (s % 60) + " s"; }
+  return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " min";
+}
+
+var FINAL = ["completed", "cancelled", "failed"];
+
+// The broadcast page: one stream for this broadcast.
+function watchBroadcast(section) {
+  var initial = section.dataset.status;
+  if (FINAL.indexOf(initial) >= 0 || initial === "draft") { return; }
+  var source = new EventSource(section.dataset.progressEvents);
+  source.addEventListener("progress", function (event) {
+    var p = JSON.parse(event.data);
+    section.querySelectorAll("[data-p=percent]").forEach(function (el) { el.value = p.percent; });
+    setText(section, "[data-p=percent-text]", p.percent);
+    ["done", "total", "sent", "failed", "skipped", "open"].forEach(function (k) {
+      setText(section, "[data-p=" + k + "]", p[k]);
+    });
+    setText(section, "[data-p=rate]", formatRate(p.rate));
+    setText(section, "[data-p=eta]", formatEta(p.eta_seconds, p.open));
+    setText(document, "[data-testid=status]", p.status);
+    if (p.status !== initial) {
+      // A new status changes the actions and the statistics: show the fresh page.
+      source.close();
+      window.location.replace(window.location.pathname);
+    }
+  });
+}
+
+// Tables of broadcasts: one stream for every broadcast that is still active.
+function watchTable(table) {
+  var source = new EventSource(table.dataset.liveEvents);
+  source.addEventListener("progress", function (event) {
+    var p = JSON.parse(event.data);
+    var row = table.querySelector("tr[data-broadcast='" + p.broadcast_id + "']");
+    if (!row) { return; }
+    row.querySelectorAll("[data-field=percent]").forEach(function (el) { el.value = p.percent; });
+    setText(row, "[data-field=percent-text]", p.percent + " %");
+    setText(row, "[data-field=counts]", p.sent + " / " + p.failed + " / " + p.skipped);
+    row.querySelectorAll("[data-field=status]").forEach(function (el) {
+      el.textContent = p.status;
+      el.className = "badge s-" + p.status;
+    });
+  });
+}
+
+// The filter builder: recount the audience whenever the form changes.
+function watchAudienceForm(form) {
+  var box = document.querySelector(".audience-count");
+  var pending = null;
+  var serial = 0;
+  function recount() {
+    var params = new URLSearchParams();
+    new FormData(form).forEach(function (value, key) {
+      if (key !== "csrf" && key !== "name" && key !== "scheduled_at") { params.append(key, value); }
+    });
+    var mine = ++serial;
+    box.classList.add("loading");
+    fetch(form.dataset.countUrl + "?" + params.toString(), { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+      .then(function (response) { return response.json().then(function (body) { return { ok: response.ok, body: body }; }); })
+      .then(function (result) {
+        if (mine !== serial) { return; }
+        box.classList.remove("loading");
+        var error = box.querySelector("[data-count=error]");
+        if (!result.ok) {
+          error.textContent = result.body.error ? result.body.error.message : "cannot count the audience";
+          error.hidden = false;
+          return;
+        }
+        error.hidden = true;
+        ["users", "telegram_messages", "email_messages", "describe"].forEach(function (k) {
+          setText(box, "[data-count=" + k + "]", result.body[k]);
+        });
+        box.dataset.counted = String(mine);
+      })
+      .catch(function () { box.classList.remove("loading"); });
+  }
+  form.addEventListener("change", function () {
+    if (pending) { clearTimeout(pending); }
+    pending = setTimeout(recount, 150);
+  });
+  recount();
+}
+
+document.addEventListener("DOMContentLoaded", function () {
+  var progress = document.querySelector("[data-progress-events]");
+  if (progress) { watchBroadcast(progress); }
+  document.querySelectorAll("[data-live-events]").forEach(watchTable);
+  var form = document.querySelector("form[data-count-url]");
+  if (form) { watchAudienceForm(form); }
+  document.querySelectorAll("form[data-confirm]").forEach(function (f) {
+    f.addEventListener("submit", function (event) {
+      if (!window.confirm(f.dataset.confirm)) { event.preventDefault(); }
+    });
+  });
+});

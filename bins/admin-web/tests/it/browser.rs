@@ -1,0 +1,389 @@
+//! The panel in headless Chromium: log in, write a template with a deliberate error and see it
+//! reported, fix it, build a broadcast with the filter form and its live count, launch it,
+//! watch the progress reach 100 % (delivered by another worker, seen through the live stream),
+//! open the statistics and the recipients. Screenshots of each page go to
+//! `target/browser-artifacts/`.
+//!
+//! Needs `/usr/bin/chromium` (`scripts/install-browser.sh` installs it from Debian packages;
+//! `CHROMIUM` points elsewhere). Without it the test is skipped with a loud message, unless
+//! `REQUIRE_BROWSER=1`, which turns the skip into a failure.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chromiumoxide::handler::viewport::Viewport;
+use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide::{Browser, BrowserConfig, Page};
+use futures::StreamExt;
+use reqwest::Method;
+
+use crate::helpers::{ADMIN, Options, PASSWORD, TestApp, spawn_app_with};
+
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("CHROMIUM")
+        .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
+    if path.exists() {
+        return Some(path);
+    }
+    let message = format!(
+        "Chromium not found at {}: run scripts/install-browser.sh (or set CHROMIUM)",
+        path.display()
+    );
+    if std::env::var("REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+        panic!("{message} (REQUIRE_BROWSER=1)");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "!!! SKIPPING browser test: {message}. Set REQUIRE_BROWSER=1 to make this a failure."
+    );
+    None
+}
+
+fn artifacts() -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"),
+            PathBuf::from,
+        )
+        .join("browser-artifacts");
+    std::fs::create_dir_all(&dir).expect("artifact directory");
+    dir
+}
+
+async fn screenshot(page: &Page, name: &str) {
+    let png = page
+        .screenshot(ScreenshotParams::builder().full_page(true).build())
+        .await
+        .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
+    let path = artifacts().join(name);
+    std::fs::write(&path, png).expect("write screenshot");
+    let _ = writeln!(std::io::stderr(), "screenshot: {}", path.display());
+}
+
+/// Evaluates a JavaScript expression.
+async fn js<T: serde::de::DeserializeOwned>(page: &Page, expression: &str) -> T {
+    page.evaluate(expression)
+        .await
+        .unwrap_or_else(|e| panic!("evaluate `{expression}`: {e}"))
+        .into_value()
+        .unwrap_or_else(|e| panic!("value of `{expression}`: {e}"))
+}
+
+/// Waits until a JavaScript condition holds on the current page.
+async fn wait_until(page: &Page, condition: &str, what: &str) {
+    let started = Instant::now();
+    loop {
+        let ok = match page.evaluate(format!("Boolean({condition})")).await {
+            Ok(v) => v.into_value::<bool>().unwrap_or(false),
+            // The page is navigating: its context is gone for a moment.
+            Err(_) => false,
+        };
+        if ok {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let url = page.url().await.ok().flatten().unwrap_or_default();
+            let body: String = js(page, "document.body ? document.body.innerText : ''").await;
+            panic!("timed out waiting for {what} on {url}:\n{body}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sets a form field's value (and fires `change`, as a user would).
+async fn set_field(page: &Page, selector: &str, value: &str) {
+    let script = format!(
+        "(() => {{ const el = document.querySelector({sel}); el.value = {val}; \
+         el.dispatchEvent(new Event('input', {{bubbles: true}})); \
+         el.dispatchEvent(new Event('change', {{bubbles: true}})); return true; }})()",
+        sel = serde_json::to_string(selector).unwrap(),
+        val = serde_json::to_string(value).unwrap(),
+    );
+    let _: bool = js(page, &script).await;
+}
+
+async fn text_of(page: &Page, selector: &str) -> String {
+    js(
+        page,
+        &format!(
+            "(document.querySelector({}) || {{}}).textContent || ''",
+            serde_json::to_string(selector).unwrap()
+        ),
+    )
+    .await
+}
+
+async fn click(page: &Page, selector: &str) {
+    page.find_element(selector)
+        .await
+        .unwrap_or_else(|e| panic!("no {selector}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_flow_in_a_real_browser() {
+    let Some(executable) = chromium() else {
+        return;
+    };
+    // The test delivers with a worker of its own, as another process would.
+    let app = spawn_app_with(
+        broadcast_testkit::TestDb::sqlite().await,
+        Options {
+            run_worker: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let profile = tempfile::tempdir().unwrap();
+    let config = BrowserConfig::builder()
+        .chrome_executable(executable)
+        .no_sandbox()
+        .user_data_dir(profile.path())
+        .window_size(1280, 1024)
+        .viewport(Viewport {
+            width: 1280,
+            height: 1024,
+            ..Viewport::default()
+        })
+        .request_timeout(Duration::from_secs(30))
+        .args([
+            "disable-gpu",
+            "disable-dev-shm-usage",
+            "disable-background-networking",
+            "disable-component-update",
+            "disable-sync",
+            "no-first-run",
+        ])
+        .build()
+        .expect("browser config");
+    let (mut browser, mut handler) = Browser::launch(config).await.expect("Chromium starts");
+    let events = tokio::spawn(async move { while handler.next().await.is_some() {} });
+
+    run_flow(&app, &browser).await;
+
+    browser.close().await.ok();
+    browser.wait().await.ok();
+    events.abort();
+    app.stop().await;
+}
+
+async fn run_flow(app: &TestApp, browser: &Browser) {
+    // 1. Log in (the dashboard redirects to the login page).
+    let page = browser.new_page(app.url("/")).await.expect("page");
+    wait_until(
+        &page,
+        "document.querySelector('input[name=username]')",
+        "the login form",
+    )
+    .await;
+    screenshot(&page, "01-login.png").await;
+    page.find_element("input[name=username]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str(ADMIN)
+        .await
+        .unwrap();
+    page.find_element("input[name=password]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str(PASSWORD)
+        .await
+        .unwrap();
+    click(&page, "button[type=submit]").await;
+    wait_until(
+        &page,
+        "document.querySelector('h1') && document.querySelector('h1').textContent === 'Dashboard'",
+        "the dashboard",
+    )
+    .await;
+    screenshot(&page, "02-dashboard.png").await;
+
+    // 2. A template with a deliberate error: reported at its line.
+    page.goto(app.url("/templates/new")).await.unwrap();
+    wait_until(
+        &page,
+        "document.querySelector('#template-form')",
+        "the template form",
+    )
+    .await;
+    set_field(&page, "input[name=name]", "Browser reminder").await;
+    set_field(
+        &page,
+        "textarea[name=telegram_text]",
+        "Hello <b>{{ first_name }}</b>!\nYour role: {{ role }\nSee you.",
+    )
+    .await;
+    set_field(
+        &page,
+        "input[name=email_subject]",
+        "Reminder for {{ first_name }}",
+    )
+    .await;
+    set_field(
+        &page,
+        "textarea[name=email_text]",
+        "Dear {{ full_name }}, see you at {{ competition_name }}.",
+    )
+    .await;
+    click(&page, "#template-form button[type=submit]").await;
+    wait_until(
+        &page,
+        "document.querySelector('.errors .problem')",
+        "the problem list",
+    )
+    .await;
+    let problem = text_of(&page, ".errors .problem").await;
+    assert!(problem.contains("Telegram text, line 2"), "{problem}");
+    let marked = text_of(&page, ".errors .marked").await;
+    assert!(marked.contains("Your role: {{ role }"), "{marked}");
+    screenshot(&page, "03-template-error.png").await;
+
+    // 3. Fixed: saved.
+    set_field(
+        &page,
+        "textarea[name=telegram_text]",
+        "Hello <b>{{ first_name }}</b>!\nYour role: {{ role }}\nSee you.",
+    )
+    .await;
+    click(&page, "#template-form button[type=submit]").await;
+    wait_until(&page, "document.querySelector('.notice') && document.querySelector('.notice').textContent.includes('Template created')", "the saved template").await;
+    screenshot(&page, "04-template-saved.png").await;
+    let template_url: String = js(&page, "location.pathname").await;
+    page.goto(app.url(&format!("{template_url}/preview")))
+        .await
+        .unwrap();
+    wait_until(
+        &page,
+        "document.querySelector('[data-testid=telegram-preview] b')",
+        "the preview",
+    )
+    .await;
+    assert_eq!(
+        text_of(&page, "[data-testid=telegram-preview] b").await,
+        "Anna"
+    );
+    screenshot(&page, "05-template-preview.png").await;
+
+    // 4. The filter form: judges with an e-mail address; the live count follows.
+    let expected = app
+        .api(
+            Method::POST,
+            "/audience/count",
+            Some(serde_json::json!({ "filter": { "roles": ["judge"], "has_email": true }, "channel_policy": "both" })),
+        )
+        .await
+        .json();
+    let everyone = app
+        .api(Method::POST, "/audience/count", Some(serde_json::json!({})))
+        .await
+        .json();
+    page.goto(app.url("/broadcasts/new")).await.unwrap();
+    wait_until(
+        &page,
+        "document.querySelector('#broadcast-form')",
+        "the broadcast form",
+    )
+    .await;
+    wait_until(
+        &page,
+        &format!(
+            "document.querySelector('[data-count=users]').textContent === '{}'",
+            everyone["users"]
+        ),
+        "the initial count",
+    )
+    .await;
+    set_field(&page, "input[name=name]", "Judges briefing").await;
+    click(&page, "input[name=roles][value=judge]").await;
+    set_field(&page, "select[name=has_email]", "yes").await;
+    wait_until(
+        &page,
+        &format!(
+            "document.querySelector('[data-count=users]').textContent === '{}' && \
+             document.querySelector('[data-count=email_messages]').textContent === '{}'",
+            expected["users"], expected["email_messages"]
+        ),
+        "the live audience count",
+    )
+    .await;
+    let described = text_of(&page, "[data-count=describe]").await;
+    assert!(described.contains("role in [judge]"), "{described}");
+    screenshot(&page, "06-filter-builder.png").await;
+    click(&page, "#broadcast-form button[type=submit]").await;
+    wait_until(&page, "document.querySelector('[data-testid=status]') && document.querySelector('[data-testid=status]').textContent === 'draft'", "the draft broadcast").await;
+    let path: String = js(&page, "location.pathname").await;
+    let id: i64 = path.trim_start_matches("/broadcasts/").parse().unwrap();
+
+    // 5. The confirmation page, then launch.
+    click(&page, "a[href$='/launch']").await;
+    wait_until(
+        &page,
+        "document.querySelector('[data-testid=launch-users]')",
+        "the confirmation",
+    )
+    .await;
+    assert_eq!(
+        text_of(&page, "[data-testid=launch-users]").await,
+        expected["users"].to_string()
+    );
+    assert_eq!(
+        text_of(&page, "[data-testid=launch-telegram]").await,
+        expected["telegram_messages"].to_string()
+    );
+    screenshot(&page, "07-launch-confirmation.png").await;
+    click(&page, "form[action$='/launch'] button[type=submit]").await;
+    wait_until(&page, "document.querySelector('[data-testid=status]') && document.querySelector('[data-testid=status]').textContent === 'running'", "the running broadcast").await;
+    // Skipped rows (no address, blocked) are done at launch; the rest waits for a worker.
+    let percent: u32 = text_of(&page, "[data-p=percent-text]")
+        .await
+        .parse()
+        .unwrap();
+    assert!(percent < 100, "{percent} % before any worker ran");
+    screenshot(&page, "08-running.png").await;
+
+    // 6. Another worker delivers it in small batches; the page follows live and reaches 100 %.
+    app.drain(id, 5, Duration::from_millis(250)).await;
+    wait_until(
+        &page,
+        "document.querySelector('[data-testid=status]').textContent === 'completed' && \
+         document.querySelector('[data-p=percent-text]').textContent === '100'",
+        "progress to reach 100 %",
+    )
+    .await;
+    screenshot(&page, "09-completed.png").await;
+
+    // 7. The statistics and the recipients.
+    let sent: String = text_of(&page, "#statistics .bar-row:nth-child(3) .bar-value").await;
+    let stats = app
+        .api(Method::GET, &format!("/broadcasts/{id}/stats"), None)
+        .await
+        .json();
+    assert_eq!(
+        sent.trim(),
+        stats["by_status"]["sent"].to_string(),
+        "the sent bar"
+    );
+    let _: bool = js(
+        &page,
+        "(() => { document.querySelector('#statistics').scrollIntoView(); return true; })()",
+    )
+    .await;
+    screenshot(&page, "10-statistics.png").await;
+    click(&page, "a[href$='/recipients']").await;
+    wait_until(
+        &page,
+        "document.querySelector('table.data tbody tr')",
+        "the recipient table",
+    )
+    .await;
+    screenshot(&page, "11-recipients.png").await;
+}

@@ -1,0 +1,772 @@
+//! The pages: templates, broadcasts (filter builder, launch, live progress, statistics,
+//! recipients, export, lifecycle, schedule, test send), audience and import, audit log.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::{Options, Session, TestApp, spawn_app, spawn_app_with};
+
+fn id_from_location(location: &str, prefix: &str) -> i64 {
+    location
+        .strip_prefix(prefix)
+        .and_then(|rest| rest.split(['?', '/']).next())
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_else(|| panic!("no id in {location}"))
+}
+
+#[tokio::test]
+async fn templates_are_created_with_errors_shown_at_their_line_then_edited_previewed_deleted() {
+    let app = spawn_app().await;
+    let s = app.login().await;
+    let form = app.get("/templates/new", &s).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains("first_name"), "variable catalogue shown");
+
+    // A syntax error on line 2 is reported at its line, with the source around it.
+    let broken = "Hello {{ first_name }}!\nSee you at {{ competition_name }\nBye";
+    let reply = app
+        .post_form(
+            "/templates",
+            &s,
+            &[
+                ("name", "Reminder"),
+                ("telegram_text", broken),
+                ("parse_mode", "html"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        reply.body
+    );
+    assert!(
+        reply.body.contains("Telegram text</strong>, line 2"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.body.contains("class=\"marked\""), "{}", reply.body);
+    assert!(reply.body.contains("aria-invalid=\"true\""));
+    // The form keeps what was typed (escaped).
+    assert!(reply.body.contains("See you at {{ competition_name }"));
+    // An unknown variable is named.
+    let reply = app
+        .post_form(
+            "/templates",
+            &s,
+            &[
+                ("name", "Reminder"),
+                ("telegram_text", "Hi {{ frist_name }}"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("frist_name"), "{}", reply.body);
+    // A bad name.
+    let reply = app
+        .post_form(
+            "/templates",
+            &s,
+            &[("name", "a/b"), ("telegram_text", "Hi")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("contains `/`"), "{}", reply.body);
+
+    // Fixed: saved.
+    let fixed = "Hello <b>{{ first_name }}</b>!\nSee you at {{ competition_name }}.";
+    let reply = app
+        .post_form(
+            "/templates",
+            &s,
+            &[
+                ("name", "Reminder"),
+                ("description", "<script>alert('description')</script>"),
+                ("telegram_text", fixed),
+                ("parse_mode", "html"),
+                ("email_subject", "Reminder for {{ first_name }}"),
+                ("email_html", "<p>Dear {{ full_name }}</p>"),
+                ("email_text", "Dear {{ full_name }}"),
+            ],
+        )
+        .await;
+    reply.assert_redirect("/templates/");
+    let id = id_from_location(reply.location(), "/templates/");
+    let edit = app.get(reply.location(), &s).await;
+    assert!(edit.body.contains("Template created."));
+    assert!(edit.body.contains("Edit template"));
+    assert!(edit.body.contains("v1"));
+
+    // Markup in the description is shown escaped, never run.
+    let list = app.get("/templates", &s).await;
+    assert!(
+        list.body
+            .contains("&lt;script&gt;alert(&#39;description&#39;)&lt;/script&gt;"),
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains("<script>alert("));
+
+    // A taken name is refused on the form.
+    let reply = app
+        .post_form(
+            "/templates",
+            &s,
+            &[("name", "Reminder"), ("telegram_text", "Hi")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Update: the version goes up.
+    let reply = app
+        .post_form(
+            &format!("/templates/{id}"),
+            &s,
+            &[
+                ("name", "Reminder"),
+                (
+                    "telegram_text",
+                    "Hi <b>{{ first_name }}</b> from {{ city }}",
+                ),
+                ("parse_mode", "html"),
+                ("email_subject", "Reminder"),
+                ("email_text", "Dear {{ full_name }}"),
+            ],
+        )
+        .await;
+    reply.assert_redirect(&format!("/templates/{id}"));
+    assert!(app.get(reply.location(), &s).await.body.contains("v2"));
+    // An update with an error is refused at its line.
+    let reply = app
+        .post_form(
+            &format!("/templates/{id}"),
+            &s,
+            &[("name", "Reminder"), ("telegram_text", "{% if %}")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("line 1"), "{}", reply.body);
+
+    // Preview for the sample recipient: Telegram as Telegram shows it, the e-mail parts.
+    let preview = app.get(&format!("/templates/{id}/preview"), &s).await;
+    assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
+    assert!(
+        preview.body.contains("Hi <b>Anna</b> from Berlin"),
+        "{}",
+        preview.body
+    );
+    assert!(
+        preview
+            .body
+            .contains("data-testid=\"email-subject\">Reminder<")
+    );
+    // For a real user.
+    let jonas = app.user_matching("Becker").await;
+    let preview = app
+        .get(&format!("/templates/{id}/preview?user_id={}", jonas.id), &s)
+        .await;
+    assert!(
+        preview.body.contains("Hi <b>Jonas</b> from München"),
+        "{}",
+        preview.body
+    );
+    let preview = app
+        .get(&format!("/templates/{id}/preview?user_id=999999"), &s)
+        .await;
+    assert!(preview.body.contains("There is no user with id 999999"));
+    let preview = app
+        .get(&format!("/templates/{id}/preview?user_id=abc"), &s)
+        .await;
+    assert_eq!(preview.status, StatusCode::BAD_REQUEST);
+
+    // Delete.
+    let reply = app
+        .post_form(&format!("/templates/{id}/delete"), &s, &[])
+        .await;
+    reply.assert_redirect("/templates?done=template_deleted");
+    assert_eq!(
+        app.get(&format!("/templates/{id}"), &s).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Markup in a template's text is shown as text on the edit page and in the preview.
+    let evil = app
+        .api(
+            Method::POST,
+            "/templates",
+            Some(serde_json::json!({
+                "name": "Evil",
+                "content": {
+                    "telegram_text": "<script>alert('t')</script> {{ first_name }}",
+                    "parse_mode": "plain",
+                },
+            })),
+        )
+        .await;
+    assert_eq!(evil.status, StatusCode::CREATED, "{}", evil.body);
+    let evil_id = evil.json()["id"].as_i64().unwrap();
+    for path in [
+        format!("/templates/{evil_id}"),
+        format!("/templates/{evil_id}/preview"),
+    ] {
+        let page = app.get(&path, &s).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(
+            page.body
+                .contains("&lt;script&gt;alert(&#39;t&#39;)&lt;/script&gt;"),
+            "{path}: {}",
+            page.body
+        );
+        assert!(!page.body.contains("<script>alert("), "{path}");
+    }
+
+    let audit = app.get("/audit", &s).await.body;
+    for action in ["template.create", "template.update", "template.delete"] {
+        assert!(
+            audit.contains(action),
+            "{action} missing from the audit log"
+        );
+    }
+    app.stop().await;
+}
+
+/// Reads server-sent events until one `progress` event arrives; returns its data.
+async fn first_progress_event(app: &TestApp, path: &str, s: &Session) -> serde_json::Value {
+    let response = app
+        .client
+        .get(app.url(path))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+            if let Some(start) = buffer.find("event: progress\ndata: ") {
+                let rest = &buffer[start + "event: progress\ndata: ".len()..];
+                if let Some(end) = rest.find('\n') {
+                    return serde_json::from_str(&rest[..end]).unwrap();
+                }
+            }
+        }
+        panic!("the event stream ended: {buffer}");
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("a progress event within 10 s")
+}
+
+#[tokio::test]
+async fn a_broadcast_is_built_with_the_filter_form_launched_and_delivered_to_the_end() {
+    let app = spawn_app().await;
+    let s = app.login().await;
+    let template = app.create_template("Judges news").await;
+
+    let form = app.get("/broadcasts/new", &s).await;
+    assert_eq!(form.status, StatusCode::OK);
+    assert!(form.body.contains("European Robotics Challenge 2027"));
+    assert!(form.body.contains("value=\"judge\""));
+    assert!(form.body.contains("Berlin"), "cities pick list");
+
+    // The live count of the filter builder equals the API's count of the same filter.
+    let count = app
+        .get(
+            "/broadcasts/audience-count?roles=judge&roles=mentor&has_email=yes&channel_policy=both",
+            &s,
+        )
+        .await;
+    assert_eq!(count.status, StatusCode::OK, "{}", count.body);
+    let count = count.json();
+    let api = app
+        .api(
+            Method::POST,
+            "/audience/count",
+            Some(serde_json::json!({
+                "filter": { "roles": ["judge", "mentor"], "has_email": true },
+                "channel_policy": "both",
+            })),
+        )
+        .await
+        .json();
+    assert!(count["users"].as_u64().unwrap() > 0, "{count}");
+    for key in ["users", "telegram_messages", "email_messages"] {
+        assert_eq!(count[key], api[key], "{key}: {count} vs {api}");
+    }
+    // Everyone has an address; unsubscribed or bounced ones get no e-mail.
+    assert!(count["email_messages"].as_u64() <= count["users"].as_u64());
+    assert_eq!(count["email_messages"], count["email"]);
+    // A bad field is named.
+    let bad = app.get("/broadcasts/audience-count?roles=jduge", &s).await;
+    bad.assert_api_error(StatusCode::BAD_REQUEST, "invalid_input");
+    assert!(bad.body.contains("jduge"));
+
+    // Create from the form.
+    let reply = app
+        .post_form(
+            "/broadcasts",
+            &s,
+            &[
+                ("name", "Judges and mentors"),
+                ("template_id", &template.to_string()),
+                ("channel_policy", "both"),
+                ("roles", "judge"),
+                ("roles", "mentor"),
+                ("has_email", "yes"),
+                ("has_telegram", ""),
+                ("scheduled_at", ""),
+            ],
+        )
+        .await;
+    reply.assert_redirect("/broadcasts/");
+    let id = id_from_location(reply.location(), "/broadcasts/");
+    let b = app.broadcast(id).await;
+    assert_eq!(b.status.as_str(), "draft");
+    assert_eq!(b.created_by.as_deref(), Some("admin"));
+    assert_eq!(b.filter.roles.len(), 2);
+    let page = app.get(&format!("/broadcasts/{id}"), &s).await;
+    assert!(page.body.contains("Launch…"));
+
+    // A missing template and a past start time are refused on the form.
+    let reply = app
+        .post_form("/broadcasts", &s, &[("name", "x"), ("template_id", "")])
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("choose a template"));
+    let reply = app
+        .post_form(
+            "/broadcasts",
+            &s,
+            &[
+                ("name", "late"),
+                ("template_id", &template.to_string()),
+                ("scheduled_at", "2001-01-01T10:00"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("in the past"));
+
+    // The confirmation page shows the audience per channel and the duration.
+    let confirm = app.get(&format!("/broadcasts/{id}/launch"), &s).await;
+    assert_eq!(confirm.status, StatusCode::OK, "{}", confirm.body);
+    let users = format!("data-testid=\"launch-users\">{}<", count["users"]);
+    assert!(confirm.body.contains(&users), "{}", confirm.body);
+    let emails = format!("data-testid=\"launch-email\">{}<", count["email_messages"]);
+    assert!(confirm.body.contains(&emails));
+    assert!(
+        confirm.body.contains("outbox"),
+        "estimate names the channels"
+    );
+
+    let reply = app
+        .post_form(&format!("/broadcasts/{id}/launch"), &s, &[])
+        .await;
+    reply.assert_redirect(&format!("/broadcasts/{id}?done=launched"));
+    // A second launch is refused.
+    let again = app
+        .post_form(&format!("/broadcasts/{id}/launch"), &s, &[])
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+
+    app.wait_for_status(&s, id, "completed").await;
+    let progress = app
+        .get(&format!("/broadcasts/{id}/progress"), &s)
+        .await
+        .json();
+    assert_eq!(progress["percent"], 100, "{progress}");
+    assert_eq!(progress["open"], 0);
+
+    // The statistics agree with what the outbox received.
+    let stats = app
+        .api(Method::GET, &format!("/broadcasts/{id}/stats"), None)
+        .await
+        .json();
+    let sent_tg = stats["by_channel"]["telegram"]["sent"]
+        .as_u64()
+        .unwrap_or(0);
+    let sent_mail = stats["by_channel"]["email"]["sent"].as_u64().unwrap_or(0);
+    assert_eq!(sent_mail, count["email_messages"].as_u64().unwrap());
+    assert_eq!(sent_tg, count["telegram_messages"].as_u64().unwrap());
+    let tg = app.telegram_outbox();
+    assert_eq!(tg.len() as u64, sent_tg);
+    assert!(tg.iter().all(|l| l["broadcast_id"] == id));
+    let mails = app.email_outbox();
+    assert_eq!(mails.len() as u64, sent_mail);
+    // Every e-mail carries a working one-click unsubscribe link to this panel.
+    assert!(
+        mails
+            .iter()
+            .all(|m| m.contains(&format!("List-Unsubscribe: <{}/unsubscribe/", app.base))),
+        "{}",
+        mails[0]
+    );
+
+    let page = app.get(&format!("/broadcasts/{id}"), &s).await;
+    assert!(page.body.contains("data-testid=\"status\">completed<"));
+    assert!(page.body.contains("Recipients per status"), "the chart");
+    assert!(page.body.contains("class=\"fill s-sent\""));
+
+    // The recipient table filters and pages.
+    let rows = app
+        .get(
+            &format!("/broadcasts/{id}/recipients?channel=email&status=sent"),
+            &s,
+        )
+        .await;
+    assert_eq!(rows.status, StatusCode::OK);
+    assert!(
+        rows.body.contains(&format!("{sent_mail} in total")),
+        "{}",
+        rows.body
+    );
+    assert!(rows.body.contains("<td>email</td>"));
+    assert!(!rows.body.contains("<td>telegram</td>"));
+    let bad = app
+        .get(&format!("/broadcasts/{id}/recipients?status=lost"), &s)
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+
+    // CSV export of every row.
+    let csv = app
+        .get(&format!("/broadcasts/{id}/recipients.csv"), &s)
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(
+        csv.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains(&format!("broadcast-{id}-recipients.csv"))
+    );
+    let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
+    assert_eq!(reader.headers().unwrap().get(0), Some("id"));
+    let records = reader.records().count() as u64;
+    assert_eq!(records, stats["total"].as_u64().unwrap());
+
+    // The dashboard lists it; the audit log has the story.
+    let dash = app.get("/", &s).await;
+    assert!(dash.body.contains("Judges and mentors"));
+    let audit = app.get("/audit", &s).await.body;
+    for action in ["broadcast.create", "broadcast.launch", "broadcast.export"] {
+        assert!(audit.contains(action), "{action}");
+    }
+    // Duplicating prefills the form.
+    let copy = app.get(&format!("/broadcasts/new?from={id}"), &s).await;
+    assert!(copy.body.contains("Copy of Judges and mentors"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn lifecycle_actions_progress_stream_schedule_and_test_send() {
+    // No worker: the broadcast stays running until the test acts.
+    let app = spawn_app_with(
+        broadcast_testkit::TestDb::sqlite().await,
+        Options {
+            run_worker: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let s = app.login().await;
+    let template = app.create_template("Lifecycle").await;
+    let created = app
+        .api(
+            Method::POST,
+            "/broadcasts",
+            Some(serde_json::json!({
+                "name": "Lifecycle", "template_id": template, "channel_policy": "telegram",
+                "filter": { "countries": ["germany"] },
+            })),
+        )
+        .await;
+    let id = created.json()["id"].as_i64().unwrap();
+
+    // Schedule, reschedule, clear.
+    let reply = app
+        .post_form(
+            &format!("/broadcasts/{id}/schedule"),
+            &s,
+            &[("scheduled_at", "2099-05-01T08:30")],
+        )
+        .await;
+    reply.assert_redirect(&format!("/broadcasts/{id}?done=broadcast_scheduled"));
+    let b = app.broadcast(id).await;
+    assert_eq!(b.status.as_str(), "scheduled");
+    assert_eq!(
+        b.scheduled_at.unwrap().to_rfc3339(),
+        "2099-05-01T08:30:00+00:00"
+    );
+    let page = app.get(&format!("/broadcasts/{id}"), &s).await;
+    assert!(page.body.contains("value=\"2099-05-01T08:30\""));
+    let past = app
+        .post_form(
+            &format!("/broadcasts/{id}/schedule"),
+            &s,
+            &[("scheduled_at", "2000-01-01T00:00")],
+        )
+        .await;
+    assert_eq!(past.status, StatusCode::BAD_REQUEST);
+    app.post_form(
+        &format!("/broadcasts/{id}/schedule"),
+        &s,
+        &[("clear", "true")],
+    )
+    .await
+    .assert_redirect(&format!("/broadcasts/{id}?done=schedule_cleared"));
+    assert_eq!(app.broadcast(id).await.status.as_str(), "draft");
+
+    // Test send to an address and to a user, without touching the statistics.
+    let test_page = app.get(&format!("/broadcasts/{id}/test"), &s).await;
+    assert_eq!(test_page.status, StatusCode::OK);
+    let jonas = app.user_matching("Becker").await;
+    let reply = app
+        .post_form(
+            &format!("/broadcasts/{id}/test"),
+            &s,
+            &[("target", "user"), ("value", &jonas.id.to_string())],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("<strong>telegram</strong>: <span class=\"ok\">sent"),
+        "{}",
+        reply.body
+    );
+    let tg = app.telegram_outbox();
+    assert_eq!(tg.len(), 1);
+    assert!(tg[0]["text"].as_str().unwrap().contains("Jonas"));
+    assert!(tg[0]["broadcast_id"].is_null());
+    let reply = app
+        .post_form(
+            &format!("/broadcasts/{id}/test"),
+            &s,
+            &[("target", "email"), ("value", "not-an-address")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(reply.body.contains("not a valid e-mail address"));
+
+    // Launch; no worker runs, so it stays running.
+    app.post_form(&format!("/broadcasts/{id}/launch"), &s, &[])
+        .await
+        .assert_redirect(&format!("/broadcasts/{id}"));
+    assert_eq!(app.broadcast(id).await.status.as_str(), "running");
+    // The live stream sends the current progress first.
+    let event = first_progress_event(&app, &format!("/broadcasts/{id}/events"), &s).await;
+    assert_eq!(event["broadcast_id"], id);
+    assert_eq!(event["status"], "running");
+    assert!(event["open"].as_u64().unwrap() > 0, "{event}");
+    let event = first_progress_event(&app, "/events", &s).await;
+    assert_eq!(event["broadcast_id"], id);
+    assert_eq!(
+        app.get("/broadcasts/424242/events", &s).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Pause, refused second pause, resume, cancel, refused resume.
+    app.post_form(&format!("/broadcasts/{id}/pause"), &s, &[])
+        .await
+        .assert_redirect(&format!("/broadcasts/{id}?done=paused"));
+    let b = app.broadcast(id).await;
+    assert_eq!(b.status.as_str(), "paused");
+    assert_eq!(b.status_reason.as_deref(), Some("paused by admin"));
+    let again = app
+        .post_form(&format!("/broadcasts/{id}/pause"), &s, &[])
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert!(again.body.contains("paused"), "{}", again.body);
+    app.post_form(&format!("/broadcasts/{id}/resume"), &s, &[])
+        .await
+        .assert_redirect(&format!("/broadcasts/{id}?done=resumed"));
+    assert_eq!(app.broadcast(id).await.status.as_str(), "running");
+    app.post_form(&format!("/broadcasts/{id}/cancel"), &s, &[])
+        .await
+        .assert_redirect(&format!("/broadcasts/{id}?done=cancelled"));
+    assert_eq!(app.broadcast(id).await.status.as_str(), "cancelled");
+    let resume = app
+        .post_form(&format!("/broadcasts/{id}/resume"), &s, &[])
+        .await;
+    assert_eq!(resume.status, StatusCode::CONFLICT);
+    let launch = app.get(&format!("/broadcasts/{id}/launch"), &s).await;
+    assert_eq!(launch.status, StatusCode::CONFLICT);
+    let stats = app
+        .api(Method::GET, &format!("/broadcasts/{id}/stats"), None)
+        .await
+        .json();
+    assert!(
+        stats["by_status"]["cancelled"].as_u64().unwrap() > 0,
+        "{stats}"
+    );
+    assert!(
+        stats["by_status"].get("sent").is_none(),
+        "test sends are not counted: {stats}"
+    );
+    let list = app.get("/broadcasts?status=cancelled", &s).await;
+    assert!(list.body.contains("Lifecycle"));
+    let list = app.get("/broadcasts?status=running", &s).await;
+    assert!(!list.body.contains(">Lifecycle<"));
+    assert_eq!(
+        app.get("/broadcasts?status=nonsense", &s).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let audit = app.get("/audit", &s).await.body;
+    for action in [
+        "broadcast.schedule",
+        "broadcast.test_send",
+        "broadcast.pause",
+        "broadcast.resume",
+        "broadcast.cancel",
+    ] {
+        assert!(audit.contains(action), "{action}");
+    }
+    // An open live stream does not keep the server from shutting down.
+    let open = app
+        .client
+        .get(app.url("/events"))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(open.status(), StatusCode::OK);
+    app.stop().await;
+    drop(open);
+}
+
+fn upload(kind: &str, name: &str, body: &str, csrf: &str) -> reqwest::multipart::Form {
+    reqwest::multipart::Form::new()
+        .text("csrf", csrf.to_owned())
+        .text("kind", kind.to_owned())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(body.as_bytes().to_vec()).file_name(name.to_owned()),
+        )
+}
+
+#[tokio::test]
+async fn audience_pages_import_with_row_errors_and_markup_is_escaped() {
+    let app = spawn_app().await;
+    let s = app.login().await;
+    let list = app.get("/audience", &s).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(
+        list.body.contains("Page 1 of 4 · 200 in total"),
+        "{}",
+        list.body
+    );
+    let page2 = app.get("/audience?page=2", &s).await;
+    assert!(page2.body.contains("Page 2 of 4"));
+    let found = app.get("/audience?q=becker", &s).await;
+    assert!(found.body.contains("Jonas Becker"));
+    assert!(!found.body.contains("Maximilian"));
+
+    let jonas = app.user_matching("Becker").await;
+    let user = app.get(&format!("/audience/users/{}", jonas.id), &s).await;
+    assert!(
+        user.body.contains("Kraków Code Cup 2027"),
+        "registrations shown"
+    );
+    assert!(user.body.contains("organizer"));
+    assert_eq!(
+        app.get("/audience/users/999999", &s).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // A bad row is reported with its line and column; nothing is imported.
+    let bad = "external_id,first_name,email\nx-1,Ann,ann@example.org\nx-2,Bob,not-an-email\n";
+    let reply = app
+        .client
+        .post(app.url("/audience/import"))
+        .header("cookie", &s.cookie)
+        .multipart(upload("users", "people.csv", bad, &s.csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = reply.text().await.unwrap();
+    assert!(body.contains("people.csv line 3, column `email`"), "{body}");
+    assert!(body.contains("Line <strong>3</strong>"), "{body}");
+    assert!(
+        app.get("/audience?q=x-1", &s)
+            .await
+            .body
+            .contains("No user matches")
+    );
+
+    // A user with markup in the name, imported through the page.
+    let evil = "external_id,first_name,last_name,email\n\
+                x-evil,<script>alert(1)</script>,<img src=x onerror=alert(2)>,evil@example.org\n";
+    let reply = app
+        .client
+        .post(app.url("/audience/import"))
+        .header("cookie", &s.cookie)
+        .multipart(upload("users", "evil.csv", evil, &s.csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let body = reply.text().await.unwrap();
+    assert!(body.contains("Imported users: 1 new, 0 updated."), "{body}");
+    let list = app.get("/audience?q=x-evil", &s).await;
+    assert!(
+        list.body.contains("&lt;script&gt;alert(1)&lt;"),
+        "{}",
+        list.body
+    );
+    assert!(!list.body.contains("<script>alert(1)"));
+    assert!(!list.body.contains("<img src=x"));
+    let evil_user = app.user_matching("x-evil").await;
+    let user = app
+        .get(&format!("/audience/users/{}", evil_user.id), &s)
+        .await;
+    assert!(!user.body.contains("<script>alert(1)"));
+    assert!(user.body.contains("&lt;img src=x onerror=alert(2)&gt;"));
+
+    // The user's markup stays text in a template preview, too.
+    let template = app.create_template("Escaping").await;
+    let preview = app
+        .get(
+            &format!("/templates/{template}/preview?user_id={}", evil_user.id),
+            &s,
+        )
+        .await;
+    assert!(
+        !preview.body.contains("<script>alert(1)"),
+        "{}",
+        preview.body
+    );
+    assert!(preview.body.contains("&lt;script&gt;"), "{}", preview.body);
+
+    // An unknown kind and a missing file.
+    let reply = app
+        .client
+        .post(app.url("/audience/import"))
+        .header("cookie", &s.cookie)
+        .multipart(upload("pets", "p.csv", "x", &s.csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    let reply = app
+        .client
+        .post(app.url("/audience/import"))
+        .header("cookie", &s.cookie)
+        .multipart(upload("users", "empty.csv", "", &s.csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let audit = app.get("/audit", &s).await.body;
+    assert!(audit.contains("audience.import"));
+    assert_eq!(app.get("/audience/import", &s).await.status, StatusCode::OK);
+    app.stop().await;
+}
