@@ -20,7 +20,6 @@
 //! [`AudienceSource`]: broadcast_domain::AudienceSource
 
 pub mod compile;
-mod convert;
 mod source;
 
 pub use source::SqlAudience;

@@ -15,7 +15,7 @@ use sea_orm::{
 };
 
 use crate::compile::{self, Rows};
-use crate::convert::{self, db_error};
+use broadcast_store::{convert, db_err as db_error};
 
 /// Ids looked up per `IN (...)` query when loading sampled recipients.
 const LOOKUP_CHUNK: usize = 500;

@@ -60,7 +60,8 @@ pub(crate) fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<serd
         .map_err(|e| Error::Internal(format!("cannot serialise {what}: {e}")))
 }
 
-pub(crate) fn user(m: users::Model) -> Result<User> {
+/// A `users` row as a domain [`User`].
+pub fn user(m: users::Model) -> Result<User> {
     const T: &str = "users";
     let id = m.id;
     let attributes = match m.attributes {
@@ -106,7 +107,8 @@ pub(crate) fn user(m: users::Model) -> Result<User> {
     })
 }
 
-pub(crate) fn competition(m: competitions::Model) -> Competition {
+/// A `competitions` row as a domain [`Competition`].
+pub fn competition(m: competitions::Model) -> Competition {
     Competition {
         id: m.id,
         slug: m.slug,
@@ -118,7 +120,8 @@ pub(crate) fn competition(m: competitions::Model) -> Competition {
     }
 }
 
-pub(crate) fn registration(m: registrations::Model) -> Result<Registration> {
+/// A `registrations` row as a domain [`Registration`].
+pub fn registration(m: registrations::Model) -> Result<Registration> {
     const T: &str = "registrations";
     Ok(Registration {
         id: m.id,

@@ -5,8 +5,9 @@
 use broadcast_domain::Error;
 use sea_orm::{DbErr, RuntimeErr, SqlErr, sqlx};
 
-/// Maps a database error without more context.
-pub(crate) fn db_err(e: DbErr) -> Error {
+/// Maps a database error onto the domain's [`Error`] (for crates that query the store's
+/// tables directly, such as `broadcast-filter`).
+pub fn db_err(e: DbErr) -> Error {
     match e.sql_err() {
         Some(SqlErr::UniqueConstraintViolation(msg)) => {
             return Error::Conflict(format!("a record with the same key already exists: {msg}"));

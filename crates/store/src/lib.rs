@@ -13,7 +13,7 @@ mod audience;
 mod broadcasts;
 mod budget;
 mod claim;
-mod convert;
+pub mod convert;
 pub mod csv_import;
 mod delivery;
 pub mod entity;
@@ -24,4 +24,5 @@ mod store;
 mod templates;
 
 pub use delivery::MAX_ERROR_CHARS;
+pub use error::db_err;
 pub use store::Store;
