@@ -287,9 +287,10 @@ impl EmailChannel {
     fn pool_error(&self, error: PoolError) -> DeliveryError {
         match error {
             PoolError::Smtp(e) => self.to_delivery_error(&e),
-            PoolError::Connect(e) => DeliveryError::transient(self.redactor.scrub(&format!(
-                "cannot connect to the SMTP server: {e}"
-            ))),
+            PoolError::Connect(e) => DeliveryError::transient(
+                self.redactor
+                    .scrub(&format!("cannot connect to the SMTP server: {e}")),
+            ),
             PoolError::Timeout(after) => DeliveryError::transient(format!(
                 "the SMTP server did not answer within {} s",
                 after.as_secs_f64()

@@ -98,7 +98,11 @@ impl SmtpPool {
     }
 
     /// Sends one message on a pooled (or new) connection, within the timeout.
-    pub(crate) async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<Response, PoolError> {
+    pub(crate) async fn send(
+        &self,
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> Result<Response, PoolError> {
         let mut conn = self.checkout().await?;
         match tokio::time::timeout(self.timeout, conn.send(envelope, raw)).await {
             Ok(Ok(response)) => {

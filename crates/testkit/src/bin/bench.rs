@@ -102,9 +102,7 @@ fn options(args: &[String]) -> Res<BTreeMap<String, String>> {
         let Some(name) = a.strip_prefix("--") else {
             return Err(format!("unexpected argument `{a}`\n{USAGE}"));
         };
-        let value = it
-            .next()
-            .ok_or_else(|| format!("--{name} needs a value"))?;
+        let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
         out.insert(name.to_owned(), value.clone());
     }
     Ok(out)
@@ -240,8 +238,14 @@ fn measure_all(cmds: Vec<Command>, ticks_per_s: f64) -> Res<Vec<Usage>> {
                     wall,
                     cpu,
                     rss_kb: r.rss_kb,
-                    stdout: r.out.map(|h| h.join().unwrap_or_default()).unwrap_or_default(),
-                    stderr: r.err.map(|h| h.join().unwrap_or_default()).unwrap_or_default(),
+                    stdout: r
+                        .out
+                        .map(|h| h.join().unwrap_or_default())
+                        .unwrap_or_default(),
+                    stderr: r
+                        .err
+                        .map(|h| h.join().unwrap_or_default())
+                        .unwrap_or_default(),
                     ok: status.success(),
                 });
             }
@@ -431,7 +435,9 @@ impl Env {
             users,
         };
         let db = self.run_db(&base)?;
-        let template = self.root.join(format!("fixtures/templates/{TEMPLATE}.json"));
+        let template = self
+            .root
+            .join(format!("fixtures/templates/{TEMPLATE}.json"));
         self.cli(&db.url, &[])
             .args(["template", "create", "--from-json"])
             .arg(template)
@@ -516,7 +522,9 @@ impl Env {
                 let _ = self.rt.block_on(async {
                     self.admin()
                         .await?
-                        .execute_unprepared(&format!("DROP DATABASE IF EXISTS {location} WITH (FORCE)"))
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS {location} WITH (FORCE)"
+                        ))
                         .await
                         .map_err(err)
                 });
@@ -620,7 +628,9 @@ async fn generate(conn: &DatabaseConnection, users: u64, flags: bool) -> Res<()>
     };
     let with = match backend {
         DatabaseBackend::Postgres => String::new(),
-        _ => format!("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {users}) "),
+        _ => format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {users}) "
+        ),
     };
     let flag = if flags { "TRUE" } else { "FALSE" };
     let statements = [
@@ -754,7 +764,15 @@ fn group(n: u64) -> String {
 
 fn table(rows: &[Row]) -> String {
     let header = [
-        "scenario", "N", "wall s", "rate", "CPU s", "peak RSS MB", "target", "met", "vs naive",
+        "scenario",
+        "N",
+        "wall s",
+        "rate",
+        "CPU s",
+        "peak RSS MB",
+        "target",
+        "met",
+        "vs naive",
         "note",
     ];
     let cells: Vec<[String; 10]> = rows
@@ -881,7 +899,12 @@ fn driver(args: &[String]) -> Res<()> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "full" => plan = Plan { runs: plan.runs, ..Plan::full() },
+            "full" => {
+                plan = Plan {
+                    runs: plan.runs,
+                    ..Plan::full()
+                }
+            }
             "quick" => plan = Plan::quick(),
             "--only" => {
                 let v = it.next().ok_or("--only needs a value")?;
@@ -915,7 +938,11 @@ fn driver(args: &[String]) -> Res<()> {
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| broadcast_testkit::db::DEFAULT_TEST_DATABASE_URL.to_owned());
     let rt = runtime()?;
-    let postgres = rt.block_on(async { sea_orm::Database::connect(server_url.as_str()).await.is_ok() });
+    let postgres = rt.block_on(async {
+        sea_orm::Database::connect(server_url.as_str())
+            .await
+            .is_ok()
+    });
     if !postgres {
         eprintln!(
             "!!! PostgreSQL at {} is unreachable: its scenarios are not measured",
@@ -971,7 +998,10 @@ fn driver(args: &[String]) -> Res<()> {
         sections.push(("admin", Box::new(scenario_admin)));
     }
     for (name, run) in sections {
-        eprintln!("== {name} ({:.0} s so far)", started.elapsed().as_secs_f64());
+        eprintln!(
+            "== {name} ({:.0} s so far)",
+            started.elapsed().as_secs_f64()
+        );
         match run(&env, &plan) {
             Ok(r) => rows.extend(r),
             Err(e) => {
@@ -997,15 +1027,21 @@ fn driver(args: &[String]) -> Res<()> {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+            c.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            })
         })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
         "\nbench {} · commit {commit}{} · {cores} cores · {cpu} · {:.0} s\n",
         plan.mode,
-        if dirty { " (with uncommitted changes)" } else { "" },
+        if dirty {
+            " (with uncommitted changes)"
+        } else {
+            ""
+        },
         started.elapsed().as_secs_f64()
     );
     print!("{}", table(&rows));
@@ -1030,20 +1066,29 @@ fn backends(env: &Env) -> Vec<Backend> {
 }
 
 fn ratio(engine: f64, naive: f64) -> Option<String> {
-    (engine.is_finite() && naive.is_finite() && naive > 0.0).then(|| format!("{:.0}x", engine / naive))
+    (engine.is_finite() && naive.is_finite() && naive > 0.0)
+        .then(|| format!("{:.0}x", engine / naive))
 }
 
 /// Runs `bench naive ...` and returns its messages per second.
 fn naive(env: &Env, mode: &str, db: &RunDb, id: i64, n: u64, extra: &[&str]) -> Res<(f64, Usage)> {
     let mut cmd = Command::new(std::env::current_exe().map_err(err)?);
-    cmd.args(["naive", mode, "--database-url", &db.url, "--broadcast", &id.to_string()])
-        .args(["--n", &n.to_string()])
-        .args(extra);
+    cmd.args([
+        "naive",
+        mode,
+        "--database-url",
+        &db.url,
+        "--broadcast",
+        &id.to_string(),
+    ])
+    .args(["--n", &n.to_string()])
+    .args(extra);
     let u = measure(cmd, env.ticks)?;
     if !u.ok {
         return Err(format!("naive {mode} failed: {}", u.stderr));
     }
-    let v: Value = serde_json::from_str(u.stdout.trim()).map_err(|e| format!("{e}: {}", u.stdout))?;
+    let v: Value =
+        serde_json::from_str(u.stdout.trim()).map_err(|e| format!("{e}: {}", u.stdout))?;
     Ok((v["rate"].as_f64().unwrap_or(f64::NAN), u))
 }
 
@@ -1069,11 +1114,15 @@ fn scenario_render(env: &Env, _plan: &Plan) -> Res<Vec<Row>> {
         let path = env
             .root
             .join(format!("target/criterion/render/{part}/new/estimates.json"));
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let v: Value = serde_json::from_str(&text).map_err(err)?;
         let ns = v["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN);
         let rate = 1e9 / ns;
-        let mut row = Row::new(format!("render demo template, {what} (criterion, 1 thread)"), 1);
+        let mut row = Row::new(
+            format!("render demo template, {what} (criterion, 1 thread)"),
+            1,
+        );
         row.rate = Some(rate);
         row.unit = "renders/s/core";
         row.target = "≥ 200,000 renders/s/core".into();
@@ -1133,8 +1182,11 @@ fn scenario_launch_and_memory(env: &Env, plan: &Plan, launch: bool, memory: bool
                 .unwrap_or(f64::NAN);
             env.drop_db(&db);
             let target = if backend == Backend::Sqlite { 5.0 } else { 8.0 };
-            let mut row = Row::new(format!("launch: materialise recipients ({})", backend.name()), n)
-                .usage(&u);
+            let mut row = Row::new(
+                format!("launch: materialise recipients ({})", backend.name()),
+                n,
+            )
+            .usage(&u);
             row.rate = Some(median(rates));
             row.unit = "rows/s";
             row.target = format!("≤ {target:.0} s");
@@ -1179,7 +1231,11 @@ fn compare_memory(rows: &mut [Row]) {
         match small {
             Some((small_rss, small_n)) => {
                 big.met = Some(rss <= 64.0 && rss <= 1.2 * small_rss);
-                big.ratio = Some(format!("{:.2}x RSS of N={}", rss / small_rss, group(small_n)));
+                big.ratio = Some(format!(
+                    "{:.2}x RSS of N={}",
+                    rss / small_rss,
+                    group(small_n)
+                ));
             }
             None => big.met = Some(rss <= 64.0),
         }
@@ -1199,7 +1255,13 @@ fn scenario_engine(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
             let id = env.create_broadcast(&db, "email")?;
             env.launch(&db, id)?;
             let mut cmd = Command::new(std::env::current_exe().map_err(err)?);
-            cmd.args(["engine", "--database-url", &db.url, "--broadcast", &id.to_string()]);
+            cmd.args([
+                "engine",
+                "--database-url",
+                &db.url,
+                "--broadcast",
+                &id.to_string(),
+            ]);
             for (k, v) in &env.passthrough {
                 cmd.env(k, v);
             }
@@ -1207,7 +1269,8 @@ fn scenario_engine(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
             if !u.ok {
                 return Err(format!("engine run failed: {}", u.stderr));
             }
-            let v: Value = serde_json::from_str(u.stdout.trim()).map_err(|e| format!("{e}: {}", u.stdout))?;
+            let v: Value =
+                serde_json::from_str(u.stdout.trim()).map_err(|e| format!("{e}: {}", u.stdout))?;
             delivered = v["delivered"].as_u64().unwrap_or(0);
             let phase = Usage {
                 wall: Duration::from_secs_f64(v["seconds"].as_f64().unwrap_or(f64::NAN)),
@@ -1235,9 +1298,16 @@ fn scenario_engine(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
             .unwrap_or(f64::NAN);
         env.drop_db(&db);
         env.drop_base(&base);
-        let target = if backend == Backend::Sqlite { 50_000.0 } else { 30_000.0 };
+        let target = if backend == Backend::Sqlite {
+            50_000.0
+        } else {
+            30_000.0
+        };
         let mut row = Row::new(
-            format!("engine ceiling: instant channel, ledger written ({})", backend.name()),
+            format!(
+                "engine ceiling: instant channel, ledger written ({})",
+                backend.name()
+            ),
             delivered,
         )
         .usage(&u);
@@ -1307,9 +1377,16 @@ fn scenario_email(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
     env.launch(&db, id)?;
     let (sink, addr) = Service::start(Command::new(env.exe("fake-smtp")), "fake-smtp")?;
     let port = addr.rsplit(':').next().unwrap_or_default().to_owned();
-    let naive_rate = naive(env, "deliver", &db, id, plan.naive_email_n, &["--smtp-port", &port])
-        .map(|(r, _)| r)
-        .unwrap_or(f64::NAN);
+    let naive_rate = naive(
+        env,
+        "deliver",
+        &db,
+        id,
+        plan.naive_email_n,
+        &["--smtp-port", &port],
+    )
+    .map(|(r, _)| r)
+    .unwrap_or(f64::NAN);
     drop(sink);
     env.drop_db(&db);
     env.drop_base(&base);
@@ -1383,7 +1460,8 @@ fn scenario_telegram(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
             return Err(format!("telegram worker failed: {}", bad.stderr));
         }
         let accepted = stats["accepted"].as_u64().unwrap_or(0);
-        let span_ms = stats["last_ms"].as_f64().unwrap_or(0.0) - stats["first_ms"].as_f64().unwrap_or(0.0);
+        let span_ms =
+            stats["last_ms"].as_f64().unwrap_or(0.0) - stats["first_ms"].as_f64().unwrap_or(0.0);
         // n messages span n - 1 intervals.
         let rate = (accepted.saturating_sub(1)) as f64 / (span_ms / 1000.0);
         let throttled = stats["throttled"].as_u64().unwrap_or(0);
@@ -1395,11 +1473,19 @@ fn scenario_telegram(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
             let db2 = env.run_db(&base)?;
             let id2 = env.create_broadcast(&db2, "telegram")?;
             env.launch(&db2, id2)?;
-            let (fake2, addr2) = Service::start(Command::new(env.exe("fake-telegram")), "fake-telegram")?;
+            let (fake2, addr2) =
+                Service::start(Command::new(env.exe("fake-telegram")), "fake-telegram")?;
             naive_rate = Some(
-                naive(env, "deliver", &db2, id2, plan.naive_tg_n, &["--telegram", &format!("http://{addr2}")])
-                    .map(|(r, _)| r)
-                    .unwrap_or(f64::NAN),
+                naive(
+                    env,
+                    "deliver",
+                    &db2,
+                    id2,
+                    plan.naive_tg_n,
+                    &["--telegram", &format!("http://{addr2}")],
+                )
+                .map(|(r, _)| r)
+                .unwrap_or(f64::NAN),
             );
             drop(fake2);
             env.drop_db(&db2);
@@ -1437,7 +1523,10 @@ fn scenario_telegram(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
 // ----- latency ----------------------------------------------------------------------------------
 
 fn unix_ms(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64() * 1000.0
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0
 }
 
 fn scenario_latency(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
@@ -1448,7 +1537,11 @@ fn scenario_latency(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
         let id = env.create_broadcast(&db, "telegram")?;
         let (fake, addr) = Service::start(Command::new(env.exe("fake-telegram")), "fake-telegram")?;
         let mut worker = env.cli(&db.url, &telegram_env(&format!("http://{addr}"), false));
-        worker.arg("worker").stderr(Stdio::piped()).stdout(Stdio::null()).stdin(Stdio::null());
+        worker
+            .arg("worker")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .stdin(Stdio::null());
         let mut worker = worker.spawn().map_err(err)?;
         // Wait until the worker is up (it announces itself on stderr), then a little longer so
         // that it sits in its idle wait, as a worker normally does.
@@ -1493,7 +1586,10 @@ fn scenario_latency(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
     }
     env.drop_base(&base);
     let ms = median(latencies.clone());
-    let mut row = Row::new("latency: `broadcast launch` to first Telegram message", plan.latency_n);
+    let mut row = Row::new(
+        "latency: `broadcast launch` to first Telegram message",
+        plan.latency_n,
+    );
     row.wall = Some(ms / 1000.0);
     row.unit = "ms";
     row.target = "≤ 100 ms".into();
@@ -1501,7 +1597,11 @@ fn scenario_latency(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
     row.note = format!(
         "median of {} ({}); a `worker` already running, idle",
         latencies.len(),
-        latencies.iter().map(|l| format!("{l:.0}")).collect::<Vec<_>>().join(", ")
+        latencies
+            .iter()
+            .map(|l| format!("{l:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     Ok(vec![row])
 }
@@ -1518,7 +1618,11 @@ fn scenario_admin(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
             "admin panel not built yet (no release admin-web binary)",
         )]);
     }
-    let rows_n = if plan.mode == "full" { 1_000_000 } else { 100_000 };
+    let rows_n = if plan.mode == "full" {
+        1_000_000
+    } else {
+        100_000
+    };
     let base = env.make_base(Backend::Sqlite, rows_n, true)?;
     let db = env.run_db(&base)?;
     let id = env.create_broadcast(&db, "email")?;
@@ -1550,7 +1654,11 @@ fn scenario_admin(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
         if ready.elapsed() > Duration::from_secs(20) {
             let _ = server.kill();
             let _ = server.wait();
-            return Ok(vec![Row::not_measured(name, rows_n, "admin-web did not answer /healthz")]);
+            return Ok(vec![Row::not_measured(
+                name,
+                rows_n,
+                "admin-web did not answer /healthz",
+            )]);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -1581,7 +1689,10 @@ fn scenario_admin(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err("client panicked".into()))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("client panicked".into())))
+            .collect()
     });
     let _ = server.kill();
     let _ = server.wait();
@@ -1591,7 +1702,13 @@ fn scenario_admin(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
     for s in samples {
         match s {
             Ok(v) => all.extend(v),
-            Err(e) => return Ok(vec![Row::not_measured(name, rows_n, format!("requests failed: {e}"))]),
+            Err(e) => {
+                return Ok(vec![Row::not_measured(
+                    name,
+                    rows_n,
+                    format!("requests failed: {e}"),
+                )]);
+            }
         }
     }
     all.sort_by(f64::total_cmp);
@@ -1717,7 +1834,10 @@ fn child_naive(args: &[String]) -> Res<()> {
     let id: i64 = number(required(&opts, "broadcast")?, "--broadcast")?;
     let n: u64 = number(required(&opts, "n")?, "--n")?;
     let telegram = opts.get("telegram").cloned();
-    let smtp_port: Option<u16> = opts.get("smtp-port").map(|p| number(p, "--smtp-port")).transpose()?;
+    let smtp_port: Option<u16> = opts
+        .get("smtp-port")
+        .map(|p| number(p, "--smtp-port"))
+        .transpose()?;
     let mode = mode.clone();
     runtime()?.block_on(async move {
         let store = Store::connect(&url).await.map_err(err)?;
@@ -1747,10 +1867,7 @@ async fn naive_launch(store: &Store, broadcast: i64, n: u64) -> Res<u64> {
     };
     let mut select = broadcast_filter::compile::audience_query(&filter);
     select.limit(n);
-    let ids = conn
-        .query_all(backend.build(&select))
-        .await
-        .map_err(err)?;
+    let ids = conn.query_all(backend.build(&select)).await.map_err(err)?;
     let now = chrono::Utc::now();
     let mut done = 0;
     for row in ids {
@@ -1764,7 +1881,11 @@ async fn naive_launch(store: &Store, broadcast: i64, n: u64) -> Res<u64> {
         let reachable = user.email.is_some()
             && user.email_unsubscribed_at.is_none()
             && user.email_bounced_at.is_none();
-        let skip = match (&user.email, user.email_unsubscribed_at, user.email_bounced_at) {
+        let skip = match (
+            &user.email,
+            user.email_unsubscribed_at,
+            user.email_bounced_at,
+        ) {
             (None, _, _) => Some("no_email"),
             (_, Some(_), _) => Some("email_unsubscribed"),
             (_, _, Some(_)) => Some("email_bounced"),
@@ -1802,8 +1923,9 @@ async fn naive_deliver(
 ) -> Res<u64> {
     use broadcast_domain::{AudienceStore, BroadcastStore};
     let channel: Arc<dyn Channel> = if let Some(api) = &telegram {
-        let mut config =
-            broadcast_channels::TelegramConfig::new(secrecy::SecretString::from(BOT_TOKEN.to_owned()));
+        let mut config = broadcast_channels::TelegramConfig::new(secrecy::SecretString::from(
+            BOT_TOKEN.to_owned(),
+        ));
         config.api_url = Some(url::Url::parse(api).map_err(err)?);
         Arc::new(broadcast_channels::TelegramChannel::new(config).map_err(err)?)
     } else if let Some(port) = smtp_port {
@@ -1817,7 +1939,10 @@ async fn naive_deliver(
         Arc::new(InstantChannel(ChannelKind::Email))
     };
     let b = store.get_broadcast(broadcast).await.map_err(err)?;
-    let content = b.frozen_template.clone().ok_or("the broadcast is not launched")?;
+    let content = b
+        .frozen_template
+        .clone()
+        .ok_or("the broadcast is not launched")?;
     let template = TeraRenderer::new().compile(&content).map_err(err)?;
     let env = RenderEnv {
         broadcast_name: b.name.clone(),
@@ -1839,7 +1964,9 @@ async fn naive_deliver(
             })
             .await
             .map_err(err)?;
-        let Some(row) = rows.into_iter().next() else { break };
+        let Some(row) = rows.into_iter().next() else {
+            break;
+        };
         let context = store
             .contexts(std::slice::from_ref(&row))
             .await
@@ -1850,12 +1977,16 @@ async fn naive_deliver(
         let body = match row.channel {
             ChannelKind::Telegram => MessageBody::Telegram {
                 chat_id: broadcast_domain::TelegramChatId::parse(&row.address).map_err(|e| e.0)?,
-                message: template.render_telegram(&context, &env, url.as_deref()).map_err(err)?,
+                message: template
+                    .render_telegram(&context, &env, url.as_deref())
+                    .map_err(err)?,
             },
             ChannelKind::Email => MessageBody::Email {
                 to: broadcast_domain::EmailAddress::parse(&row.address).map_err(|e| e.0)?,
                 to_name: Some(context.user.full_name()),
-                message: template.render_email(&context, &env, url.as_deref()).map_err(err)?,
+                message: template
+                    .render_email(&context, &env, url.as_deref())
+                    .map_err(err)?,
                 unsubscribe_url: url,
             },
         };
