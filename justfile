@@ -30,3 +30,12 @@ browser:
 # Exactly what CI runs.
 ci:
     bash .ci/run
+
+# Benchmarks of docs/performance.md on this machine, one table at the end: `just bench` (every
+# scenario at full size, about 16 minutes) or `just bench quick` (smaller N, about 3 minutes).
+# Extra arguments go to the driver, e.g. `just bench quick --only engine,email`.
+bench MODE="full" *ARGS:
+    cargo build --release -p broadcast-cli -p broadcast-testkit --bins --features broadcast-testkit/bench
+    -cargo build --release -p broadcast-admin-web
+    cargo bench -p broadcast-render --bench render --no-run
+    target/release/bench {{MODE}} --json target/bench-{{MODE}}.json {{ARGS}}

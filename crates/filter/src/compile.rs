@@ -365,14 +365,34 @@ fn has_where(filter: &AudienceFilter, rows: Rows) -> bool {
     rows == Rows::NotTelegramReachable || !user_condition(filter).is_empty()
 }
 
-/// `SELECT channel, status, skip_reason, COUNT(*)` over a broadcast's rows.
-pub(crate) fn report_query(broadcast: BroadcastId) -> SelectStatement {
+/// `SELECT COUNT(*) AS n` of a broadcast's rows on one channel: a scan of the unique index
+/// `(broadcast_id, user_id, channel)` alone, without reading the table.
+pub(crate) fn channel_count_query(broadcast: BroadcastId, channel: ChannelKind) -> SelectStatement {
     use broadcast_recipients::Column as R;
+    Query::select()
+        .expr_as(Func::count(Expr::col(sea_orm::sea_query::Asterisk)), "n")
+        .from(broadcast_recipients::Entity)
+        .and_where(Expr::col(R::BroadcastId).eq(broadcast))
+        .and_where(Expr::col(R::Channel).eq(channel.as_str()))
+        .take()
+}
+
+/// `SELECT channel, status, skip_reason, COUNT(*) AS n` over a broadcast's rows that are not
+/// `pending` (after a launch: the skipped ones), found through the index
+/// `(broadcast_id, status, next_attempt_at)`; pending rows are the rest of each channel's count.
+/// (Grouping every row instead reads the whole table: a second at a million rows.)
+pub(crate) fn not_pending_query(broadcast: BroadcastId) -> SelectStatement {
+    use broadcast_recipients::Column as R;
+    let statuses = DeliveryStatus::ALL
+        .iter()
+        .filter(|s| **s != DeliveryStatus::Pending)
+        .map(|s| s.as_str());
     Query::select()
         .columns([R::Channel, R::Status, R::SkipReason])
         .expr_as(Func::count(Expr::col(sea_orm::sea_query::Asterisk)), "n")
         .from(broadcast_recipients::Entity)
         .and_where(Expr::col(R::BroadcastId).eq(broadcast))
+        .and_where(Expr::col(R::Status).is_in(statuses))
         .group_by_col(R::Channel)
         .group_by_col(R::Status)
         .group_by_col(R::SkipReason)

@@ -18,7 +18,7 @@
 //!       AND EXISTS (SELECT 1 FROM broadcasts WHERE id = ? AND status = 'running')
 //!       AND status = 'pending' AND next_attempt_at <= ?
 //!       [AND channel IN (...)]
-//!     ORDER BY next_attempt_at, id
+//!     ORDER BY next_attempt_at [, id]   -- the id tie-break on SQLite only (see `due_rows`)
 //!     LIMIT ?
 //!     [FOR UPDATE SKIP LOCKED]   -- PostgreSQL only
 //! )
@@ -74,7 +74,11 @@ impl Store {
         }
 
         let guard = self.sqlite_write_lock().await;
-        let running = self.running_broadcasts(request.broadcast_id).await?;
+        // With a scope, the statements themselves check that it is running: no list needed.
+        let running = match request.broadcast_id {
+            Some(id) => vec![id],
+            None => self.running_broadcasts().await?,
+        };
         if running.is_empty() {
             return Ok(Vec::new());
         }
@@ -97,17 +101,13 @@ impl Store {
         Ok(claimed)
     }
 
-    /// Ids of the running broadcasts (only `scope`, when given), oldest first.
-    async fn running_broadcasts(&self, scope: Option<BroadcastId>) -> Result<Vec<BroadcastId>> {
-        let mut select = broadcasts::Entity::find()
+    /// Ids of the running broadcasts, oldest first.
+    async fn running_broadcasts(&self) -> Result<Vec<BroadcastId>> {
+        broadcasts::Entity::find()
             .select_only()
             .column(broadcasts::Column::Id)
             .filter(broadcasts::Column::Status.eq(BroadcastStatus::Running.as_str()))
-            .order_by_asc(broadcasts::Column::Id);
-        if let Some(id) = scope {
-            select = select.filter(broadcasts::Column::Id.eq(id));
-        }
-        select
+            .order_by_asc(broadcasts::Column::Id)
             .into_tuple::<i64>()
             .all(self.conn())
             .await
@@ -155,11 +155,17 @@ impl Store {
         if !request.channels.is_empty() {
             due.and_where(Column::Channel.is_in(request.channels.iter().map(|c| c.as_str())));
         }
-        due.order_by(Column::NextAttemptAt, sea_orm::Order::Asc)
-            .order_by(Column::Id, sea_orm::Order::Asc)
-            .limit(limit);
+        due.order_by(Column::NextAttemptAt, sea_orm::Order::Asc);
         if self.backend() == DatabaseBackend::Postgres {
-            due.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+            // No `id` tie-break here: the index `(broadcast_id, status, next_attempt_at)` does
+            // not hold it, so PostgreSQL would sort every due row (all the rows of a launch share
+            // one `next_attempt_at`) before the limit: 150 ms per claim at 200,000 rows instead
+            // of 0.4 ms. Rows due at the same time come in index order. SQLite's indexes end
+            // with the rowid (= id), so there the tie-break is free.
+            due.limit(limit)
+                .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        } else {
+            due.order_by(Column::Id, sea_orm::Order::Asc).limit(limit);
         }
         due
     }
