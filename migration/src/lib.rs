@@ -15,9 +15,10 @@ mod m20261128_000002_create_templates;
 mod m20261128_000003_create_broadcasts;
 mod m20261128_000004_create_admin;
 mod m20261128_000005_create_send_budgets;
+mod m20261128_000006_ledger_counters;
 
 /// Every table the migrations create, in creation order.
-pub const TABLES: [&str; 9] = [
+pub const TABLES: [&str; 10] = [
     "users",
     "competitions",
     "registrations",
@@ -27,6 +28,7 @@ pub const TABLES: [&str; 9] = [
     "admin_users",
     "audit_log",
     "send_budgets",
+    "broadcast_counts",
 ];
 
 /// How long a SQLite connection waits for another writer before failing with "database is locked".
@@ -51,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000003_create_broadcasts::Migration),
             Box::new(m20261128_000004_create_admin::Migration),
             Box::new(m20261128_000005_create_send_budgets::Migration),
+            Box::new(m20261128_000006_ledger_counters::Migration),
         ]
     }
 }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use broadcast_domain::{
     Broadcast, BroadcastId, ChannelKind, DeliveryStatus, Error, ErrorKind, MessageTemplate,
-    NewBroadcast, NewTemplate, Page, Recipient, RecipientQuery, Result, TemplateContent,
-    TemplateError, TemplateId, TemplateName, TemplateStore,
+    NewBroadcast, NewTemplate, Page, Recipient, RecipientId, RecipientQuery, Result,
+    TemplateContent, TemplateError, TemplateId, TemplateName, TemplateStore,
 };
 use broadcast_orchestrator::LaunchReport;
 use chrono::{DateTime, Utc};
@@ -220,6 +220,24 @@ pub(crate) async fn recipients(
         query,
         page,
     })
+}
+
+/// Up to `limit` recipients of broadcast `id` matching `filter` with an id above `after`, by id.
+pub(crate) async fn recipients_after(
+    state: &AppState,
+    id: BroadcastId,
+    filter: RecipientFilter<'_>,
+    after: RecipientId,
+    limit: u64,
+) -> Result<Vec<Recipient>> {
+    broadcast(state, id).await?;
+    let query = filter.query(0, limit)?;
+    state
+        .orchestrator
+        .ports()
+        .deliveries
+        .list_recipients_after(id, &query, after)
+        .await
 }
 
 /// What is wrong with a template as entered.

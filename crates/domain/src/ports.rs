@@ -79,6 +79,36 @@ pub trait DeliveryStore: Send + Sync + Debug {
         broadcast: BroadcastId,
         query: &RecipientQuery,
     ) -> Result<Page<Recipient>>;
+    /// Up to `query.limit` rows matching the query's filters whose id is above `after`, by id
+    /// (`query.offset` is ignored; `limit` 0: all). Keyset paging: reading a whole ledger page
+    /// by page costs each page the same, where offsets get slower with every page. A store
+    /// should answer this from its primary key; the default filters a full listing.
+    async fn list_recipients_after(
+        &self,
+        broadcast: BroadcastId,
+        query: &RecipientQuery,
+        after: RecipientId,
+    ) -> Result<Vec<Recipient>> {
+        let all = RecipientQuery {
+            offset: 0,
+            limit: 0,
+            ..query.clone()
+        };
+        let limit = usize::try_from(query.limit)
+            .ok()
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX);
+        let mut rows: Vec<Recipient> = self
+            .list_recipients(broadcast, &all)
+            .await?
+            .items
+            .into_iter()
+            .filter(|r| r.id > after)
+            .collect();
+        rows.sort_by_key(|r| r.id);
+        rows.truncate(limit);
+        Ok(rows)
+    }
     /// Adds the e-mail fallback row of a `telegram_then_email` broadcast for a user whom
     /// Telegram could not reach: pending when the user has a reachable address, skipped with
     /// its reason otherwise, nothing when the row exists. Returns true when a pending row was

@@ -1,6 +1,6 @@
 //! [`SqlAudience`]: the [`AudienceSource`] port over a sea-orm connection.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use broadcast_domain::{
@@ -15,6 +15,7 @@ use sea_orm::{
 };
 
 use crate::compile::{self, Rows};
+use broadcast_store::counts::{self, CountChanges, LedgerCounts};
 use broadcast_store::{convert, db_err as db_error};
 
 /// Ids looked up per `IN (...)` query when loading sampled recipients.
@@ -79,61 +80,94 @@ fn plan(policy: ChannelPolicy) -> &'static [(ChannelKind, Rows)] {
     }
 }
 
-/// Counts of the broadcast's rows per channel, status and reason, as a report, and the total:
-/// one index-only count per channel of the policy (the only channels a broadcast has rows on:
-/// the e-mail fallback exists only under `telegram_then_email`, which includes e-mail), and the
-/// rows that are not pending grouped by channel, status and reason; queued = the channel's count
-/// minus its skipped rows.
-async fn report(
+/// The broadcast's skipped rows per channel and reason.
+async fn skipped(
     txn: &DatabaseTransaction,
     broadcast: BroadcastId,
-    policy: ChannelPolicy,
-) -> Result<(MaterialiseReport, u64)> {
-    let mut report = MaterialiseReport::default();
-    let mut total = 0;
-    for channel in policy.channels() {
-        let row = txn
-            .query_one(&compile::channel_count_query(broadcast, *channel))
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| Error::Internal("a count returned no row".into()))?;
-        let n = get_u64(&row, "n")?;
-        total += n;
-        report.queued.insert(*channel, n);
-    }
+) -> Result<BTreeMap<(ChannelKind, SkipReason), u64>> {
+    let mut out = BTreeMap::new();
     for row in txn
-        .query_all(&compile::not_pending_query(broadcast))
+        .query_all(&compile::skipped_query(broadcast))
         .await
         .map_err(db_error)?
     {
-        let text = |column: &str| -> Result<Option<String>> {
-            row.try_get::<Option<String>>("", column).map_err(db_error)
+        let text = |column: &str| -> Result<String> {
+            row.try_get::<Option<String>>("", column)
+                .map(Option::unwrap_or_default)
+                .map_err(db_error)
         };
         let bad = |what: &str, e: broadcast_domain::ParseError| {
             Error::Internal(format!(
-                "broadcast {broadcast} has a recipient row with {what}: {e}"
+                "broadcast {broadcast} has a skipped recipient row with {what}: {e}"
             ))
         };
-        let n = get_u64(&row, "n")?;
         let channel: ChannelKind = text("channel")?
-            .unwrap_or_default()
             .parse()
             .map_err(|e| bad("an unknown channel", e))?;
-        let status: DeliveryStatus = text("status")?
-            .unwrap_or_default()
+        let reason: SkipReason = text("skip_reason")?
             .parse()
-            .map_err(|e| bad("an unknown status", e))?;
-        if status == DeliveryStatus::Skipped {
-            let reason: SkipReason = text("skip_reason")?
-                .unwrap_or_default()
-                .parse()
-                .map_err(|e| bad("a skipped status and no known reason", e))?;
-            *report.skipped.entry(reason).or_default() += n;
-            let queued = report.queued.entry(channel).or_default();
-            *queued = queued.saturating_sub(n);
+            .map_err(|e| bad("no known skip reason", e))?;
+        out.insert((channel, reason), get_u64(&row, "n")?);
+    }
+    Ok(out)
+}
+
+/// The counter changes of a launch: per channel, the rows inserted, of which skipped (per
+/// reason) the growth of the skipped rows across the inserts, and the rest pending. Exact: the
+/// transaction holds the broadcast row (`touch_broadcast`), and the only other writer that
+/// inserts rows, the e-mail fallback, updates that row before it commits, so no other insert
+/// commits between the two reads of the skipped rows.
+fn launch_changes(
+    broadcast: BroadcastId,
+    inserted: &BTreeMap<ChannelKind, u64>,
+    before: &BTreeMap<(ChannelKind, SkipReason), u64>,
+    after: &BTreeMap<(ChannelKind, SkipReason), u64>,
+) -> Result<CountChanges> {
+    let mut changes = CountChanges::new();
+    let rows = |n: u64| {
+        i64::try_from(n).map_err(|_| Error::Internal(format!("{n} rows do not fit a BIGINT")))
+    };
+    for (channel, n) in inserted {
+        let mut pending = *n;
+        for ((c, reason), now) in after.iter().filter(|((c, _), _)| c == channel) {
+            let added = now.saturating_sub(before.get(&(*c, *reason)).copied().unwrap_or(0));
+            pending = pending.saturating_sub(added);
+            changes.add(
+                broadcast,
+                *c,
+                DeliveryStatus::Skipped,
+                Some(*reason),
+                rows(added)?,
+            );
+        }
+        changes.add(
+            broadcast,
+            *channel,
+            DeliveryStatus::Pending,
+            None,
+            rows(pending)?,
+        );
+    }
+    Ok(changes)
+}
+
+/// The report of a broadcast's rows, from its counters: per channel of the policy the rows that
+/// are not skipped ("queued", whatever happened to them since), the skipped rows per reason, and
+/// the total.
+fn report(policy: ChannelPolicy, counts: &LedgerCounts) -> MaterialiseReport {
+    let mut report = MaterialiseReport::default();
+    for channel in policy.channels() {
+        report.queued.insert(*channel, 0);
+    }
+    for c in &counts.counts {
+        match c.skip_reason {
+            Some(reason) if c.status == DeliveryStatus::Skipped => {
+                *report.skipped.entry(reason).or_default() += c.count;
+            }
+            _ => *report.queued.entry(c.channel).or_default() += c.count,
         }
     }
-    Ok((report, total))
+    report
 }
 
 #[async_trait]
@@ -178,18 +212,27 @@ impl AudienceSource for SqlAudience {
             return Err(Error::not_found("broadcast", broadcast));
         }
 
-        let mut inserted = 0;
+        let before = skipped(&txn, broadcast).await?;
+        let mut inserted = BTreeMap::new();
         for (channel, rows) in plan(policy) {
             let insert = compile::insert_recipients(broadcast, filter, *channel, *rows, now);
-            inserted += txn
+            let n = txn
                 .execute(&insert)
                 .await
                 .map_err(db_error)?
                 .rows_affected();
+            *inserted.entry(*channel).or_default() += n;
         }
-
-        let (mut report, total) = report(&txn, broadcast, policy).await?;
+        let after = skipped(&txn, broadcast).await?;
+        // The counters last: the transaction holds their rows for the shortest time.
+        launch_changes(broadcast, &inserted, &before, &after)?
+            .apply(&txn)
+            .await?;
+        let counts = counts::read(&txn, broadcast).await?;
+        let mut report = report(policy, &counts);
+        let inserted: u64 = inserted.values().sum();
         report.inserted = inserted;
+        let total = counts.total();
         let total = i64::try_from(total)
             .map_err(|_| Error::Internal(format!("{total} recipient rows do not fit a BIGINT")))?;
         txn.execute(&compile::set_total_recipients(broadcast, total))

@@ -1,17 +1,19 @@
 //! Claiming due recipient rows under a lease: atomic `UPDATE ... RETURNING` statements that each
-//! walk an index in order and stop at the limit.
+//! walk an index in order and stop at the limit, and keep the ledger counters (`counts.rs`).
 //!
 //! A claim takes, in this order and up to the limit:
 //!
-//! 1. rows whose lease expired (the previous worker died or stalled mid-send), over the index
-//!    `(status, lease_expires_at)`;
+//! 1. rows whose lease expired (the previous worker died or stalled mid-send), earliest expiry
+//!    first, over the partial index `(lease_expires_at) WHERE status = 'sending'` (the status is
+//!    written into the statement as a literal: a bound parameter would keep PostgreSQL's generic
+//!    plans off a partial index); each takeover adds one to `lease_expirations`;
 //! 2. due pending rows, one running broadcast after the other (oldest broadcast first), each over
 //!    the index `(broadcast_id, status, next_attempt_at)`, earliest `next_attempt_at` first:
 //!
 //! ```sql
 //! UPDATE broadcast_recipients
-//! SET status = 'sending', lease_owner = ?, lease_expires_at = ?, updated_at = ?,
-//!     lease_expirations = lease_expirations + CASE WHEN status = 'sending' THEN 1 ELSE 0 END
+//! SET status = 'sending', lease_owner = ?, lease_expires_at = ?, updated_at = ?
+//!     [, lease_expirations = lease_expirations + 1]          -- step 1
 //! WHERE id IN (
 //!     SELECT id FROM broadcast_recipients
 //!     WHERE broadcast_id = ?
@@ -34,10 +36,12 @@
 //!
 //! - **PostgreSQL**: `FOR UPDATE SKIP LOCKED` makes concurrent claimers (any number of worker
 //!   processes) take disjoint rows without waiting for each other. The running-broadcast test is
-//!   a subquery, not a join, so only recipient rows are locked, never the broadcast row.
-//! - **SQLite**: the lock clause does not exist; each `UPDATE` runs under the database's write
-//!   lock and is atomic across processes. Within one process claims are also serialised by
-//!   [`Store`]'s SQLite write lock (see there), held for the whole claim.
+//!   a subquery, not a join, so only recipient rows are locked, never the broadcast row. Each
+//!   `UPDATE` is the `changed` CTE of one statement that also moves the claimed rows' counts.
+//! - **SQLite**: the lock clause does not exist; the claim's statements and its counter upsert
+//!   run in one transaction, which takes the database's write lock with its first `UPDATE` and
+//!   is atomic across processes. Within one process claims are also serialised by [`Store`]'s
+//!   SQLite write lock (see there), held for the whole claim.
 //!
 //! An expired lease (`status = 'sending'` past `lease_expires_at`) means the message may have
 //! gone out, so `lease_expirations` counts it as a possible duplicate. Timestamps are always bound
@@ -48,10 +52,14 @@ use broadcast_domain::{
     BroadcastId, BroadcastStatus, ClaimRequest, DeliveryStatus, Error, Recipient, Result,
 };
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query, SelectStatement};
-use sea_orm::{ColumnTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
+};
 
 use crate::Store;
 use crate::convert;
+use crate::counts::{self, CountChanges, Counted, Transition};
 use crate::entity::broadcast_recipients::{Column, Entity};
 use crate::entity::broadcasts;
 use crate::error::db_err;
@@ -82,16 +90,31 @@ impl Store {
         if running.is_empty() {
             return Ok(Vec::new());
         }
+        // SQLite: one transaction for every statement of the claim and its counter changes
+        // (its first statement is a write, so it holds the write lock from the start).
+        let mut sqlite = match self.is_sqlite() {
+            true => Some((self.begin().await?, CountChanges::new())),
+            false => None,
+        };
         let mut claimed = Vec::new();
+        let takeover = Transition {
+            from: Some(DeliveryStatus::Sending),
+            lease_bump: 1,
+        };
         let expired = self.due_rows(request, None, request.limit);
-        claimed.extend(self.lease(request, expired).await?);
+        claimed.extend(self.lease(request, expired, takeover, &mut sqlite).await?);
         for broadcast in running {
             let left = request.limit.saturating_sub(claimed.len() as u64);
             if left == 0 {
                 break;
             }
             let due = self.due_rows(request, Some(broadcast), left);
-            claimed.extend(self.lease(request, due).await?);
+            let fresh = Transition::from(DeliveryStatus::Pending);
+            claimed.extend(self.lease(request, due, fresh, &mut sqlite).await?);
+        }
+        if let Some((txn, changes)) = sqlite {
+            changes.apply(&txn).await?;
+            txn.commit().await.map_err(db_err)?;
         }
         drop(guard);
 
@@ -125,7 +148,7 @@ impl Store {
         let now = request.now;
         let mut due = Query::select();
         due.column(Column::Id).from(Entity);
-        match broadcast {
+        let order = match broadcast {
             Some(id) => {
                 let running = Query::select()
                     .expr(Expr::val(1))
@@ -137,6 +160,7 @@ impl Store {
                     .and_where(Expr::exists(running))
                     .and_where(Column::Status.eq(DeliveryStatus::Pending.as_str()))
                     .and_where(Column::NextAttemptAt.lte(now));
+                Column::NextAttemptAt
             }
             None => {
                 let running = Query::select()
@@ -144,24 +168,28 @@ impl Store {
                     .from(broadcasts::Entity)
                     .and_where(broadcasts::Column::Status.eq(BroadcastStatus::Running.as_str()))
                     .to_owned();
-                due.and_where(Column::Status.eq(DeliveryStatus::Sending.as_str()))
+                // `'sending'` written into the SQL, not bound: only then can PostgreSQL's
+                // generic plans (and SQLite's) use the partial index `WHERE status = 'sending'`.
+                let sending = Expr::Constant(DeliveryStatus::Sending.as_str().into());
+                due.and_where(Expr::col(Column::Status).eq(sending))
                     .and_where(Column::LeaseExpiresAt.lt(now))
                     .and_where(Column::BroadcastId.in_subquery(running));
                 if let Some(scope) = request.broadcast_id {
                     due.and_where(Column::BroadcastId.eq(scope));
                 }
+                Column::LeaseExpiresAt
             }
-        }
+        };
         if !request.channels.is_empty() {
             due.and_where(Column::Channel.is_in(request.channels.iter().map(|c| c.as_str())));
         }
-        due.order_by(Column::NextAttemptAt, sea_orm::Order::Asc);
+        due.order_by(order, sea_orm::Order::Asc);
         if self.backend() == DatabaseBackend::Postgres {
-            // No `id` tie-break here: the index `(broadcast_id, status, next_attempt_at)` does
-            // not hold it, so PostgreSQL would sort every due row (all the rows of a launch share
-            // one `next_attempt_at`) before the limit: 150 ms per claim at 200,000 rows instead
-            // of 0.4 ms. Rows due at the same time come in index order. SQLite's indexes end
-            // with the rowid (= id), so there the tie-break is free.
+            // No `id` tie-break here: the indexes do not hold it, so PostgreSQL would sort every
+            // due row (all the rows of a launch share one `next_attempt_at`) before the limit:
+            // 150 ms per claim at 200,000 rows instead of 0.4 ms. Rows due at the same time come
+            // in index order. SQLite's indexes end with the rowid (= id), so there the tie-break
+            // is free.
             due.limit(limit)
                 .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
         } else {
@@ -170,24 +198,62 @@ impl Store {
         due
     }
 
-    /// Leases the rows `due` selects to the request's worker; returns them as updated.
-    async fn lease(&self, request: &ClaimRequest, due: SelectStatement) -> Result<Vec<Recipient>> {
+    /// Leases the rows `due` selects to the request's worker and counts the change; returns the
+    /// rows as updated. PostgreSQL: one statement (see `counts::pg_with_counts`); SQLite: in the
+    /// claim's transaction, the changes added to the claim's [`CountChanges`].
+    async fn lease(
+        &self,
+        request: &ClaimRequest,
+        due: SelectStatement,
+        transition: Transition,
+        sqlite: &mut Option<(DatabaseTransaction, CountChanges)>,
+    ) -> Result<Vec<Recipient>> {
         let now = request.now;
-        let sending = DeliveryStatus::Sending.as_str();
-        let expired_lease = Expr::case(Expr::col(Column::Status).eq(sending), 1).finally(0);
-        let models = Entity::update_many()
-            .col_expr(Column::Status, Expr::val(sending))
-            .col_expr(Column::LeaseOwner, Expr::val(request.worker_id.as_str()))
-            .col_expr(Column::LeaseExpiresAt, Expr::val(now + request.lease_for))
-            .col_expr(
+        let mut update = Query::update();
+        update
+            .table(Entity)
+            .value(Column::Status, DeliveryStatus::Sending.as_str())
+            .value(Column::LeaseOwner, request.worker_id.as_str())
+            .value(Column::LeaseExpiresAt, now + request.lease_for)
+            .value(Column::UpdatedAt, now)
+            .and_where(Column::Id.in_subquery(due));
+        if transition.lease_bump > 0 {
+            update.value(
                 Column::LeaseExpirations,
-                Expr::col(Column::LeaseExpirations).add(expired_lease),
-            )
-            .col_expr(Column::UpdatedAt, Expr::val(now))
-            .filter(Column::Id.in_subquery(due))
-            .exec_with_returning(self.conn())
-            .await
-            .map_err(db_err)?;
+                Expr::col(Column::LeaseExpirations).add(transition.lease_bump),
+            );
+        }
+        let backend = self.backend();
+        let stmt = backend.build(&update);
+        let values = stmt.values.map(|v| v.0).unwrap_or_default();
+        let models = match sqlite {
+            None => {
+                let sql = counts::pg_with_counts(
+                    &[],
+                    &stmt.sql,
+                    "broadcast_recipients.*",
+                    transition,
+                    "SELECT * FROM changed",
+                );
+                Entity::find()
+                    .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+                    .all(self.conn())
+                    .await
+                    .map_err(db_err)?
+            }
+            Some((txn, changes)) => {
+                let sql = format!("{} RETURNING *", stmt.sql);
+                let models = Entity::find()
+                    .from_raw_sql(Statement::from_sql_and_values(backend, sql, values))
+                    .all(&*txn)
+                    .await
+                    .map_err(db_err)?;
+                for m in &models {
+                    changes.changed(transition, &Counted::of(m));
+                }
+                models
+            }
+        };
         convert::all(models, convert::recipient)
     }
 }

@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 use broadcast_domain::{
     BroadcastId, ClaimRequest, DeliveryResult, DeliveryStats, DeliveryStatus, DeliveryStore, Error,
-    ErrorKind, Outcome, Page, Recipient, RecipientQuery, RegistrationId, Result, StatusCount,
-    UserId,
+    ErrorKind, Outcome, Page, Recipient, RecipientId, RecipientQuery, RegistrationId, Result,
+    StatusCount, UserId,
 };
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement, Value,
@@ -19,6 +19,7 @@ use sea_orm::{
 
 use crate::Store;
 use crate::convert;
+use crate::counts::{self, CountChanges, Counted, LedgerCounts, Transition};
 use crate::entity::broadcast_recipients::{Column, Entity};
 use crate::entity::broadcasts;
 use crate::error::db_err;
@@ -35,22 +36,6 @@ fn truncate(text: &str) -> String {
         Some((end, _)) => text[..end].to_owned(),
         None => text.to_owned(),
     }
-}
-
-fn garbage(column: &str, broadcast: BroadcastId, why: impl std::fmt::Display) -> Error {
-    Error::Internal(format!(
-        "the database holds an invalid value in broadcast_recipients.{column} of broadcast \
-         {broadcast}: {why}"
-    ))
-}
-
-fn parse_opt<T>(column: &str, broadcast: BroadcastId, raw: Option<String>) -> Result<Option<T>>
-where
-    T: std::str::FromStr,
-    T::Err: std::fmt::Display,
-{
-    raw.map(|raw| raw.parse().map_err(|e| garbage(column, broadcast, e)))
-        .transpose()
 }
 
 /// Numbered placeholders (`$n` with a cast on PostgreSQL, whose `VALUES` rows have no types of
@@ -77,6 +62,8 @@ impl Params {
 /// result, the obvious alternative, evaluates every `WHEN` for every row: quadratic in the batch
 /// size, and twice as slow already at 16 results.)
 ///
+/// Returns the `VALUES` CTE, the `UPDATE` that uses it, and the bound values:
+///
 /// ```sql
 /// WITH v(id, owner, status, counted, error_kind, last_error, next_attempt_at, sent_at,
 ///        provider_message_id) AS (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?), ...)
@@ -94,7 +81,7 @@ fn bulk_update(
     backend: DatabaseBackend,
     results: &[&DeliveryResult],
     now: DateTime<Utc>,
-) -> Statement {
+) -> (String, String, Vec<Value>) {
     let mut p = Params {
         postgres: backend == DatabaseBackend::Postgres,
         values: Vec::with_capacity(results.len() * 9 + 1),
@@ -156,10 +143,13 @@ fn bulk_update(
         rows.push(format!("({})", cells.join(", ")));
     }
     let updated_at = p.push(now, "TIMESTAMPTZ");
-    let sql = format!(
-        "WITH v(id, owner, status, counted, error_kind, last_error, next_attempt_at, sent_at, \
-         provider_message_id) AS (VALUES {rows}) \
-         UPDATE broadcast_recipients SET status = v.status, \
+    let values = format!(
+        "v(id, owner, status, counted, error_kind, last_error, next_attempt_at, sent_at, \
+         provider_message_id) AS (VALUES {rows})",
+        rows = rows.join(", "),
+    );
+    let update = format!(
+        "UPDATE broadcast_recipients SET status = v.status, \
          attempts = broadcast_recipients.attempts + v.counted, \
          error_kind = v.error_kind, last_error = v.last_error, \
          next_attempt_at = CASE WHEN v.status = '{pending}' THEN v.next_attempt_at \
@@ -171,10 +161,9 @@ fn bulk_update(
          lease_owner = NULL, lease_expires_at = NULL, updated_at = {updated_at} \
          FROM v WHERE broadcast_recipients.id = v.id \
          AND broadcast_recipients.lease_owner = v.owner \
-         AND broadcast_recipients.status = '{sending}'",
-        rows = rows.join(", "),
+         AND broadcast_recipients.status = '{sending}'"
     );
-    Statement::from_sql_and_values(backend, sql, p.values)
+    (values, update, p.values)
 }
 
 impl Store {
@@ -191,6 +180,15 @@ impl Store {
             Some(_) => Ok(()),
             None => Err(Error::not_found("broadcast", id)),
         }
+    }
+
+    /// The counters of a broadcast; NotFound unless it exists.
+    async fn ledger_counts(&self, broadcast: BroadcastId) -> Result<LedgerCounts> {
+        let counts = counts::read(self.conn(), broadcast).await?;
+        if counts.counts.is_empty() {
+            self.ensure_broadcast(broadcast).await?;
+        }
+        Ok(counts)
     }
 
     fn recipient_filter(broadcast: BroadcastId, query: &RecipientQuery) -> Condition {
@@ -214,10 +212,12 @@ impl DeliveryStore for Store {
         self.claim(request).await
     }
 
-    /// All or nothing per call (one statement, or one transaction above 500 results); each result
-    /// updates its row only while the row is `sending`
+    /// All or nothing per call; each result updates its row only while the row is `sending`
     /// under the result's worker (`WHERE id = ? AND lease_owner = ? AND status = 'sending'`), in
-    /// bulk `UPDATE ... FROM (VALUES ...)` statements of up to 500 results (see `bulk_update`).
+    /// bulk `UPDATE ... FROM (VALUES ...)` statements of up to 500 results (see `bulk_update`),
+    /// and the counters move only the rows updated (`RETURNING`). PostgreSQL, up to 500
+    /// results: one statement that also writes the counters (`counts::pg_with_counts`);
+    /// otherwise one transaction of the updates and one counter upsert.
     #[tracing::instrument(skip(self, results), fields(results = results.len()))]
     async fn record_results(&self, results: &[DeliveryResult]) -> Result<u64> {
         if results.is_empty() {
@@ -233,27 +233,48 @@ impl DeliveryStore for Store {
         unique.reverse();
 
         let now = Utc::now();
+        let backend = self.backend();
+        let done = Transition::from(DeliveryStatus::Sending);
         let _guard = self.sqlite_write_lock().await;
-        let updated = if unique.len() <= RESULTS_PER_STATEMENT {
-            // One statement is atomic on its own: no BEGIN and COMMIT round trips.
-            self.conn()
-                .execute_raw(bulk_update(self.backend(), &unique, now))
-                .await
-                .map_err(db_err)?
-                .rows_affected()
-        } else {
-            let txn = self.begin().await?;
-            let mut updated = 0;
-            for chunk in unique.chunks(RESULTS_PER_STATEMENT) {
-                updated += txn
-                    .execute_raw(bulk_update(self.backend(), chunk, now))
+        let updated =
+            if backend == DatabaseBackend::Postgres && unique.len() <= RESULTS_PER_STATEMENT {
+                // One statement: atomic on its own, no BEGIN and COMMIT round trips.
+                let (values, update, params) = bulk_update(backend, &unique, now);
+                let sql = counts::pg_with_counts(
+                    &[values],
+                    &update,
+                    counts::RETURNING,
+                    done,
+                    "SELECT COUNT(*) AS n FROM changed",
+                );
+                let row = self
+                    .conn()
+                    .query_one_raw(Statement::from_sql_and_values(backend, sql, params))
                     .await
                     .map_err(db_err)?
-                    .rows_affected();
-            }
-            txn.commit().await.map_err(db_err)?;
-            updated
-        };
+                    .ok_or_else(|| Error::Internal("a count returned no row".into()))?;
+                let n: i64 = row.try_get("", "n").map_err(db_err)?;
+                u64::try_from(n).unwrap_or(0)
+            } else {
+                let txn = self.begin().await?;
+                let mut changes = CountChanges::new();
+                let mut updated = 0;
+                for chunk in unique.chunks(RESULTS_PER_STATEMENT) {
+                    let (values, update, params) = bulk_update(backend, chunk, now);
+                    let sql = format!("WITH {values} {update} RETURNING {}", counts::RETURNING);
+                    let rows = txn
+                        .query_all_raw(Statement::from_sql_and_values(backend, sql, params))
+                        .await
+                        .map_err(db_err)?;
+                    for row in &rows {
+                        changes.changed(done, &Counted::from_row(row)?);
+                    }
+                    updated += rows.len() as u64;
+                }
+                changes.apply(&txn).await?;
+                txn.commit().await.map_err(db_err)?;
+                updated
+            };
         if updated < unique.len() as u64 {
             tracing::info!(
                 ignored = unique.len() as u64 - updated,
@@ -263,77 +284,58 @@ impl DeliveryStore for Store {
         Ok(updated)
     }
 
+    /// From the counters (tens of rows), not the ledger.
     async fn status_counts(&self, broadcast: BroadcastId) -> Result<Vec<StatusCount>> {
-        let rows: Vec<(String, String, Option<String>, Option<String>, i64)> = Entity::find()
-            .select_only()
-            .column(Column::Channel)
-            .column(Column::Status)
-            .column(Column::ErrorKind)
-            .column(Column::SkipReason)
-            .column_as(Expr::col(Column::Id).count(), "n")
-            .filter(Column::BroadcastId.eq(broadcast))
-            .group_by(Column::Channel)
-            .group_by(Column::Status)
-            .group_by(Column::ErrorKind)
-            .group_by(Column::SkipReason)
-            .order_by_asc(Column::Channel)
-            .order_by_asc(Column::Status)
-            .into_tuple()
-            .all(self.conn())
-            .await
-            .map_err(db_err)?;
-        if rows.is_empty() {
-            self.ensure_broadcast(broadcast).await?;
-        }
-        rows.into_iter()
-            .map(|(channel, status, error_kind, skip_reason, n)| {
-                Ok(StatusCount {
-                    channel: channel
-                        .parse()
-                        .map_err(|e| garbage("channel", broadcast, e))?,
-                    status: status
-                        .parse()
-                        .map_err(|e| garbage("status", broadcast, e))?,
-                    error_kind: parse_opt("error_kind", broadcast, error_kind)?,
-                    skip_reason: parse_opt("skip_reason", broadcast, skip_reason)?,
-                    count: u64::try_from(n).unwrap_or(0),
-                })
-            })
-            .collect()
+        Ok(self.ledger_counts(broadcast).await?.counts)
     }
 
+    /// From the counters (tens of rows), not the ledger.
     async fn stats(&self, broadcast: BroadcastId) -> Result<DeliveryStats> {
-        let counts = self.status_counts(broadcast).await?;
-        let mut stats = DeliveryStats::from_counts(&counts);
-        let extra: Option<(i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = Entity::find()
-            .select_only()
-            .column_as(
-                Expr::expr(Expr::case(Expr::col(Column::LeaseExpirations).gt(0), 1)).count(),
-                "duplicates",
-            )
-            .column_as(Expr::col(Column::SentAt).min(), "first_sent_at")
-            .column_as(Expr::col(Column::SentAt).max(), "last_sent_at")
-            .filter(Column::BroadcastId.eq(broadcast))
-            .into_tuple()
-            .one(self.conn())
-            .await
-            .map_err(db_err)?;
-        if let Some((duplicates, first, last)) = extra {
-            stats.possible_duplicates = u64::try_from(duplicates).unwrap_or(0);
-            stats.first_sent_at = first;
-            stats.last_sent_at = last;
-        }
+        let counts = self.ledger_counts(broadcast).await?;
+        let mut stats = DeliveryStats::from_counts(&counts.counts);
+        stats.possible_duplicates = counts.possible_duplicates;
+        stats.first_sent_at = counts.first_sent_at;
+        stats.last_sent_at = counts.last_sent_at;
         Ok(stats)
     }
 
+    /// From the counters, checked against one index probe of the ledger (whether any row is
+    /// open): the engine completes a broadcast when this is 0, so counters that are wrong
+    /// (rows changed outside the store) must not end a broadcast early or keep it running; then
+    /// the rows are counted.
     async fn open_count(&self, broadcast: BroadcastId) -> Result<u64> {
-        let open = [DeliveryStatus::Pending, DeliveryStatus::Sending].map(|s| s.as_str());
-        let n = Entity::find()
+        let open = [DeliveryStatus::Pending, DeliveryStatus::Sending];
+        let counted: u64 = counts::read(self.conn(), broadcast)
+            .await?
+            .counts
+            .iter()
+            .filter(|c| open.contains(&c.status))
+            .map(|c| c.count)
+            .sum();
+        let open = open.map(|s| s.as_str());
+        let any = Entity::find()
+            .select_only()
+            .column(Column::Id)
             .filter(Column::BroadcastId.eq(broadcast))
             .filter(Column::Status.is_in(open))
-            .count(self.conn())
+            .limit(1)
+            .into_tuple::<i64>()
+            .one(self.conn())
             .await
-            .map_err(db_err)?;
+            .map_err(db_err)?
+            .is_some();
+        let n = if (counted > 0) == any {
+            counted
+        } else {
+            // Also when a worker's write commits between the two reads (PostgreSQL).
+            tracing::debug!(broadcast, counted, any, "open rows counted in the ledger");
+            Entity::find()
+                .filter(Column::BroadcastId.eq(broadcast))
+                .filter(Column::Status.is_in(open))
+                .count(self.conn())
+                .await
+                .map_err(db_err)?
+        };
         if n == 0 {
             self.ensure_broadcast(broadcast).await?;
         }
@@ -343,22 +345,22 @@ impl DeliveryStore for Store {
     /// Cancels `pending` rows that no worker holds; rows being sent finish normally.
     #[tracing::instrument(skip(self))]
     async fn cancel_pending(&self, broadcast: BroadcastId, now: DateTime<Utc>) -> Result<u64> {
-        let result = Entity::update_many()
-            .col_expr(
-                Column::Status,
-                Expr::val(DeliveryStatus::Cancelled.as_str()),
+        let rows = Condition::all()
+            .add(Column::BroadcastId.eq(broadcast))
+            .add(Column::Status.eq(DeliveryStatus::Pending.as_str()))
+            .add(Column::LeaseOwner.is_null());
+        let n = self
+            .update_counted(
+                rows,
+                DeliveryStatus::Pending,
+                DeliveryStatus::Cancelled,
+                vec![(Column::UpdatedAt, Expr::val(now))],
             )
-            .col_expr(Column::UpdatedAt, Expr::val(now))
-            .filter(Column::BroadcastId.eq(broadcast))
-            .filter(Column::Status.eq(DeliveryStatus::Pending.as_str()))
-            .filter(Column::LeaseOwner.is_null())
-            .exec(self.conn())
-            .await
-            .map_err(db_err)?;
-        if result.rows_affected == 0 {
+            .await?;
+        if n == 0 {
             self.ensure_broadcast(broadcast).await?;
         }
-        Ok(result.rows_affected)
+        Ok(n)
     }
 
     /// Rows matching the query by id; `limit` 0 returns every match after `offset`.
@@ -368,11 +370,29 @@ impl DeliveryStore for Store {
         query: &RecipientQuery,
     ) -> Result<Page<Recipient>> {
         let filter = Self::recipient_filter(broadcast, query);
-        let total = Entity::find()
-            .filter(filter.clone())
-            .count(self.conn())
-            .await
-            .map_err(db_err)?;
+        // The counters key error kinds of failed and pending rows only.
+        let counted = query.error_kind.is_none()
+            || matches!(
+                query.status,
+                Some(DeliveryStatus::Failed | DeliveryStatus::Pending)
+            );
+        let total = if counted {
+            counts::read(self.conn(), broadcast)
+                .await?
+                .counts
+                .iter()
+                .filter(|c| query.status.is_none_or(|s| s == c.status))
+                .filter(|c| query.channel.is_none_or(|ch| ch == c.channel))
+                .filter(|c| query.error_kind.is_none_or(|k| Some(k) == c.error_kind))
+                .map(|c| c.count)
+                .sum()
+        } else {
+            Entity::find()
+                .filter(filter.clone())
+                .count(self.conn())
+                .await
+                .map_err(db_err)?
+        };
         if total == 0 {
             self.ensure_broadcast(broadcast).await?;
             return Ok(Page {
@@ -389,6 +409,27 @@ impl DeliveryStore for Store {
             items: convert::all(models, convert::recipient)?,
             total,
         })
+    }
+
+    /// `WHERE id > after ... ORDER BY id LIMIT n`: a range of the primary key.
+    async fn list_recipients_after(
+        &self,
+        broadcast: BroadcastId,
+        query: &RecipientQuery,
+        after: RecipientId,
+    ) -> Result<Vec<Recipient>> {
+        let select = Entity::find()
+            .filter(Self::recipient_filter(broadcast, query))
+            .filter(Column::Id.gt(after))
+            .order_by_asc(Column::Id);
+        let models = paged(select, 0, query.limit)
+            .all(self.conn())
+            .await
+            .map_err(db_err)?;
+        if models.is_empty() {
+            self.ensure_broadcast(broadcast).await?;
+        }
+        convert::all(models, convert::recipient)
     }
 
     /// One `INSERT ... SELECT ... FROM users ... ON CONFLICT DO NOTHING RETURNING status` and a

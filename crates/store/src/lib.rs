@@ -14,6 +14,7 @@ mod broadcasts;
 mod budget;
 mod claim;
 pub mod convert;
+pub mod counts;
 pub mod csv_import;
 mod delivery;
 pub mod entity;

@@ -17,11 +17,13 @@
 //!        0, ?now, 0, ?now, ?now
 //! FROM users WHERE users.id = ?
 //! ON CONFLICT (broadcast_id, user_id, channel) DO NOTHING
-//! RETURNING status;
+//! RETURNING broadcast_id, channel, status, ...;   -- the row, for the counters
 //! UPDATE broadcasts SET total_recipients = total_recipients + <rows inserted> WHERE id = ?;
+//! INSERT INTO broadcast_counts ... ON CONFLICT ... DO UPDATE ...;   -- see `counts.rs`
 //! ```
 //!
-//! **Requeue** (`requeue_failed`), one `UPDATE`:
+//! **Requeue** (`requeue_failed`), one `UPDATE` (that moves the rows' counts from `failed` to
+//! `pending`, see `Store::update_counted`):
 //!
 //! ```sql
 //! UPDATE broadcast_recipients
@@ -42,9 +44,10 @@ use broadcast_domain::{
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{CaseStatement, Condition, Expr, ExprTrait, Func, OnConflict, Query};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Statement};
 
 use crate::Store;
+use crate::counts::{self, CountChanges, Counted, Transition};
 use crate::entity::broadcast_recipients::{self, Column, Entity};
 use crate::entity::{broadcasts, users};
 use crate::error::db_err;
@@ -118,12 +121,18 @@ impl Store {
                     .do_nothing()
                     .to_owned(),
             )
-            .returning_col(Column::Status)
             .to_owned();
+        let backend = self.backend();
+        let insert = backend.build(&insert);
+        let insert = Statement::from_sql_and_values(
+            backend,
+            format!("{} RETURNING {}", insert.sql, counts::RETURNING),
+            insert.values.map(|v| v.0).unwrap_or_default(),
+        );
 
         let guard = self.sqlite_write_lock().await;
         let txn = self.begin().await?;
-        let rows = match txn.query_all(&insert).await {
+        let rows = match txn.query_all_raw(insert).await {
             Ok(rows) => rows,
             Err(e) => {
                 drop(txn);
@@ -132,9 +141,11 @@ impl Store {
             }
         };
         let mut pending = false;
+        let mut changes = CountChanges::new();
         for row in &rows {
-            let status: String = row.try_get("", "status").map_err(db_err)?;
-            pending |= status == DeliveryStatus::Pending.as_str();
+            let row = Counted::from_row(row)?;
+            pending |= row.status == DeliveryStatus::Pending.as_str();
+            changes.changed(Transition::INSERT, &row);
         }
         if !rows.is_empty() {
             broadcasts::Entity::update_many()
@@ -147,6 +158,8 @@ impl Store {
                 .await
                 .map_err(db_err)?;
         }
+        // Last: the counter rows are locked for the shortest time (see `counts.rs`).
+        changes.apply(&txn).await?;
         txn.commit().await.map_err(db_err)?;
         drop(guard);
 
@@ -224,36 +237,36 @@ impl Store {
                     .add(users::Column::EmailBouncedAt.is_not_null()),
             ));
 
-        let mut update = Entity::update_many()
-            .col_expr(Column::Status, Expr::val(DeliveryStatus::Pending.as_str()))
-            .col_expr(Column::Attempts, Expr::val(0i32))
-            .col_expr(Column::NextAttemptAt, Expr::val(now))
-            .col_expr(Column::LeaseOwner, Expr::val(Option::<String>::None))
-            .col_expr(
-                Column::LeaseExpiresAt,
-                Expr::val(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(Column::UpdatedAt, Expr::val(now))
-            .filter(Column::BroadcastId.eq(broadcast))
-            .filter(Column::Status.eq(DeliveryStatus::Failed.as_str()))
-            .filter(
+        let mut rows = Condition::all()
+            .add(Column::BroadcastId.eq(broadcast))
+            .add(Column::Status.eq(DeliveryStatus::Failed.as_str()))
+            .add(
                 Condition::any()
                     .add(Column::ErrorKind.is_null())
                     .add(Column::ErrorKind.ne(ErrorKind::Blocked.as_str())),
             )
-            .filter(telegram_blocked.not())
-            .filter(email_unreachable.not());
+            .add(telegram_blocked.not())
+            .add(email_unreachable.not());
         if !kinds.is_empty() {
-            update = update.filter(Column::ErrorKind.is_in(kinds.iter().map(|k| k.as_str())));
+            rows = rows.add(Column::ErrorKind.is_in(kinds.iter().map(|k| k.as_str())));
         }
-
-        let guard = self.sqlite_write_lock().await;
-        let result = update.exec(self.conn()).await.map_err(db_err)?;
-        drop(guard);
-        if result.rows_affected == 0 {
+        let set = vec![
+            (Column::Attempts, Expr::val(0i32)),
+            (Column::NextAttemptAt, Expr::val(now)),
+            (Column::LeaseOwner, Expr::val(Option::<String>::None)),
+            (
+                Column::LeaseExpiresAt,
+                Expr::val(Option::<DateTime<Utc>>::None),
+            ),
+            (Column::UpdatedAt, Expr::val(now)),
+        ];
+        let requeued = self
+            .update_counted(rows, DeliveryStatus::Failed, DeliveryStatus::Pending, set)
+            .await?;
+        if requeued == 0 {
             self.ensure_broadcast(broadcast).await?;
         }
-        tracing::info!(requeued = result.rows_affected, "requeued failed rows");
-        Ok(result.rows_affected)
+        tracing::info!(requeued, "requeued failed rows");
+        Ok(requeued)
     }
 }

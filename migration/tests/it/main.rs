@@ -1,6 +1,7 @@
 //! Integration tests of the migrations, on SQLite and (when reachable) PostgreSQL.
 
 mod constraints;
+mod counters;
 mod schema;
 
 use broadcast_testkit::TestDb;

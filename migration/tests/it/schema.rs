@@ -5,7 +5,7 @@ use broadcast_testkit::TestDb;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use sea_orm_migration::{MigrationStatus, MigratorTrait, SchemaManager};
 
-const INDEXES: [(&str, &str); 9] = [
+const INDEXES: [(&str, &str); 8] = [
     ("users", "idx_users_email"),
     ("registrations", "uq_registrations_user_competition"),
     ("registrations", "idx_registrations_competition_role_status"),
@@ -20,13 +20,15 @@ const INDEXES: [(&str, &str); 9] = [
     ),
     (
         "broadcast_recipients",
-        "idx_broadcast_recipients_status_next",
-    ),
-    (
-        "broadcast_recipients",
-        "idx_broadcast_recipients_status_lease",
+        "idx_broadcast_recipients_sending_lease",
     ),
     ("audit_log", "idx_audit_log_at"),
+];
+
+/// Indexes that migration 6 dropped (and its `down` restores).
+const DROPPED_INDEXES: [&str; 2] = [
+    "idx_broadcast_recipients_status_next",
+    "idx_broadcast_recipients_status_lease",
 ];
 
 async fn tables_present(manager: &SchemaManager<'_>) -> Vec<&'static str> {
@@ -60,7 +62,7 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
         let statuses = Migrator::get_migration_with_status(db.conn())
             .await
             .expect("status");
-        assert_eq!(statuses.len(), 5, "{backend}");
+        assert_eq!(statuses.len(), 6, "{backend}");
         assert!(
             statuses
                 .iter()
@@ -68,10 +70,42 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
             "{backend}"
         );
 
-        // One step down removes exactly the last migration's tables.
+        for index in DROPPED_INDEXES {
+            assert!(
+                !manager
+                    .has_index("broadcast_recipients", index)
+                    .await
+                    .expect("has_index"),
+                "{backend}: index {index} should be gone"
+            );
+        }
+
+        // One step down removes exactly the last migration's tables (and restores the indexes
+        // migration 6 dropped).
         Migrator::down(db.conn(), Some(1)).await.expect("down 1");
-        assert_eq!(tables_present(&manager).await, TABLES[..8], "{backend}");
+        assert_eq!(tables_present(&manager).await, TABLES[..9], "{backend}");
+        for index in DROPPED_INDEXES {
+            assert!(
+                manager
+                    .has_index("broadcast_recipients", index)
+                    .await
+                    .expect("has_index"),
+                "{backend}: down 1 did not restore {index}"
+            );
+        }
+        assert!(
+            !manager
+                .has_index(
+                    "broadcast_recipients",
+                    "idx_broadcast_recipients_sending_lease"
+                )
+                .await
+                .expect("has_index"),
+            "{backend}: down 1 left the partial index"
+        );
         Migrator::down(db.conn(), Some(1)).await.expect("down 2");
+        assert_eq!(tables_present(&manager).await, TABLES[..8], "{backend}");
+        Migrator::down(db.conn(), Some(1)).await.expect("down 3");
         assert_eq!(tables_present(&manager).await, TABLES[..6], "{backend}");
 
         Migrator::down(db.conn(), None).await.expect("down all");

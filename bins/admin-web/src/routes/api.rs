@@ -431,9 +431,14 @@ struct RecipientsQuery {
     #[serde(default)]
     offset: Option<u64>,
     #[serde(default)]
+    after_id: Option<i64>,
+    #[serde(default)]
     limit: Option<u64>,
 }
 
+/// Pages by `offset` (with the total), or with `after_id` by id: rows with a larger id, and the
+/// `next_after_id` to ask for next (`null` after the last page), which costs every page the
+/// same however deep into a large ledger it is.
 async fn recipients(
     State(state): State<AppState>,
     _caller: ApiCaller,
@@ -445,8 +450,27 @@ async fn recipients(
         channel: q.channel.as_deref().unwrap_or_default(),
         error_kind: q.error_kind.as_deref().unwrap_or_default(),
     };
-    let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    if let Some(after) = q.after_id {
+        if q.offset.is_some() {
+            return Err(ApiError::invalid(
+                "give either `offset` or `after_id`, not both",
+            ));
+        }
+        let items = service::recipients_after(&state, id, filter, after, limit).await?;
+        let next = match items.last() {
+            Some(last) if items.len() as u64 == limit => Some(last.id),
+            _ => None,
+        };
+        return Ok(Json(serde_json::json!({
+            "items": items,
+            "after_id": after,
+            "limit": limit,
+            "next_after_id": next,
+        }))
+        .into_response());
+    }
+    let offset = q.offset.unwrap_or(0);
     let Recipients { query, page, .. } =
         service::recipients(&state, id, filter, offset, limit).await?;
     Ok(Json(serde_json::json!({

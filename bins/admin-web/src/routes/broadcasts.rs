@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use broadcast_domain::{
     Broadcast, BroadcastStatus, ChannelKind, ChannelPolicy, DeliveryStatus, EmailAddress,
-    ErrorKind, NewBroadcast, RecipientQuery, RegistrationStatus, Role, TelegramChatId,
+    ErrorKind, NewBroadcast, RegistrationStatus, Role, TelegramChatId,
 };
 use broadcast_orchestrator::TestTarget;
 use futures::StreamExt;
@@ -852,23 +852,25 @@ pub(crate) async fn recipients_csv(
         )
         .await;
     let deliveries = state.orchestrator.ports().deliveries.clone();
-    let stream = futures::stream::unfold(Some(0u64), move |offset| {
+    // Keyset pages (`id > last id`): each chunk costs the same however far the export got,
+    // where offsets would re-read every row before the chunk.
+    let stream = futures::stream::unfold(Some((0, true)), move |next| {
         let deliveries = deliveries.clone();
         let base = base.clone();
         async move {
-            let offset = offset?;
-            let query = RecipientQuery { offset, ..base };
-            let page = match deliveries.list_recipients(id, &query).await {
-                Ok(p) => p,
+            let (after, first) = next?;
+            let rows = match deliveries.list_recipients_after(id, &base, after).await {
+                Ok(rows) => rows,
                 Err(e) => {
                     tracing::error!(error = %e, broadcast = id, "CSV export failed");
                     return Some((Err(std::io::Error::other(e.to_string())), None));
                 }
             };
-            let full = page.items.len() as u64 == EXPORT_CHUNK;
-            let chunk = csv_chunk(&page.items, offset == 0)
-                .map_err(|e| std::io::Error::other(e.to_string()));
-            let next = full.then_some(offset + EXPORT_CHUNK);
+            let chunk = csv_chunk(&rows, first).map_err(|e| std::io::Error::other(e.to_string()));
+            let next = match rows.last() {
+                Some(last) if rows.len() as u64 == EXPORT_CHUNK => Some((last.id, false)),
+                _ => None,
+            };
             Some((chunk, next))
         }
     })

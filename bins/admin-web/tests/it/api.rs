@@ -221,6 +221,43 @@ async fn broadcasts_through_the_api_from_creation_to_statistics() {
         .json();
     assert_eq!(rows["items"].as_array().unwrap().len(), 5);
     assert_eq!(rows["total"].as_u64().unwrap(), sent);
+    // Keyset pages walk every sent row once, by id.
+    let mut after = 0;
+    let mut seen: Vec<i64> = Vec::new();
+    loop {
+        let page = app
+            .api(
+                Method::GET,
+                &format!("/broadcasts/{id}/recipients?status=sent&limit=4&after_id={after}"),
+                None,
+            )
+            .await
+            .json();
+        let ids: Vec<i64> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect();
+        assert!(ids.iter().all(|i| *i > after), "{page}");
+        seen.extend(&ids);
+        match page["next_after_id"].as_i64() {
+            Some(next) => {
+                assert_eq!(Some(&next), ids.last(), "{page}");
+                after = next;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len() as u64, sent);
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
+    app.api(
+        Method::GET,
+        &format!("/broadcasts/{id}/recipients?offset=5&after_id=1"),
+        None,
+    )
+    .await
+    .assert_api_error(StatusCode::BAD_REQUEST, "invalid_input");
     app.api(
         Method::GET,
         &format!("/broadcasts/{id}/recipients?channel=fax"),

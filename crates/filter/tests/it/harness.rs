@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use broadcast_domain::{
     AudienceCount, AudienceFilter, AudienceStore, BroadcastId, ChannelKind, ChannelPolicy,
-    DeliveryStatus, NewRegistration, NewUser, SkipReason,
+    DeliveryStatus, DeliveryStore, ErrorKind, NewRegistration, NewUser, SkipReason,
 };
 use broadcast_filter::SqlAudience;
 use broadcast_store::entity::{
@@ -318,8 +318,68 @@ impl Loaded {
         .id
     }
 
-    /// The recipient rows of a broadcast, checking the columns every fresh row shares.
+    /// Asserts that the store's counters and statistics of `broadcast` agree with its ledger
+    /// rows, grouped here (error kinds count for failed and pending rows only).
+    pub(crate) async fn assert_counted(&self, broadcast: BroadcastId) {
+        let rows = broadcast_recipients::Entity::find()
+            .filter(broadcast_recipients::Column::BroadcastId.eq(broadcast))
+            .all(self.db.conn())
+            .await
+            .unwrap();
+        let mut grouped: BTreeMap<_, u64> = BTreeMap::new();
+        let (mut duplicates, mut first, mut last) = (0, None, None);
+        for m in &rows {
+            let status: DeliveryStatus = m.status.parse().unwrap();
+            let error_kind: Option<ErrorKind> = match status {
+                DeliveryStatus::Failed | DeliveryStatus::Pending => {
+                    m.error_kind.as_deref().map(|k| k.parse().unwrap())
+                }
+                _ => None,
+            };
+            let skip_reason: Option<SkipReason> =
+                m.skip_reason.as_deref().map(|r| r.parse().unwrap());
+            let channel: ChannelKind = m.channel.parse().unwrap();
+            *grouped
+                .entry((channel, status, error_kind, skip_reason))
+                .or_default() += 1;
+            duplicates += u64::from(m.lease_expirations > 0);
+            if let Some(at) = m.sent_at {
+                first = Some(first.map_or(at, |f: DateTime<Utc>| f.min(at)));
+                last = Some(last.map_or(at, |l: DateTime<Utc>| l.max(at)));
+            }
+        }
+        let what = format!("{}: broadcast {broadcast}", self.backend());
+        let counts = match self.store.status_counts(broadcast).await {
+            Err(broadcast_domain::Error::NotFound { .. }) if rows.is_empty() => return,
+            counts => counts.unwrap(),
+        };
+        let counts: BTreeMap<_, u64> = counts
+            .into_iter()
+            .map(|c| ((c.channel, c.status, c.error_kind, c.skip_reason), c.count))
+            .collect();
+        assert_eq!(counts, grouped, "{what}: counters against the rows");
+        let stats = self.store.stats(broadcast).await.unwrap();
+        assert_eq!(stats.total, rows.len() as u64, "{what}");
+        assert_eq!(
+            (
+                stats.possible_duplicates,
+                stats.first_sent_at,
+                stats.last_sent_at
+            ),
+            (duplicates, first, last),
+            "{what}"
+        );
+        assert_eq!(
+            self.store.open_count(broadcast).await.unwrap(),
+            stats.open(),
+            "{what}"
+        );
+    }
+
+    /// The recipient rows of a broadcast, checking the columns every fresh row shares and that
+    /// the counters agree with them.
     pub(crate) async fn rows(&self, broadcast: BroadcastId) -> Vec<RowView> {
+        self.assert_counted(broadcast).await;
         let rows = broadcast_recipients::Entity::find()
             .filter(broadcast_recipients::Column::BroadcastId.eq(broadcast))
             .order_by_asc(broadcast_recipients::Column::Id)

@@ -287,3 +287,119 @@ async fn an_empty_audience_materialises_to_nothing() {
         assert_eq!(l.total_recipients(broadcast).await, 0);
     }
 }
+
+/// After a real launch (with skipped rows), the counters follow claims, an expired lease taken
+/// over, results of every kind (one for a lost lease), the e-mail fallback, a requeue and a
+/// cancel: after each step they equal the rows grouped (`Loaded::assert_counted`).
+#[tokio::test]
+async fn counters_follow_a_launch_through_its_delivery() {
+    use broadcast_domain::{
+        ClaimRequest, DeliveryResult, DeliveryStore, ErrorKind, Outcome, RecipientQuery,
+    };
+    use broadcast_store::entity::broadcasts;
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+
+    for l in Loaded::all().await {
+        let be = l.backend();
+        let f = AudienceFilter::default();
+        let policy = ChannelPolicy::TelegramThenEmail;
+        let b = l.new_broadcast(&f, policy).await;
+        let report = l.audience.materialise(b, &f, policy, now()).await.unwrap();
+        assert!(!report.skipped.is_empty(), "{be}: the fixtures have skips");
+        l.assert_counted(b).await;
+        let mut m = broadcasts::Entity::find_by_id(b)
+            .one(l.db.conn())
+            .await
+            .unwrap()
+            .unwrap()
+            .into_active_model();
+        m.status = Set("running".into());
+        m.update(l.db.conn()).await.unwrap();
+
+        let claim = |worker: &str, at: chrono::DateTime<chrono::Utc>, limit| ClaimRequest {
+            worker_id: worker.into(),
+            now: at,
+            lease_for: chrono::Duration::seconds(30),
+            limit,
+            broadcast_id: Some(b),
+            channels: Vec::new(),
+        };
+        let w1 = l.store.claim_due(&claim("w1", now(), 4)).await.unwrap();
+        assert_eq!(w1.len(), 4, "{be}");
+        l.assert_counted(b).await;
+        let later = now() + chrono::Duration::seconds(31);
+        let w2 = l
+            .store
+            .claim_due(&claim("w2", later, 10_000))
+            .await
+            .unwrap();
+        assert_eq!(w2.iter().filter(|r| r.lease_expirations == 1).count(), 4);
+        l.assert_counted(b).await;
+
+        let lost: Vec<_> = w1
+            .iter()
+            .map(|r| DeliveryResult {
+                recipient_id: r.id,
+                worker_id: "w1".into(),
+                outcome: Outcome::Sent {
+                    at: later,
+                    provider_message_id: None,
+                },
+            })
+            .collect();
+        assert_eq!(l.store.record_results(&lost).await.unwrap(), 0, "{be}");
+        let results: Vec<_> = w2
+            .iter()
+            .enumerate()
+            .map(|(i, r)| DeliveryResult {
+                recipient_id: r.id,
+                worker_id: "w2".into(),
+                outcome: match i % 4 {
+                    0 => Outcome::Sent {
+                        at: later + chrono::Duration::milliseconds(i as i64),
+                        provider_message_id: Some(format!("m{i}")),
+                    },
+                    1 => Outcome::Failed {
+                        at: later,
+                        kind: ErrorKind::Permanent,
+                        error: "no".into(),
+                    },
+                    2 => Outcome::Retry {
+                        next_attempt_at: later,
+                        kind: ErrorKind::Transient,
+                        error: "later".into(),
+                        count_attempt: true,
+                    },
+                    _ => Outcome::Failed {
+                        at: later,
+                        kind: ErrorKind::Blocked,
+                        error: "blocked".into(),
+                    },
+                },
+            })
+            .collect();
+        let n = l.store.record_results(&results).await.unwrap();
+        assert_eq!(n, results.len() as u64, "{be}");
+        l.assert_counted(b).await;
+
+        // The e-mail fallback for a user whose Telegram row failed as blocked.
+        let blocked = &w2[3];
+        l.store
+            .add_email_fallback(b, blocked.user_id, blocked.registration_id, later)
+            .await
+            .unwrap();
+        l.assert_counted(b).await;
+        let requeued = l.store.requeue_failed(b, &[], later).await.unwrap();
+        assert!(requeued > 0, "{be}");
+        l.assert_counted(b).await;
+        let cancelled = l.store.cancel_pending(b, later).await.unwrap();
+        assert!(cancelled > 0, "{be}");
+        l.assert_counted(b).await;
+        let page = l
+            .store
+            .list_recipients(b, &RecipientQuery::default())
+            .await
+            .unwrap();
+        assert_eq!(page.total, page.items.len() as u64, "{be}");
+    }
+}

@@ -6,6 +6,7 @@
 
 pub mod admin_users;
 pub mod audit_log;
+pub mod broadcast_counts;
 pub mod broadcast_recipients;
 pub mod broadcasts;
 pub mod competitions;
@@ -18,6 +19,7 @@ pub mod users;
 pub mod prelude {
     pub use super::admin_users::Entity as AdminUsers;
     pub use super::audit_log::Entity as AuditLog;
+    pub use super::broadcast_counts::Entity as BroadcastCounts;
     pub use super::broadcast_recipients::Entity as BroadcastRecipients;
     pub use super::broadcasts::Entity as Broadcasts;
     pub use super::competitions::Entity as Competitions;

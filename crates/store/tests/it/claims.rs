@@ -156,7 +156,7 @@ async fn due_rows_come_in_next_attempt_order() {
 async fn expired_leases_are_reclaimed_and_counted() {
     for (db, store) in stores().await {
         let b = db.backend();
-        let (_, all) = running_with_rows(&store, 3).await;
+        let (running, all) = running_with_rows(&store, 3).await;
         let first = store.claim_due(&claim("a", 0, 10)).await.unwrap();
         assert_eq!(ids(&first), all, "{b}");
         // The lease (30 s) still holds at 29 s and at exactly 30 s.
@@ -186,6 +186,9 @@ async fn expired_leases_are_reclaimed_and_counted() {
         let third = store.claim_due(&claim("c", 120_000, 1)).await.unwrap();
         assert_eq!(third[0].lease_expirations, 2, "{b}");
         assert_eq!(row(&store, all[1]).await.lease_expirations, 1, "{b}");
+        let stats =
+            crate::support::assert_counts(&store, running.id, &format!("{b}: takeovers")).await;
+        assert_eq!(stats.possible_duplicates, 3, "{b}");
     }
 }
 

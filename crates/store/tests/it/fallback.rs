@@ -118,6 +118,7 @@ async fn a_reachable_user_gets_a_pending_row_once() {
             [row.id],
             "{b}"
         );
+        crate::support::assert_counts(&store, running, &format!("{b}: claimed fallback")).await;
     }
 }
 
@@ -201,7 +202,7 @@ async fn unreachable_users_get_a_skipped_row_with_the_reason() {
         );
         assert_eq!(total(&store, running).await, 5, "{b}");
 
-        let stats = store.stats(running).await.unwrap();
+        let stats = crate::support::assert_counts(&store, running, &format!("{b}: fallback")).await;
         assert_eq!(stats.total, 5, "{b}: {stats:?}");
     }
 }

@@ -6,6 +6,7 @@ mod broadcasts;
 mod budget;
 mod claims;
 mod connect;
+mod counters;
 mod fallback;
 mod import;
 mod requeue;

@@ -34,6 +34,7 @@ async fn add(
     m.error_kind = Set(kind.map(|k| k.as_str().to_owned()));
     m.last_error = Set(kind.map(|k| format!("{k} error")));
     m.update(store.conn()).await.unwrap();
+    crate::support::recount(store, b).await;
     id
 }
 
@@ -211,6 +212,7 @@ async fn failed_rows_are_requeued_by_kind_except_unreachable_users() {
             &format!("{b}: another broadcast"),
         )
         .await;
+        crate::support::assert_counts(&store, bc, &format!("{b}: requeued")).await;
     }
 }
 

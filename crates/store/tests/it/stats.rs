@@ -34,6 +34,7 @@ async fn add(
     let mut m = row(store, id).await.into_active_model();
     edit(&mut m);
     m.update(store.conn()).await.unwrap();
+    crate::support::recount(store, broadcast).await;
     id
 }
 
@@ -205,6 +206,7 @@ async fn cancel_pending_leaves_leased_and_finished_rows() {
         assert_eq!(row(&store, ids[0]).await.status, "sent", "{b}");
         assert_eq!(store.open_count(id).await.unwrap(), 1, "{b}");
         assert_eq!(store.cancel_pending(id, t(80_000)).await.unwrap(), 0, "{b}");
+        crate::support::assert_counts(&store, id, &format!("{b}: cancelled")).await;
     }
 }
 

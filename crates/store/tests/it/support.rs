@@ -2,8 +2,8 @@
 
 use broadcast_domain::{
     AudienceFilter, Broadcast, BroadcastStatus, BroadcastStore, ChannelKind, ChannelPolicy,
-    DeliveryStatus, MessageTemplate, NewBroadcast, NewTemplate, ParseMode, StatusChange,
-    TemplateContent, TemplateName, TemplateStore,
+    DeliveryStats, DeliveryStatus, DeliveryStore, MessageTemplate, NewBroadcast, NewTemplate,
+    ParseMode, StatusChange, StatusCount, TemplateContent, TemplateName, TemplateStore,
 };
 use broadcast_store::Store;
 use broadcast_store::entity::{broadcast_recipients, users};
@@ -133,9 +133,9 @@ impl Row {
     }
 }
 
-/// Inserts a recipient row with the entity; returns its id.
+/// Inserts a recipient row with the entity (and recounts); returns its id.
 pub(crate) async fn recipient(store: &Store, broadcast: i64, row: Row) -> i64 {
-    broadcast_recipients::ActiveModel {
+    let id = broadcast_recipients::ActiveModel {
         broadcast_id: Set(broadcast),
         user_id: Set(row.user),
         registration_id: Set(None),
@@ -159,7 +159,9 @@ pub(crate) async fn recipient(store: &Store, broadcast: i64, row: Row) -> i64 {
     .insert(store.conn())
     .await
     .unwrap()
-    .id
+    .id;
+    recount(store, broadcast).await;
+    id
 }
 
 /// A running broadcast with `n` users, each with one pending Telegram row due at `t(0)`.
@@ -181,4 +183,160 @@ pub(crate) async fn row(store: &Store, id: i64) -> broadcast_recipients::Model {
         .await
         .unwrap()
         .unwrap()
+}
+
+/// Rebuilds the counters of `broadcast` after rows were written with the entities, outside the
+/// store (which keeps them itself).
+pub(crate) async fn recount(store: &Store, broadcast: i64) {
+    store.recount(broadcast).await.unwrap();
+}
+
+/// Asserts that the maintained counters agree with a full `GROUP BY` over the ledger rows of
+/// `broadcast` (rows and possible duplicates per key), that `status_counts`, `stats` and
+/// `open_count` equal what the old full-scan queries computed, and returns those statistics.
+pub(crate) async fn assert_counts(store: &Store, broadcast: i64, what: &str) -> DeliveryStats {
+    check_counts(store, broadcast, what, true).await
+}
+
+/// [`assert_counts`] after ledger rows were deleted: the first and last delivery times keep
+/// the deleted rows' deliveries (a minimum cannot be taken back), so they are not compared.
+pub(crate) async fn assert_counts_after_delete(
+    store: &Store,
+    broadcast: i64,
+    what: &str,
+) -> DeliveryStats {
+    check_counts(store, broadcast, what, false).await
+}
+
+async fn check_counts(
+    store: &Store,
+    broadcast: i64,
+    what: &str,
+    sent_range: bool,
+) -> DeliveryStats {
+    use broadcast_store::entity::broadcast_counts;
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+    use std::collections::BTreeMap;
+
+    type C = broadcast_recipients::Column;
+    /// channel, status, error_kind, skip_reason, rows, rows with an expired lease
+    type Grouped = (String, String, Option<String>, Option<String>, i64, i64);
+    let dup = Expr::expr(Expr::case(Expr::col(C::LeaseExpirations).gt(0), 1).finally(0)).sum();
+    let grouped: Vec<Grouped> = broadcast_recipients::Entity::find()
+        .select_only()
+        .column(C::Channel)
+        .column(C::Status)
+        .column(C::ErrorKind)
+        .column(C::SkipReason)
+        .column_as(Expr::col(C::Id).count(), "n")
+        .column_as(dup, "duplicates")
+        .filter(C::BroadcastId.eq(broadcast))
+        .group_by(C::Channel)
+        .group_by(C::Status)
+        .group_by(C::ErrorKind)
+        .group_by(C::SkipReason)
+        .into_tuple()
+        .all(store.conn())
+        .await
+        .unwrap();
+    let keyed = |status: &str, kind: &Option<String>| match status {
+        "failed" | "pending" => kind.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+
+    // Rows and duplicates per key: the ledger against the counters (shards added up).
+    let mut expected: BTreeMap<(String, String, String, String), (i64, i64)> = BTreeMap::new();
+    for (channel, status, kind, reason, n, d) in &grouped {
+        let key = (
+            channel.clone(),
+            status.clone(),
+            keyed(status, kind),
+            reason.clone().unwrap_or_default(),
+        );
+        let e = expected.entry(key).or_default();
+        e.0 += n;
+        e.1 += d;
+    }
+    let mut counters: BTreeMap<(String, String, String, String), (i64, i64)> = BTreeMap::new();
+    for m in broadcast_counts::Entity::find()
+        .filter(broadcast_counts::Column::BroadcastId.eq(broadcast))
+        .order_by_asc(broadcast_counts::Column::Shard)
+        .all(store.conn())
+        .await
+        .unwrap()
+    {
+        let e = counters
+            .entry((m.channel, m.status, m.error_kind, m.skip_reason))
+            .or_default();
+        e.0 += m.n;
+        e.1 += m.duplicates;
+    }
+    counters.retain(|_, v| *v != (0, 0));
+    assert_eq!(counters, expected, "{what}: counters against GROUP BY");
+
+    // The statistics as they were computed before the counters existed.
+    let old_counts: Vec<StatusCount> = grouped
+        .iter()
+        .map(|(channel, status, kind, reason, n, _)| StatusCount {
+            channel: channel.parse().unwrap(),
+            status: status.parse().unwrap(),
+            error_kind: kind.as_deref().map(|s| s.parse().unwrap()),
+            skip_reason: reason.as_deref().map(|s| s.parse().unwrap()),
+            count: *n as u64,
+        })
+        .collect();
+    let mut old = DeliveryStats::from_counts(&old_counts);
+    let extra: (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>) =
+        broadcast_recipients::Entity::find()
+            .select_only()
+            .column_as(
+                Expr::expr(Expr::case(Expr::col(C::LeaseExpirations).gt(0), 1)).count(),
+                "duplicates",
+            )
+            .column_as(Expr::col(C::SentAt).min(), "first_sent_at")
+            .column_as(Expr::col(C::SentAt).max(), "last_sent_at")
+            .filter(C::BroadcastId.eq(broadcast))
+            .into_tuple()
+            .one(store.conn())
+            .await
+            .unwrap()
+            .unwrap();
+    old.possible_duplicates = extra.0 as u64;
+    (old.first_sent_at, old.last_sent_at) = (extra.1, extra.2);
+    let stats = store.stats(broadcast).await.unwrap();
+    if !sent_range {
+        (old.first_sent_at, old.last_sent_at) = (stats.first_sent_at, stats.last_sent_at);
+    }
+    assert_eq!(stats, old, "{what}: stats() against the old full scan");
+
+    let mut keyed_counts: BTreeMap<_, u64> = BTreeMap::new();
+    for c in &old_counts {
+        let kind = match c.status {
+            DeliveryStatus::Failed | DeliveryStatus::Pending => c.error_kind,
+            _ => None,
+        };
+        *keyed_counts
+            .entry((c.channel, c.status, kind, c.skip_reason))
+            .or_default() += c.count;
+    }
+    let mut got: Vec<_> = store
+        .status_counts(broadcast)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| ((c.channel, c.status, c.error_kind, c.skip_reason), c.count))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        keyed_counts.into_iter().collect::<Vec<_>>(),
+        "{what}: status_counts"
+    );
+    assert_eq!(
+        store.open_count(broadcast).await.unwrap(),
+        old.open(),
+        "{what}: open_count"
+    );
+    stats
 }
