@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
 
 use broadcast_domain::{
     AudienceCount, AudienceFilter, AudienceSource, AudienceStore, Broadcast, BroadcastId,
@@ -140,6 +140,9 @@ struct Compiled {
     policy: ChannelPolicy,
 }
 
+/// Claimed rows with their recipients' contexts, in the same order.
+type ClaimedBatch = (Vec<Recipient>, Vec<RecipientContext>);
+
 struct Job {
     row: Recipient,
     context: RecipientContext,
@@ -202,7 +205,15 @@ pub struct Orchestrator {
     events: broadcast::Sender<Progress>,
     breaker: Mutex<Breaker>,
     slots: BTreeMap<ChannelKind, tokio::sync::Mutex<VecDeque<DateTime<Utc>>>>,
+    published: Mutex<HashMap<BroadcastId, std::time::Instant>>,
 }
+
+/// How long a worker round keeps claiming batches back to back before the worker loop looks
+/// for scheduled broadcasts and shutdown again.
+const ROUND: Duration = Duration::from_secs(2);
+
+/// Progress events of a broadcast during delivery come at most this often.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 impl Orchestrator {
     /// Builds an orchestrator over the given ports.
@@ -235,6 +246,7 @@ impl Orchestrator {
             events,
             breaker: Mutex::new(Breaker::default()),
             slots,
+            published: Mutex::new(HashMap::new()),
         }
     }
 
@@ -342,7 +354,7 @@ impl Orchestrator {
             true => self.ports.broadcasts.get_broadcast(id).await?,
             false => broadcast,
         };
-        self.publish(id).await?;
+        self.publish(id, true).await?;
         Ok(LaunchReport {
             broadcast,
             materialised,
@@ -396,7 +408,7 @@ impl Orchestrator {
             .cancel_pending(id, self.ports.clock.now())
             .await?;
         self.forget(id);
-        self.publish(id).await?;
+        self.publish(id, true).await?;
         Ok((b, cancelled))
     }
 
@@ -425,7 +437,7 @@ impl Orchestrator {
             )
             .await?;
         }
-        self.publish(id).await?;
+        self.publish(id, true).await?;
         Ok(queued)
     }
 
@@ -609,77 +621,187 @@ impl Orchestrator {
     /// them and records the results. Returns what it did; `claimed == 0` means nothing was due.
     #[tracing::instrument(skip(self), level = "debug")]
     pub async fn tick(&self, scope: Option<BroadcastId>) -> Result<TickReport> {
-        let now = self.ports.clock.now();
-        let lease = chrono::Duration::from_std(self.settings.lease)
-            .map_err(|e| Error::Invalid(format!("lease duration: {e}")))?;
-        let rows = self
-            .ports
-            .deliveries
-            .claim_due(&ClaimRequest {
-                worker_id: self.settings.worker_id.clone(),
-                now,
-                lease_for: lease,
-                limit: self.settings.batch_size,
-                broadcast_id: scope,
-                channels: self.ports.channels.kinds(),
-            })
-            .await?;
-        let mut report = TickReport {
-            claimed: rows.len() as u64,
-            ..TickReport::default()
-        };
-        if rows.is_empty() {
-            return Ok(report);
-        }
-        let contexts = self.ports.audience.contexts(&rows).await?;
-        let mut jobs = Vec::with_capacity(rows.len());
+        self.deliver_batches(scope, None, None).await
+    }
+
+    /// Like [`tick`](Self::tick), but keeps going while claims come back full, for about
+    /// [`ROUND`]: the next batch is claimed while the current one is still being sent, so a
+    /// rate-limited channel never waits for the store between batches.
+    /// With `stop`, claiming ends as soon as it turns true, and rows claimed but not yet sent
+    /// are handed back (due at once, no attempt counted).
+    async fn round(
+        &self,
+        scope: Option<BroadcastId>,
+        stop: Option<watch::Receiver<bool>>,
+    ) -> Result<TickReport> {
+        let deadline = tokio::time::Instant::now() + ROUND;
+        self.deliver_batches(scope, Some(deadline), stop).await
+    }
+
+    /// The delivery pipeline. Three kinds of work overlap, polled together by this one task:
+    /// - sends (`deliver`), at most `concurrency` per channel;
+    /// - result writes: whatever finished while the previous write was in flight is written
+    ///   as one group (group commit), with the store effects the sends called for; each
+    ///   send's channel permit is released only when its result is written, so a crash leaves
+    ///   at most `concurrency` sent-but-unrecorded rows per channel;
+    /// - with a `deadline`, the next claim (and its contexts), on its own task, started when
+    ///   half of the current batch is left to send and the last claim came back full.
+    ///
+    /// Only one store call of this task is ever pending besides the spawned claim: a SQLite
+    /// store has a single connection, and a store future that is not polled while another
+    /// waits for the connection would never finish.
+    async fn deliver_batches(
+        &self,
+        scope: Option<BroadcastId>,
+        deadline: Option<tokio::time::Instant>,
+        mut stop: Option<watch::Receiver<bool>>,
+    ) -> Result<TickReport> {
+        let mut report = TickReport::default();
         let mut touched = BTreeSet::new();
-        for (row, context) in rows.into_iter().zip(contexts) {
-            touched.insert(row.broadcast_id);
-            let compiled = self.compiled_for(row.broadcast_id).await.ok();
-            jobs.push(Job {
-                row,
-                context,
-                compiled,
-            });
-        }
-        let mut pending: FuturesUnordered<_> =
-            jobs.into_iter().map(|job| self.deliver(job)).collect();
-        // Results are recorded as they come in, a small batch at a time (whatever finished
-        // together), and each send's permit is held until its result is written: a crash can
-        // then leave at most `concurrency` sent-but-unrecorded rows per channel.
-        let mut results = Vec::new();
-        let mut permits = Vec::new();
-        while let Some(first) = pending.next().await {
-            let mut ready = vec![first];
-            while let Some(Some(more)) = pending.next().now_or_never() {
-                ready.push(more);
+        // The sends' copy; `stop` itself is polled for changes.
+        let stop_sends = stop.clone();
+        let mut sending = FuturesUnordered::new();
+        let mut finished: Vec<Done> = Vec::new();
+        let mut write: Option<futures::future::BoxFuture<'_, Result<()>>> = None;
+        let mut claim = Some(self.spawn_claim(scope)?);
+        let mut claims = 1u32;
+        let mut exhausted = false;
+        let mut error = None;
+        let half = (self.settings.batch_size / 2) as usize;
+        loop {
+            if write.is_none() && !finished.is_empty() {
+                write = Some(self.write_results(std::mem::take(&mut finished)).boxed());
             }
-            for done in ready {
-                match &done.result.outcome {
-                    Outcome::Sent { .. } => report.sent += 1,
-                    Outcome::Failed { .. } => report.failed += 1,
-                    Outcome::Retry { .. } => report.retried += 1,
-                }
-                for effect in done.effects {
-                    self.apply(effect).await;
-                }
-                results.push(done.result);
-                permits.extend(done.permit);
+            let stopping = stop.as_ref().is_some_and(|s| *s.borrow());
+            let may_claim = error.is_none()
+                && !exhausted
+                && !stopping
+                && deadline.is_some_and(|d| tokio::time::Instant::now() < d);
+            if claim.is_none() && may_claim && sending.len() <= half {
+                claim = Some(self.spawn_claim(scope)?);
+                claims += 1;
             }
-            self.ports.deliveries.record_results(&results).await?;
-            results.clear();
-            permits.clear();
+            if sending.is_empty() && write.is_none() && claim.is_none() {
+                break;
+            }
+            tokio::select! {
+                // Wakes the loop when the worker is told to stop; the sends then hand back.
+                changed = async { stop.as_mut().expect("guarded").changed().await }, if stop.is_some() && !stopping => {
+                    if changed.is_err() {
+                        // The worker loop is gone: nobody can ask to stop any more.
+                        stop = None;
+                    }
+                }
+                Some(first) = sending.next(), if !sending.is_empty() => {
+                    let mut ready: Vec<Done> = vec![first];
+                    while let Some(Some(more)) = sending.next().now_or_never() {
+                        ready.push(more);
+                    }
+                    for done in ready {
+                        match &done.result.outcome {
+                            Outcome::Sent { .. } => report.sent += 1,
+                            Outcome::Failed { .. } => report.failed += 1,
+                            Outcome::Retry { .. } => report.retried += 1,
+                        }
+                        finished.push(done);
+                    }
+                }
+                written = async { write.as_mut().expect("guarded").await }, if write.is_some() => {
+                    write = None;
+                    // On an error, stop claiming and sending: rows not recorded are taken
+                    // again when their lease expires.
+                    written?;
+                }
+                claimed = async { claim.as_mut().expect("guarded").await }, if claim.is_some() => {
+                    claim = None;
+                    let claimed = claimed
+                        .map_err(|e| Error::Internal(format!("claim task failed: {e}")))
+                        .and_then(|r| r);
+                    let (rows, contexts) = match claimed {
+                        Ok(batch) => batch,
+                        Err(e) => {
+                            // Finish what is in flight, then report the error.
+                            error = Some(e);
+                            continue;
+                        }
+                    };
+                    report.claimed += rows.len() as u64;
+                    exhausted = (rows.len() as u64) < self.settings.batch_size;
+                    let mut jobs = Vec::with_capacity(rows.len());
+                    for (row, context) in rows.into_iter().zip(contexts) {
+                        if touched.insert(row.broadcast_id) && !self.is_compiled(row.broadcast_id) {
+                            // Loading a template reads the store: no write may be pending.
+                            if let Some(w) = write.take() {
+                                w.await?;
+                            }
+                        }
+                        let compiled = self.compiled_for(row.broadcast_id).await.ok();
+                        jobs.push(Job { row, context, compiled });
+                    }
+                    sending.extend(jobs.into_iter().map(|job| self.deliver(job, stop_sends.as_ref())));
+                }
+            }
         }
-        drop(pending);
+        if let Some(e) = error {
+            return Err(e);
+        }
         self.pause_tripped().await?;
         for id in touched {
-            if self.complete_if_done(id).await? {
+            // A short claim means the queue may be empty: only then is counting worth it.
+            if exhausted && self.complete_if_done(id).await? {
                 report.completed.push(id);
+                self.publish(id, true).await?;
+            } else {
+                self.publish(id, false).await?;
             }
-            self.publish(id).await?;
         }
+        tracing::debug!(claims, ?report, "delivered");
         Ok(report)
+    }
+
+    /// Claims the next batch and loads its recipients' contexts, on a task of its own so that
+    /// it runs while the batch loop sends and writes results.
+    fn spawn_claim(
+        &self,
+        scope: Option<BroadcastId>,
+    ) -> Result<tokio::task::JoinHandle<Result<ClaimedBatch>>> {
+        let lease = chrono::Duration::from_std(self.settings.lease)
+            .map_err(|e| Error::Invalid(format!("lease duration: {e}")))?;
+        let request = ClaimRequest {
+            worker_id: self.settings.worker_id.clone(),
+            now: self.ports.clock.now(),
+            lease_for: lease,
+            limit: self.settings.batch_size,
+            broadcast_id: scope,
+            channels: self.ports.channels.kinds(),
+        };
+        let deliveries = self.ports.deliveries.clone();
+        let audience = self.ports.audience.clone();
+        Ok(tokio::spawn(async move {
+            let rows = deliveries.claim_due(&request).await?;
+            if rows.is_empty() {
+                return Ok((rows, Vec::new()));
+            }
+            let contexts = audience.contexts(&rows).await?;
+            Ok((rows, contexts))
+        }))
+    }
+
+    /// Writes a group of finished deliveries: their store effects, then their results in one
+    /// call; their channel permits are released when this returns.
+    async fn write_results(&self, group: Vec<Done>) -> Result<()> {
+        let mut results = Vec::with_capacity(group.len());
+        let mut permits = Vec::with_capacity(group.len());
+        for done in group {
+            for effect in done.effects {
+                self.apply(effect).await;
+            }
+            results.push(done.result);
+            permits.extend(done.permit);
+        }
+        self.ports.deliveries.record_results(&results).await?;
+        drop(permits);
+        Ok(())
     }
 
     /// The next shared send slot of a rate-shared channel, or `None` when the channel is
@@ -736,10 +858,10 @@ impl Orchestrator {
             if b.status != BroadcastStatus::Running {
                 break;
             }
-            let tick = self.tick(Some(id)).await?;
+            let tick = self.round(Some(id), None).await?;
             if tick.claimed == 0 {
                 if self.complete_if_done(id).await? {
-                    self.publish(id).await?;
+                    self.publish(id, true).await?;
                     break;
                 }
                 tokio::time::sleep(self.settings.idle_poll).await;
@@ -758,8 +880,21 @@ impl Orchestrator {
         if futures::poll!(&mut shutdown).is_ready() {
             return Ok(());
         }
+        let (stop, stopping) = watch::channel(false);
         loop {
-            let idle = match self.work_once().await {
+            // The round runs while `shutdown` is watched: on shutdown it stops claiming, hands
+            // back rows not yet sent, and finishes (and records) the sends in flight.
+            let round = self.work_round(Some(stopping.clone()));
+            tokio::pin!(round);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut round => break outcome,
+                    () = &mut shutdown, if !*stop.borrow() => {
+                        let _ = stop.send(true);
+                    }
+                }
+            };
+            let idle = match outcome {
                 Ok(did_work) => !did_work,
                 Err(e) if matches!(e, Error::Unavailable(_)) => {
                     tracing::warn!(error = %e, "store unavailable; retrying");
@@ -767,6 +902,9 @@ impl Orchestrator {
                 }
                 Err(e) => return Err(e),
             };
+            if *stop.borrow() {
+                return Ok(());
+            }
             if idle {
                 tokio::select! {
                     () = &mut shutdown => return Ok(()),
@@ -778,10 +916,16 @@ impl Orchestrator {
         }
     }
 
-    /// One round of the worker loop; true when something was done.
+    /// One round of the worker loop: launches the scheduled broadcasts that are due, then
+    /// delivers batches back to back for a couple of seconds (fewer when the queue runs dry).
+    /// True when something was done.
     pub async fn work_once(&self) -> Result<bool> {
+        self.work_round(None).await
+    }
+
+    async fn work_round(&self, stop: Option<watch::Receiver<bool>>) -> Result<bool> {
         let launched = self.launch_due().await?;
-        let tick = self.tick(None).await?;
+        let tick = self.round(None, stop).await?;
         if tick.claimed == 0 {
             for b in self
                 .ports
@@ -876,7 +1020,7 @@ impl Orchestrator {
     /// Sends one job. Returns its result together with the channel permit it held: the caller
     /// drops the permit only after the result is recorded, so the rows that a crash can leave
     /// sent-but-unrecorded are bounded by the channel's concurrency, not by the batch size.
-    async fn deliver(&self, job: Job) -> Done {
+    async fn deliver(&self, job: Job, stop: Option<&watch::Receiver<bool>>) -> Done {
         let Job {
             row,
             context,
@@ -920,17 +1064,25 @@ impl Orchestrator {
             Some(sem) => sem.clone().acquire_owned().await.ok(),
             None => None,
         };
-        // Checked with the permit held: sends queued behind a failing one see the trip.
-        if self
+        // Checked with the permit held: sends queued behind a failing one see the trip, and
+        // rows claimed ahead are handed back at once when the worker is stopping.
+        let held_back = if stop.is_some_and(|s| *s.borrow()) {
+            Some("held back: the worker is stopping")
+        } else if self
             .breaker
             .lock()
             .expect("breaker poisoned")
             .is_tripped(lane)
         {
+            Some("held back: the channel's circuit breaker tripped")
+        } else {
+            None
+        };
+        if let Some(why) = held_back {
             let held = Outcome::Retry {
                 next_attempt_at: now(),
                 kind: ErrorKind::Transient,
-                error: "held back: the channel's circuit breaker tripped".into(),
+                error: why.into(),
                 count_attempt: false,
             };
             return Done {
@@ -1187,16 +1339,37 @@ impl Orchestrator {
         Ok(compiled)
     }
 
+    fn is_compiled(&self, id: BroadcastId) -> bool {
+        self.compiled
+            .lock()
+            .expect("compiled cache poisoned")
+            .contains_key(&id)
+    }
+
     fn forget(&self, id: BroadcastId) {
         self.compiled
             .lock()
             .expect("compiled cache poisoned")
             .remove(&id);
+        self.published
+            .lock()
+            .expect("publish times poisoned")
+            .remove(&id);
     }
 
-    async fn publish(&self, id: BroadcastId) -> Result<()> {
+    /// Sends a progress event to the subscribers, if any: always when `force`, otherwise at
+    /// most once per [`PUBLISH_EVERY`] per broadcast (each event reads the statistics).
+    async fn publish(&self, id: BroadcastId, force: bool) -> Result<()> {
         if self.events.receiver_count() == 0 {
             return Ok(());
+        }
+        {
+            let now = std::time::Instant::now();
+            let mut last = self.published.lock().expect("publish times poisoned");
+            if !force && last.get(&id).is_some_and(|t| now < *t + PUBLISH_EVERY) {
+                return Ok(());
+            }
+            last.insert(id, now);
         }
         let progress = self.progress(id).await?;
         // No receiver left is not an error: nobody is watching.

@@ -39,7 +39,8 @@ pub struct Settings {
     pub retry_base: Duration,
     /// Longest delay between retries.
     pub retry_max: Duration,
-    /// Pause between polls when there is nothing to do.
+    /// Pause between polls when there is nothing to do: also how soon an idle worker notices a
+    /// launched broadcast (each poll is two or three small indexed queries).
     pub idle_poll: Duration,
     /// A scheduled broadcast whose time passed longer ago than this (no worker was running)
     /// is not launched automatically: it waits for an operator instead of firing a stale
@@ -69,7 +70,7 @@ impl Default for Settings {
             max_attempts: 5,
             retry_base: Duration::from_secs(30),
             retry_max: Duration::from_secs(3600),
-            idle_poll: Duration::from_millis(500),
+            idle_poll: Duration::from_millis(50),
             schedule_grace: Duration::from_secs(3600),
             breaker_consecutive: 50,
             breaker_window: 200,

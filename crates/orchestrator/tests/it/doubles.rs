@@ -129,6 +129,10 @@ pub(crate) struct ScriptedChannel {
     pub(crate) sent: Mutex<Vec<OutgoingMessage>>,
     script: Mutex<HashMap<String, VecDeque<FailureKind>>>,
     always: Mutex<HashMap<String, FailureKind>>,
+    /// When set, every send waits for a permit of this gate before it goes out.
+    gate: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    /// Sends that have started (including those waiting at the gate).
+    pub(crate) started: std::sync::atomic::AtomicUsize,
 }
 
 impl ScriptedChannel {
@@ -138,7 +142,17 @@ impl ScriptedChannel {
             sent: Mutex::default(),
             script: Mutex::default(),
             always: Mutex::default(),
+            gate: Mutex::default(),
+            started: std::sync::atomic::AtomicUsize::new(0),
         })
+    }
+
+    /// From now on every send waits at a closed gate; add permits to the returned semaphore
+    /// to let sends through, one per permit.
+    pub(crate) fn close_gate(&self) -> Arc<tokio::sync::Semaphore> {
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        *self.gate.lock().unwrap() = Some(gate.clone());
+        gate
     }
 
     /// The next sends to `address` fail with these kinds, in order; then they succeed.
@@ -190,6 +204,12 @@ impl Channel for ScriptedChannel {
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
+        self.started
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let gate = self.gate.lock().unwrap().clone();
+        if let Some(gate) = gate {
+            gate.acquire().await.expect("gate closed").forget();
+        }
         let address = address_of(&message.body);
         let scripted = self
             .script

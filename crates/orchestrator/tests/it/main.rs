@@ -394,6 +394,91 @@ async fn pause_resume_and_cancel() {
 }
 
 #[tokio::test]
+async fn a_worker_round_delivers_batch_after_batch_until_the_queue_is_dry() {
+    let h = Harness::new().await;
+    let id = h.broadcast(ChannelPolicy::Both).await;
+    h.orch.launch(id).await.unwrap();
+    // 7 rows in batches of 3: one round claims the next batch while sending, and checks for
+    // completion once a claim comes back short.
+    assert!(h.orch.work_once().await.unwrap());
+    assert_eq!(h.telegram.sent_to().len() + h.email.sent_to().len(), 7);
+    assert_eq!(h.status(id).await, BroadcastStatus::Completed);
+    // A single tick still takes one batch.
+    let id = h.broadcast(ChannelPolicy::Both).await;
+    h.orch.launch(id).await.unwrap();
+    assert_eq!(h.orch.tick(Some(id)).await.unwrap().claimed, 3);
+}
+
+#[tokio::test]
+async fn a_stopping_worker_finishes_sends_in_flight_and_hands_back_the_rest() {
+    let h = Harness::with_settings(Settings {
+        worker_id: "w1".into(),
+        batch_size: 3,
+        concurrency: 1,
+        idle_poll: Duration::from_millis(1),
+        ..Settings::default()
+    })
+    .await;
+    let id = h.broadcast(ChannelPolicy::Both).await;
+    h.orch.launch(id).await.unwrap();
+    let tg_gate = h.telegram.close_gate();
+    let mail_gate = h.email.close_gate();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let orch = &h.orch;
+    let worker = orch.run_worker(async {
+        let _ = stopped.await;
+    });
+    let driver = async {
+        // Wait until a send is in flight, then stop the worker and open the gates.
+        while h.telegram.started.load(std::sync::atomic::Ordering::SeqCst)
+            + h.email.started.load(std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        stop.send(()).unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        tg_gate.add_permits(100);
+        mail_gate.add_permits(100);
+    };
+    let (outcome, ()) = tokio::join!(worker, driver);
+    outcome.unwrap();
+    let in_flight = h.telegram.started.load(std::sync::atomic::Ordering::SeqCst)
+        + h.email.started.load(std::sync::atomic::Ordering::SeqCst);
+    let sent = h.telegram.sent_to().len() + h.email.sent_to().len();
+    assert_eq!(sent, in_flight, "every send that started finished");
+    assert!(
+        (1..=2).contains(&sent),
+        "at most one send per channel was in flight (concurrency 1): {sent}"
+    );
+    let stats = h.orch.stats(id).await.unwrap();
+    assert_eq!(stats.count(DeliveryStatus::Sent), sent as u64);
+    assert_eq!(stats.count(DeliveryStatus::Sending), 0, "{stats:?}");
+    assert_eq!(stats.count(DeliveryStatus::Pending), 7 - sent as u64);
+    let pending = h
+        .store
+        .list_recipients(
+            id,
+            &RecipientQuery {
+                status: Some(DeliveryStatus::Pending),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        pending.items.iter().all(|r| r.attempts == 0
+            && r.lease_owner.is_none()
+            && r.next_attempt_at <= h.clock.now()),
+        "rows handed back are due at once and used no attempt: {:#?}",
+        pending.items
+    );
+    // The next worker delivers the rest.
+    h.orch.run_until_done(id).await.unwrap();
+    assert_eq!(h.telegram.sent_to().len() + h.email.sent_to().len(), 7);
+}
+
+#[tokio::test]
 async fn expired_leases_are_taken_over_and_counted_as_possible_duplicates() {
     let h = Harness::new().await;
     let id = h.broadcast(ChannelPolicy::Telegram).await;

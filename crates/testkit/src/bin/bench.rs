@@ -1350,6 +1350,7 @@ fn scenario_engine(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
                 phase.wall.as_secs_f64(),
                 u.wall.as_secs_f64()
             );
+            eprintln!("  store calls: {}", v["store_calls"]);
             phases.push(phase);
             env.drop_db(&db);
         }
@@ -1856,6 +1857,11 @@ impl Channel for InstantChannel {
 
     fn describe(&self) -> String {
         "instant (benchmark)".into()
+    }
+
+    /// No limit of its own: `WORKER_CONCURRENCY` decides.
+    fn max_concurrency(&self) -> usize {
+        usize::MAX
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
