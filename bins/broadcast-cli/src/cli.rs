@@ -277,7 +277,8 @@ pub(crate) enum BroadcastCmd {
     /// Launch a broadcast: freeze its template and queue its recipients (workers send them).
     ///
     /// Shows the audience per channel and the estimated duration and asks for confirmation;
-    /// `--yes` skips the question (required when stdin is not a terminal).
+    /// `--yes` skips the question and the count (required when stdin is not a terminal; the
+    /// report then says how many were queued).
     ///
     /// Example: broadcast-cli broadcast launch 3 --yes
     Launch {

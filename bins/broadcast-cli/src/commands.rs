@@ -22,7 +22,7 @@ use tokio::sync::broadcast;
 use crate::activity::{Activity, CountingReader, Unit};
 use crate::app::{App, CliError, CliResult, Config, invalid};
 use crate::cli::*;
-use crate::confirm::{Action, confirm};
+use crate::confirm::{Action, confirm, heading};
 use crate::output::{Table, json, opt};
 
 pub(crate) async fn run(cli: Cli) -> CliResult<()> {
@@ -542,7 +542,13 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
                 )));
             }
             orch.check_template(&template_of(app, &b).await?, b.channel_policy)?;
-            confirm(app, &b, Action::Launch, yes).await?;
+            if yes {
+                // No count for a question nobody is asked: the launch report gives the
+                // numbers, and counting a large audience first costs a second pass over it.
+                eprint!("{}", heading(&b, crate::term::Paint::stderr()));
+            } else {
+                confirm(app, &b, Action::Launch, false).await?;
+            }
             app.announce_channels();
             let report = launch_with_spinner(app, id).await?;
             if j {

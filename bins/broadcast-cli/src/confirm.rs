@@ -1,6 +1,7 @@
 //! The confirmation before `broadcast launch` and `broadcast run`: how many messages go out on
-//! each channel, at which rate, and about how long that takes. Skipped with `--yes`; refused
-//! without it when nobody can answer (stdin is not a terminal).
+//! each channel, at which rate, and about how long that takes. Skipped with `--yes` (`launch
+//! --yes` does not even count: its report says how many were queued); refused without it when
+//! nobody can answer (stdin is not a terminal).
 
 use std::io::{BufRead as _, Write as _};
 
@@ -198,16 +199,21 @@ pub(crate) async fn confirm(app: &App, b: &Broadcast, action: Action, yes: bool)
     }
 }
 
-/// The plan as a few lines for people.
-fn describe(app: &App, b: &Broadcast, plan: &Plan, paint: Paint) -> String {
-    let mut out = format!(
-        "{} `{}` ({}, channels {})\n",
+/// Which broadcast and audience, as two lines for people.
+pub(crate) fn heading(b: &Broadcast, paint: Paint) -> String {
+    format!(
+        "{} `{}` ({}, channels {})\naudience: {}\n",
         paint.bold(&format!("broadcast {}", b.id)),
         b.name,
         b.status,
-        b.channel_policy
-    );
-    out.push_str(&format!("audience: {}\n", b.filter.describe()));
+        b.channel_policy,
+        b.filter.describe()
+    )
+}
+
+/// The plan as a few lines for people.
+fn describe(app: &App, b: &Broadcast, plan: &Plan, paint: Paint) -> String {
+    let mut out = heading(b, paint);
     if let Some(users) = plan.users {
         out.push_str(&format!("users matching: {users}\n"));
     }

@@ -705,14 +705,23 @@ fn launch_and_run_ask_first_and_refuse_without_a_terminal() {
     let err = fails(&cli(d, &["broadcast", "launch", "1"]), 2);
     assert!(err.contains("broadcast 1 is completed"), "{err}");
 
-    // With --yes the plan is shown on stderr and the launch goes ahead.
+    // With --yes the launch goes ahead without counting the audience first: stderr names the
+    // broadcast and its channels, the report on stdout gives the numbers.
     let out = cli(d, &["broadcast", "launch", &id, "--yes"]);
     ok(&out, &["broadcast", "launch", "--yes"]);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("users matching:"), "{stderr}");
-    assert!(stderr.contains("instant (outbox)"), "{stderr}");
-    assert!(stderr.contains("estimated duration: instant"), "{stderr}");
-    assert!(text(&out.stdout).contains(&format!("launched broadcast {id}")));
+    assert!(stderr.contains(&format!("broadcast {id} `")), "{stderr}");
+    assert!(stderr.contains("audience: "), "{stderr}");
+    assert!(
+        !stderr.contains("users matching:"),
+        "nothing was counted: {stderr}"
+    );
+    assert!(!stderr.contains("estimated duration"), "{stderr}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!("launched broadcast {id}: queued ")),
+        "{stdout}"
+    );
 }
 
 /// Runs a command line under a pseudo-terminal with `script`, feeding `input`; `None` (with a

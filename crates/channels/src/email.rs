@@ -1,6 +1,6 @@
 //! The e-mail channel: SMTP through lettre with a connection pool (`smtp_pool.rs`: sockets with
-//! `TCP_NODELAY`), an optional rate limit, and every failure classified into a [`FailureKind`]
-//! with the password scrubbed.
+//! `TCP_NODELAY`, `MAIL`/`RCPT`/`DATA` pipelined when the server offers it), an optional rate
+//! limit, and every failure classified into a [`FailureKind`] with the password scrubbed.
 //!
 //! Classification of SMTP replies (lettre does not say which command a reply answered, so the
 //! decision rests on the codes; RFC 3463 enhanced status codes win when the server sends one):

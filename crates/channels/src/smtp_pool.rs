@@ -4,25 +4,38 @@
 //! (`\r\n.\r\n`) as a second small write. That write then waits for the server's delayed ACK of
 //! the body, 40 ms on Linux, so one connection sends at most about 23 messages a second however
 //! fast the server is (fixed upstream in lettre PR #1159, not released yet). The pool also sends
-//! a `NOOP` before every reuse of a connection, one more round trip per message.
+//! a `NOOP` before every reuse of a connection, one more round trip per message, and lettre
+//! sends `MAIL`, `RCPT` and `DATA` one at a time even when the server offers `PIPELINING`.
 //!
 //! This pool opens the TCP connection itself, sets `TCP_NODELAY`, and hands the socket to
-//! lettre's [`AsyncSmtpConnection`] for the SMTP conversation (greeting, EHLO, STARTTLS, AUTH,
-//! MAIL/RCPT/DATA), so the protocol and its error types stay lettre's. A connection idle for
-//! less than [`FRESH`] is reused without a `NOOP`; an older one is checked with `NOOP` first,
-//! and one idle longer than [`MAX_IDLE`] is closed. A connection on which anything failed is
-//! closed (lettre aborts it), never reused.
+//! lettre's [`AsyncSmtpConnection`] for the SMTP conversation (greeting, EHLO, STARTTLS, AUTH),
+//! so the protocol and its error types stay lettre's. A connection idle for less than [`FRESH`]
+//! is reused without a `NOOP`; an older one is checked with `NOOP` first, and one idle longer
+//! than [`MAX_IDLE`] is closed. A connection on which anything failed is closed, never reused.
+//!
+//! **Pipelining (RFC 2920).** lettre's `ServerInfo` forgets EHLO keywords it does not use, so
+//! after the greeting (and STARTTLS) the pool sends one `EHLO` of its own, before AUTH, and reads
+//! `PIPELINING` from that reply. When it is offered, a message takes two round trips instead of
+//! four: `MAIL FROM`, `RCPT TO` and `DATA` go out in one write and their replies are read in
+//! order, then the dot-stuffed body and its final `.` go out in one write. Replies are read with
+//! lettre's own reader, so a refusal is the same lettre error (and the same failure kind) as
+//! without pipelining. After the first negative reply the remaining replies of the group are
+//! not read, so the connection is dropped, never reused. Without `PIPELINING` (or when a
+//! message needs `SMTPUTF8` or `8BITMIME` and the server lacks it) lettre's one-at-a-time
+//! `send` is used, with its errors.
 //!
 //! Used for `SMTP_TLS=none` and `starttls`; implicit TLS (`tls`) keeps lettre's transport (see
 //! `email.rs`).
 
+use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 
@@ -43,10 +56,21 @@ pub(crate) enum PoolError {
     Timeout(Duration),
 }
 
-/// A connection waiting in the pool (not `Debug`: lettre's connection is not).
+/// An open SMTP connection and what the pool knows about it beyond lettre (not `Debug`:
+/// lettre's connection is not).
+#[allow(missing_debug_implementations)]
+struct Conn {
+    smtp: AsyncSmtpConnection,
+    /// The server listed `PIPELINING` in its reply to the pool's own `EHLO`.
+    pipelining: bool,
+    /// Reused for each message's command group and dot-stuffed body.
+    buf: String,
+}
+
+/// A connection waiting in the pool.
 #[allow(missing_debug_implementations)]
 struct Idle {
-    conn: AsyncSmtpConnection,
+    conn: Conn,
     since: Instant,
 }
 
@@ -109,7 +133,8 @@ impl SmtpPool {
                 self.checkin(conn);
                 Ok(response)
             }
-            // lettre has aborted the connection; it is dropped here.
+            // lettre has aborted the connection, or pipelined replies were left unread: it is
+            // dropped here (closing the socket), never reused.
             Ok(Err(e)) => Err(PoolError::Smtp(e)),
             Err(_) => Err(PoolError::Timeout(self.timeout)),
         }
@@ -118,7 +143,7 @@ impl SmtpPool {
     /// Opens a connection (with STARTTLS and AUTH as configured) and closes it.
     pub(crate) async fn verify(&self) -> Result<(), PoolError> {
         let mut conn = self.connect().await?;
-        let quit = tokio::time::timeout(self.timeout, conn.quit()).await;
+        let quit = tokio::time::timeout(self.timeout, conn.smtp.quit()).await;
         match quit {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(PoolError::Smtp(e)),
@@ -126,7 +151,7 @@ impl SmtpPool {
         }
     }
 
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, PoolError> {
+    async fn checkout(&self) -> Result<Conn, PoolError> {
         loop {
             let idle = self.lock().pop();
             let Some(Idle { mut conn, since }) = idle else {
@@ -134,22 +159,22 @@ impl SmtpPool {
             };
             let idle_for = since.elapsed();
             if idle_for > MAX_IDLE {
-                conn.abort().await;
+                conn.smtp.abort().await;
                 continue;
             }
             if idle_for < FRESH
-                || tokio::time::timeout(self.timeout, conn.test_connected())
+                || tokio::time::timeout(self.timeout, conn.smtp.test_connected())
                     .await
                     .unwrap_or(false)
             {
                 return Ok(conn);
             }
-            conn.abort().await;
+            conn.smtp.abort().await;
         }
     }
 
-    fn checkin(&self, conn: AsyncSmtpConnection) {
-        if conn.has_broken() {
+    fn checkin(&self, conn: Conn) {
+        if conn.smtp.has_broken() {
             return;
         }
         let mut idle = self.lock();
@@ -165,7 +190,7 @@ impl SmtpPool {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, PoolError> {
+    async fn connect(&self) -> Result<Conn, PoolError> {
         let open = async {
             let tcp = TcpStream::connect((self.host.as_str(), self.port))
                 .await
@@ -179,15 +204,151 @@ impl SmtpPool {
                     .await
                     .map_err(PoolError::Smtp)?;
             }
+            // lettre keeps only the EHLO keywords it uses: ask again to learn PIPELINING.
+            // Before AUTH, as RFC 5321 lets an EHLO reset the session like RSET.
+            let ehlo = conn
+                .command(Ehlo::new(self.hello.clone()))
+                .await
+                .map_err(PoolError::Smtp)?;
+            let pipelining = offers_pipelining(&ehlo);
             if let Some(credentials) = &self.credentials {
                 conn.auth(DEFAULT_MECHANISMS, credentials)
                     .await
                     .map_err(PoolError::Smtp)?;
             }
-            Ok(conn)
+            Ok(Conn {
+                smtp: conn,
+                pipelining,
+                buf: String::new(),
+            })
         };
         tokio::time::timeout(self.timeout, open)
             .await
             .unwrap_or(Err(PoolError::Timeout(self.timeout)))
+    }
+}
+
+impl Conn {
+    /// Sends one message: pipelined when the server offers it, else through lettre's `send`.
+    /// On an error the connection must not be reused.
+    async fn send(
+        &mut self,
+        envelope: &Envelope,
+        raw: &[u8],
+    ) -> Result<Response, lettre::transport::smtp::Error> {
+        let info = self.smtp.server_info();
+        let mut parameters = Vec::new();
+        let ascii_addresses = envelope
+            .from()
+            .into_iter()
+            .chain(envelope.to())
+            .all(|a| AsRef::<str>::as_ref(a).is_ascii());
+        if !ascii_addresses {
+            parameters.push(MailParameter::SmtpUtfEight);
+        }
+        let ascii_body = raw.is_ascii();
+        if !ascii_body {
+            parameters.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        if !self.pipelining
+            || (!ascii_addresses && !info.supports_feature(Extension::SmtpUtfEight))
+            || (!ascii_body && !info.supports_feature(Extension::EightBitMime))
+        {
+            // One command at a time; lettre also refuses (with its own client error) what the
+            // server cannot take.
+            return self.smtp.send(envelope, raw).await;
+        }
+
+        // MAIL, RCPT and DATA in one write; their replies in order. `command` writes its text
+        // and reads one reply (MAIL's); a negative reply is lettre's error for it.
+        self.buf.clear();
+        let _ = write!(
+            self.buf,
+            "{}",
+            Mail::new(envelope.from().cloned(), parameters)
+        );
+        for to in envelope.to() {
+            let _ = write!(self.buf, "{}", Rcpt::new(to.clone(), Vec::new()));
+        }
+        let _ = write!(self.buf, "{Data}");
+        self.smtp.command(self.buf.as_str()).await?;
+        for _ in envelope.to() {
+            self.smtp.read_response().await?;
+        }
+        self.smtp.read_response().await?;
+
+        // The body and its final dot in one write.
+        match std::str::from_utf8(raw) {
+            Ok(text) => {
+                dot_stuff(text, &mut self.buf);
+                self.smtp.command(self.buf.as_str()).await
+            }
+            Err(_) => self.smtp.message(raw).await,
+        }
+    }
+}
+
+/// Whether an EHLO reply lists the `PIPELINING` keyword (RFC 2920); keywords are
+/// case-insensitive and start on the reply's second line.
+fn offers_pipelining(ehlo: &Response) -> bool {
+    ehlo.message().skip(1).any(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
+    })
+}
+
+/// Writes `text` into `out` as DATA content: a `.` doubled at the start of every line (after
+/// CRLF, or at the very start), then `\r\n.\r\n`. The same bytes as lettre's `message`.
+fn dot_stuff(text: &str, out: &mut String) {
+    out.clear();
+    out.reserve(text.len() + 16);
+    if text.starts_with('.') {
+        out.push('.');
+    }
+    let mut from = 0;
+    for (at, _) in text.match_indices("\r\n.") {
+        out.push_str(&text[from..at + 2]);
+        out.push('.');
+        from = at + 2;
+    }
+    out.push_str(&text[from..]);
+    out.push_str("\r\n.\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing_matches_lettre() {
+        // lettre's own codec test, its frames joined.
+        let mut out = String::new();
+        dot_stuff(
+            ".\r\ntest\r\ntest\r\n\r\n.\r\n\r\ntestte\r\n.\r\nsttesttest.test\n.test\n\
+             testtesttest\r\n.test\r\ntest.\r\n",
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            "..\r\ntest\r\ntest\r\n\r\n..\r\n\r\ntestte\r\n..\r\nsttesttest.test\n.test\n\
+             testtesttest\r\n..test\r\ntest.\r\n\r\n.\r\n"
+        );
+        dot_stuff("a\r\n.\r\n.", &mut out);
+        assert_eq!(out, "a\r\n..\r\n..\r\n.\r\n");
+        dot_stuff("", &mut out);
+        assert_eq!(out, "\r\n.\r\n");
+    }
+
+    #[test]
+    fn pipelining_is_read_from_the_ehlo_keywords() {
+        let reply = |text: &str| text.parse::<Response>().unwrap();
+        assert!(offers_pipelining(&reply(
+            "250-mx.example.org greets you\r\n250-SIZE 1000\r\n250-pipelining\r\n250 8BITMIME\r\n"
+        )));
+        assert!(!offers_pipelining(&reply(
+            "250-PIPELINING.example.org\r\n250-SIZE 1000\r\n250 XPIPELINING\r\n"
+        )));
+        assert!(!offers_pipelining(&reply("250 mx.example.org\r\n")));
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! It speaks enough ESMTP for real clients (lettre): EHLO/HELO, AUTH PLAIN and LOGIN (optionally
 //! required), MAIL FROM, RCPT TO, DATA with dot-unstuffing, RSET, NOOP, VRFY, QUIT, and
-//! advertises PIPELINING, 8BITMIME, SMTPUTF8, SIZE and ENHANCEDSTATUSCODES. Chosen recipients
-//! can be refused at RCPT with any reply (550, 451, ...), and every message can be refused at
-//! the end of DATA (for circuit-breaker tests).
+//! advertises PIPELINING (RFC 2920: a batch of commands is answered with one write; can be
+//! left out of the EHLO reply), 8BITMIME, SMTPUTF8, SIZE and ENHANCEDSTATUSCODES. It counts
+//! the commands a client sent without waiting for the previous reply. Chosen recipients can be
+//! refused at RCPT with any reply (550, 451, ...), and every message can be refused at the end
+//! of DATA (for circuit-breaker tests).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -64,6 +66,9 @@ pub struct SmtpSinkConfig {
     /// Keep every accepted message (default). Off, only counts are kept: for benchmarks that
     /// send hundreds of thousands of messages.
     pub discard_messages: bool,
+    /// Leave PIPELINING out of the EHLO reply: a server on which clients must wait for each
+    /// reply (pipelined commands are still answered, and counted).
+    pub no_pipelining: bool,
 }
 
 /// A message the sink accepted.
@@ -137,6 +142,9 @@ pub struct SinkCounts {
     pub auth_ok: u64,
     /// Failed AUTH exchanges.
     pub auth_failed: u64,
+    /// Commands read while the client had already sent more after them, i.e. without waiting
+    /// for their reply (PIPELINING).
+    pub pipelined: u64,
 }
 
 /// A running SMTP sink; stops accepting connections when dropped.
@@ -174,6 +182,7 @@ impl SmtpSink {
             data_refused: AtomicU64::new(0),
             auth_ok: AtomicU64::new(0),
             auth_failed: AtomicU64::new(0),
+            pipelined: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
         });
         let (shutdown, mut stop) = watch::channel(false);
@@ -266,6 +275,7 @@ impl SmtpSink {
             data_refused: s.data_refused.load(Ordering::Relaxed),
             auth_ok: s.auth_ok.load(Ordering::Relaxed),
             auth_failed: s.auth_failed.load(Ordering::Relaxed),
+            pipelined: s.pipelined.load(Ordering::Relaxed),
         }
     }
 
@@ -311,6 +321,7 @@ struct SinkState {
     data_refused: AtomicU64,
     auth_ok: AtomicU64,
     auth_failed: AtomicU64,
+    pipelined: AtomicU64,
     next_id: AtomicU64,
 }
 
@@ -398,6 +409,9 @@ impl Session {
             if n == 0 {
                 return Ok(());
             }
+            if !reader.buffer().is_empty() {
+                self.state.pipelined.fetch_add(1, Ordering::Relaxed);
+            }
             let command = String::from_utf8_lossy(trim_eol(&line)).into_owned();
             let quit = self.command(&command, &mut reader, &mut writer).await?;
             // PIPELINING: answer a batch of commands with one write.
@@ -429,8 +443,13 @@ impl Session {
             "EHLO" => {
                 self.greeted = true;
                 self.tx = Transaction::default();
+                let pipelining = if self.state.config.no_pipelining {
+                    ""
+                } else {
+                    "250-PIPELINING\r\n"
+                };
                 format!(
-                    "250-127.0.0.1 greets {arg}\r\n250-PIPELINING\r\n250-8BITMIME\r\n\
+                    "250-127.0.0.1 greets {arg}\r\n{pipelining}250-8BITMIME\r\n\
                      250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250-SIZE {MAX_MESSAGE}\r\n\
                      250 AUTH PLAIN LOGIN\r\n"
                 )
@@ -568,7 +587,10 @@ impl Session {
             .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
             .await?;
         writer.flush().await?;
-        let mut data = Vec::with_capacity(4096);
+        // Discarding, only the size is kept.
+        let keep = !self.state.config.discard_messages;
+        let mut data = Vec::with_capacity(if keep { 4096 } else { 0 });
+        let mut size = 0;
         let mut line = Vec::with_capacity(256);
         let mut too_big = false;
         loop {
@@ -581,12 +603,15 @@ impl Session {
                 break;
             }
             let content = content.strip_prefix(b".").unwrap_or(content);
-            if data.len() + content.len() + 2 > MAX_MESSAGE {
+            if size + content.len() + 2 > MAX_MESSAGE {
                 too_big = true;
                 continue;
             }
-            data.extend_from_slice(content);
-            data.extend_from_slice(b"\r\n");
+            size += content.len() + 2;
+            if keep {
+                data.extend_from_slice(content);
+                data.extend_from_slice(b"\r\n");
+            }
         }
         let tx = std::mem::take(&mut self.tx);
         if too_big {
@@ -598,7 +623,7 @@ impl Session {
             return Ok(reply.line());
         }
         let id = self.state.next_id.fetch_add(1, Ordering::Relaxed);
-        if !self.state.config.discard_messages {
+        if keep {
             self.state.messages().push(ReceivedMail {
                 mail_from: tx.mail_from.unwrap_or_default(),
                 rcpt_to: tx.rcpt_to,
@@ -682,6 +707,20 @@ mod tests {
         out
     }
 
+    /// Writes `command` (may be empty) and reads one whole reply.
+    async fn exchange(stream: &mut BufReader<TcpStream>, command: &str) -> String {
+        stream.write_all(command.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line).await.unwrap();
+            reply.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return reply;
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_pipelined_conversation_is_stored_dot_unstuffed() {
         let sink = SmtpSink::start().await;
@@ -708,6 +747,52 @@ mod tests {
         assert_eq!(m.header("subject").as_deref(), Some("hi"));
         assert_eq!(sink.messages_to("ann@example.org").len(), 1);
         assert_eq!(sink.counts().rcpt_refused, 1);
+        assert!(sink.counts().pipelined > 0);
+    }
+
+    #[tokio::test]
+    async fn pipelining_can_be_left_out_and_messages_only_counted() {
+        let sink = SmtpSink::start_with(SmtpSinkConfig {
+            no_pipelining: true,
+            discard_messages: true,
+            ..SmtpSinkConfig::default()
+        })
+        .await;
+        // One command, then its reply, as a client of such a server must.
+        let mut stream = BufReader::new(
+            TcpStream::connect(("127.0.0.1", sink.port()))
+                .await
+                .unwrap(),
+        );
+        let greeting = exchange(&mut stream, "").await;
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        let ehlo = exchange(&mut stream, "EHLO t\r\n").await;
+        assert!(
+            ehlo.contains("250-8BITMIME") && !ehlo.contains("PIPELINING"),
+            "{ehlo}"
+        );
+        for (command, reply) in [
+            ("MAIL FROM:<a@x.org>\r\n", "250 "),
+            ("RCPT TO:<b@x.org>\r\n", "250 "),
+            ("DATA\r\n", "354 "),
+            ("Subject: x\r\n\r\nbody\r\n.\r\n", "250 2.0.0 Ok: queued as"),
+            ("QUIT\r\n", "221 "),
+        ] {
+            let got = exchange(&mut stream, command).await;
+            assert!(got.starts_with(reply), "{command}: {got}");
+        }
+        assert_eq!(sink.message_count(), 1);
+        assert!(sink.messages().is_empty(), "discarded, only counted");
+        assert_eq!(sink.counts().pipelined, 0);
+
+        // Commands sent in one write are still answered in order, and counted.
+        let out = talk(
+            sink.port(),
+            "EHLO t\r\nMAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nQUIT\r\n",
+        )
+        .await;
+        assert!(out.ends_with("250 2.1.5 Ok\r\n221 2.0.0 Bye\r\n"), "{out}");
+        assert_eq!(sink.counts().pipelined, 3);
     }
 
     #[tokio::test]

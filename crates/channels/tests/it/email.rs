@@ -250,3 +250,122 @@ async fn concurrency_is_bounded_by_the_pool() {
         "{connections} connections for a pool of 3"
     );
 }
+
+#[tokio::test]
+async fn mail_rcpt_and_data_are_pipelined_when_the_server_offers_it() {
+    let sink = SmtpSink::start().await;
+    let mut settings = config(sink.port());
+    settings.pool_size = 1;
+    let channel = EmailChannel::new(settings).unwrap();
+    let text = "First line.\n.A line that starts with a dot\n..and one with two\n.";
+    for to in ["ann@example.org", "bob@example.org", "cy@example.org"] {
+        channel
+            .send(&email(to, Some(text), Some("<p>hi</p>"), None))
+            .await
+            .unwrap();
+    }
+    let counts = sink.counts();
+    assert_eq!(counts.accepted, 3);
+    assert_eq!(counts.connections, 1, "one pooled connection");
+    // MAIL and RCPT of each message arrived before their replies were sent (DATA was last in
+    // its group; the body came after the 354).
+    assert_eq!(counts.pipelined, 2 * 3);
+    let messages = sink.messages();
+    let recipients: Vec<_> = messages.iter().map(|m| m.rcpt_to.join(",")).collect();
+    assert_eq!(
+        recipients,
+        ["ann@example.org", "bob@example.org", "cy@example.org"]
+    );
+    for mail in &messages {
+        assert_eq!(mail.mail_from, "news@broadcast.example.org");
+        let body = mail.body();
+        assert!(
+            body.contains("\r\n.A line that starts with a dot\r\n..and one with two\r\n.\r\n"),
+            "the dots arrive as written: {body}"
+        );
+        assert!(body.contains("<p>hi</p>"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn without_pipelining_commands_go_one_at_a_time() {
+    let sink = SmtpSink::start_with(SmtpSinkConfig {
+        no_pipelining: true,
+        ..SmtpSinkConfig::default()
+    })
+    .await;
+    let mut settings = config(sink.port());
+    settings.pool_size = 1;
+    let channel = EmailChannel::new(settings).unwrap();
+    for to in ["ann@example.org", "bob@example.org"] {
+        channel
+            .send(&email(to, Some("hi"), Some("<p>hi</p>"), None))
+            .await
+            .unwrap();
+    }
+    let counts = sink.counts();
+    assert_eq!((counts.accepted, counts.connections), (2, 1));
+    assert_eq!(counts.pipelined, 0, "every command waited for its reply");
+    assert_eq!(sink.messages_to("bob@example.org").len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_recipient_is_classified_alike_with_and_without_pipelining() {
+    let refusals = [
+        (
+            "gone@example.org",
+            Reply::new(550, "5.1.1 <gone@example.org>: Recipient address rejected"),
+            FailureKind::InvalidAddress,
+        ),
+        (
+            "busy@example.org",
+            Reply::new(451, "4.3.0 Try again later"),
+            FailureKind::Transient,
+        ),
+        (
+            "policy@example.org",
+            Reply::new(550, "5.7.1 Relaying denied"),
+            FailureKind::Permanent,
+        ),
+    ];
+    let mut errors = Vec::new();
+    for no_pipelining in [false, true] {
+        let sink = SmtpSink::start_with(SmtpSinkConfig {
+            no_pipelining,
+            ..SmtpSinkConfig::default()
+        })
+        .await;
+        for (to, reply, _) in &refusals {
+            sink.reject_recipient(to, reply.clone());
+        }
+        let mut settings = config(sink.port());
+        settings.pool_size = 1;
+        let channel = EmailChannel::new(settings).unwrap();
+        for (i, (to, _, kind)) in refusals.iter().enumerate() {
+            let err = channel
+                .send(&email(to, Some("hi"), None, None))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.kind, *kind,
+                "{to} (pipelining: {}): {err}",
+                !no_pipelining
+            );
+            errors.push((no_pipelining, to, err.kind, err.message));
+            // The next message on the pool gets through, on a new connection: the refused
+            // one (the first, or the one the previous good message left idle) is not reused.
+            channel
+                .send(&email("fine@example.org", Some("hi"), None, None))
+                .await
+                .unwrap();
+            assert_eq!(sink.counts().connections, i as u64 + 2, "{to}");
+        }
+        assert_eq!(sink.messages_to("fine@example.org").len(), refusals.len());
+        assert_eq!(sink.counts().rcpt_refused, refusals.len() as u64);
+        assert_eq!(sink.counts().pipelined > 0, !no_pipelining);
+    }
+    let (pipelined, one_at_a_time) = errors.split_at(refusals.len());
+    for ((_, to, kind, message), (_, _, kind2, message2)) in pipelined.iter().zip(one_at_a_time) {
+        assert_eq!((kind, message), (kind2, message2), "{to}");
+    }
+}

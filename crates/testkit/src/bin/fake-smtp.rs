@@ -2,14 +2,16 @@
 //! `127.0.0.1:<port>` on the first line of stdout once it listens, and the number of accepted
 //! messages when it stops.
 //!
-//! Usage: `fake-smtp [--port N] [--user U --password P] [--keep]` (messages are only counted
-//! unless `--keep` is given).
+//! Usage: `fake-smtp [--port N] [--user U --password P] [--keep] [--no-pipelining]` (messages
+//! are only counted unless `--keep` is given; `--no-pipelining` leaves PIPELINING out of the
+//! EHLO reply, so clients send one command at a time).
 
 use std::io::Write;
 
 use broadcast_testkit::smtp::{SmtpSink, SmtpSinkConfig};
 
-const USAGE: &str = "usage: fake-smtp [--port N] [--user U --password P] [--keep]";
+const USAGE: &str =
+    "usage: fake-smtp [--port N] [--user U --password P] [--keep] [--no-pipelining]";
 
 #[tokio::main]
 async fn main() {
@@ -17,6 +19,7 @@ async fn main() {
     let mut user = None;
     let mut password = None;
     let mut keep = false;
+    let mut no_pipelining = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -33,6 +36,7 @@ async fn main() {
             "--user" => user = Some(value("--user")),
             "--password" => password = Some(value("--password")),
             "--keep" => keep = true,
+            "--no-pipelining" => no_pipelining = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -48,6 +52,7 @@ async fn main() {
     let config = SmtpSinkConfig {
         credentials,
         discard_messages: !keep,
+        no_pipelining,
     };
     let sink = SmtpSink::start_on(config, port)
         .await
