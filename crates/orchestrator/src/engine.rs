@@ -159,7 +159,8 @@ enum Effect {
     Fallback(BroadcastId, UserId, Option<RegistrationId>),
 }
 
-/// A finished delivery: its result, the channel permit it held, and the updates it calls for.
+/// A finished delivery: its result, the unrecorded-result permit it holds until the result is
+/// written, and the updates it calls for.
 struct Done {
     result: DeliveryResult,
     permit: Option<OwnedSemaphorePermit>,
@@ -201,7 +202,13 @@ pub struct Orchestrator {
     settings: Settings,
     backoff: Backoff,
     compiled: Mutex<HashMap<BroadcastId, Arc<Compiled>>>,
+    /// Sends in flight per channel: `concurrency`, or less when the channel allows less (an
+    /// SMTP pool's connections).
     permits: BTreeMap<ChannelKind, Arc<Semaphore>>,
+    /// Sends started and not yet recorded per channel: `concurrency`. This bounds what a crash
+    /// can leave sent but unrecorded, and lets results of a narrow channel (4 SMTP
+    /// connections) queue up for one write while its connections send the next messages.
+    unrecorded: BTreeMap<ChannelKind, Arc<Semaphore>>,
     events: broadcast::Sender<Progress>,
     breaker: Mutex<Breaker>,
     slots: BTreeMap<ChannelKind, tokio::sync::Mutex<VecDeque<DateTime<Utc>>>>,
@@ -227,6 +234,12 @@ impl Orchestrator {
                 (*kind, Arc::new(Semaphore::new(n)))
             })
             .collect();
+        let unrecorded = ports
+            .channels
+            .by_kind
+            .keys()
+            .map(|kind| (*kind, Arc::new(Semaphore::new(settings.concurrency.max(1)))))
+            .collect();
         let (events, _) = broadcast::channel(256);
         let slots = settings
             .shared_rates
@@ -243,6 +256,7 @@ impl Orchestrator {
             settings,
             compiled: Mutex::new(HashMap::new()),
             permits,
+            unrecorded,
             events,
             breaker: Mutex::new(Breaker::default()),
             slots,
@@ -642,8 +656,8 @@ impl Orchestrator {
     /// - sends (`deliver`), at most `concurrency` per channel;
     /// - result writes: whatever finished while the previous write was in flight is written
     ///   as one group (group commit), with the store effects the sends called for; each
-    ///   send's channel permit is released only when its result is written, so a crash leaves
-    ///   at most `concurrency` sent-but-unrecorded rows per channel;
+    ///   send's unrecorded-result permit is released only when its result is written, so a
+    ///   crash leaves at most `concurrency` sent-but-unrecorded rows per channel;
     /// - with a `deadline`, the next claim (and its contexts), on its own task, started when
     ///   half of the current batch is left to send and the last claim came back full.
     ///
@@ -788,7 +802,7 @@ impl Orchestrator {
     }
 
     /// Writes a group of finished deliveries: their store effects, then their results in one
-    /// call; their channel permits are released when this returns.
+    /// call; their unrecorded-result permits are released when this returns.
     async fn write_results(&self, group: Vec<Done>) -> Result<()> {
         let mut results = Vec::with_capacity(group.len());
         let mut permits = Vec::with_capacity(group.len());
@@ -1017,9 +1031,10 @@ impl Orchestrator {
         }
     }
 
-    /// Sends one job. Returns its result together with the channel permit it held: the caller
-    /// drops the permit only after the result is recorded, so the rows that a crash can leave
-    /// sent-but-unrecorded are bounded by the channel's concurrency, not by the batch size.
+    /// Sends one job. Returns its result together with its unrecorded-result permit: the caller
+    /// drops that permit only after the result is recorded, so the rows that a crash can leave
+    /// sent-but-unrecorded are bounded by `concurrency` per channel, not by the batch size. The
+    /// channel's own send permit is released as soon as the send returns.
     async fn deliver(&self, job: Job, stop: Option<&watch::Receiver<bool>>) -> Done {
         let Job {
             row,
@@ -1060,11 +1075,15 @@ impl Orchestrator {
         };
         let lane = (row.broadcast_id, row.channel);
         let mut effects = Vec::new();
-        let permit = match self.permits.get(&row.channel) {
+        let permit = match self.unrecorded.get(&row.channel) {
             Some(sem) => sem.clone().acquire_owned().await.ok(),
             None => None,
         };
-        // Checked with the permit held: sends queued behind a failing one see the trip, and
+        let sending = match self.permits.get(&row.channel) {
+            Some(sem) => sem.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        // Checked with the permits held: sends queued behind a failing one see the trip, and
         // rows claimed ahead are handed back at once when the worker is stopping.
         let held_back = if stop.is_some_and(|s| *s.borrow()) {
             Some("held back: the worker is stopping")
@@ -1114,6 +1133,9 @@ impl Orchestrator {
             }
         }
         let sent = channel.send(&message).await;
+        // The channel is free for the next message; `permit` stays held until the result is
+        // written.
+        drop(sending);
         let recorded = match sent {
             Ok(delivered) => {
                 self.breaker.lock().expect("breaker poisoned").record(
