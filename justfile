@@ -32,7 +32,7 @@ ci:
     bash .ci/run
 
 # Benchmarks of docs/performance.md on this machine, one table at the end: `just bench` (every
-# scenario at full size, about 16 minutes) or `just bench quick` (smaller N, about 3 minutes).
+# scenario at full size, about 12 minutes after the build) or `just bench quick` (smaller N, about 3 minutes).
 # Extra arguments go to the driver, e.g. `just bench quick --only engine,email`.
 bench MODE="full" *ARGS:
     cargo build --release -p broadcast-cli -p broadcast-testkit --bins --features broadcast-testkit/bench
