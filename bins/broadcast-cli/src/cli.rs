@@ -374,6 +374,15 @@ pub(crate) enum BroadcastCmd {
         /// Broadcast id.
         id: i64,
     },
+    /// Rebuild a broadcast's statistics from its ledger rows, then print them. Statistics are
+    /// counters kept with every change of the ledger; only rows changed with manual SQL make
+    /// them wrong. Refused while the broadcast is running: pause it first.
+    ///
+    /// Example: broadcast-cli broadcast recount 3
+    Recount {
+        /// Broadcast id.
+        id: i64,
+    },
     /// List a broadcast's recipient rows.
     ///
     /// Example: broadcast-cli broadcast recipients 3 --status failed

@@ -601,6 +601,19 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
             print_stats(app, id, j).await?;
         }
         BroadcastCmd::Stats { id } => print_stats(app, id, j).await?,
+        BroadcastCmd::Recount { id } => {
+            let b = app.store.get_broadcast(id).await?;
+            if b.status == BroadcastStatus::Running {
+                // A worker's write during the recount could be counted twice or not at all.
+                return Err(anyhow::anyhow!(
+                    "broadcast {id} is running; pause it (`broadcast pause {id}`) before \
+                     recounting, and resume it after"
+                )
+                .into());
+            }
+            app.store.recount(id).await?;
+            print_stats(app, id, j).await?;
+        }
         BroadcastCmd::Export {
             id,
             format,

@@ -511,6 +511,61 @@ fn audience_commands_print_the_documented_json() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn recount_repairs_statistics_after_manual_sql_and_refuses_a_running_broadcast() {
+    let dir = demo_dir();
+    let d = dir.path().to_owned();
+    let count = |stats: &Value, status: &str| stats["stats"]["by_status"][status].as_u64();
+    let before = ok_json(&d, &["broadcast", "stats", "1", "--json"]);
+    let sent = count(&before, "sent").expect("the demo sent messages");
+
+    // An operator marks one delivered row failed with manual SQL: the counters do not see it.
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        d.join("data/broadcast.db").display()
+    );
+    let changed = broadcast_testkit::db::execute_sql(
+        &url,
+        "UPDATE broadcast_recipients SET status = 'failed', error_kind = 'permanent' \
+         WHERE id = (SELECT MIN(id) FROM broadcast_recipients \
+         WHERE broadcast_id = 1 AND status = 'sent')",
+    )
+    .await;
+    assert_eq!(changed, 1);
+    let stale = ok_json(&d, &["broadcast", "stats", "1", "--json"]);
+    assert_eq!(count(&stale, "sent"), Some(sent), "counters, not a count");
+
+    let repaired = ok_json(&d, &["broadcast", "recount", "1", "--json"]);
+    assert_eq!(count(&repaired, "sent"), Some(sent - 1), "{repaired}");
+    assert_eq!(
+        count(&repaired, "failed"),
+        Some(count(&before, "failed").unwrap_or(0) + 1),
+        "{repaired}"
+    );
+    assert_eq!(
+        repaired["stats"]["total"], before["stats"]["total"],
+        "{repaired}"
+    );
+    assert_eq!(
+        ok_json(&d, &["broadcast", "stats", "1", "--json"]),
+        repaired
+    );
+
+    // A running broadcast is refused, and an unknown one named.
+    broadcast_testkit::db::execute_sql(
+        &url,
+        "UPDATE broadcasts SET status = 'running' WHERE id = 1",
+    )
+    .await;
+    let error = fails(&cli(&d, &["broadcast", "recount", "1"]), 1);
+    assert!(
+        error.contains("running") && error.contains("pause"),
+        "{error}"
+    );
+    let error = fails(&cli(&d, &["broadcast", "recount", "99"]), 2);
+    assert!(error.contains("99"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn admin_users_get_argon2_hashes_and_the_password_is_never_shown() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().to_owned();
@@ -663,6 +718,7 @@ fn every_command_has_help_with_an_example() {
         &["broadcast", "retry"],
         &["broadcast", "test"],
         &["broadcast", "stats"],
+        &["broadcast", "recount"],
         &["broadcast", "recipients"],
         &["broadcast", "export"],
         &["audience", "import"],

@@ -237,6 +237,20 @@ impl Drop for PgDropGuard {
     }
 }
 
+/// Runs one SQL statement on the database at `url`, as an operator editing rows by hand would
+/// (for tests of what the system does after such a change); returns the rows affected.
+pub async fn execute_sql(url: &str, sql: &str) -> u64 {
+    let conn = connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", redact_url(url)));
+    let done = conn
+        .execute_unprepared(sql)
+        .await
+        .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"));
+    let _ = conn.close().await;
+    done.rows_affected()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
