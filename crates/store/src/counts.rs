@@ -124,13 +124,21 @@ impl Counted {
     /// A row returned with [`RETURNING`].
     pub(crate) fn from_row(row: &QueryResult) -> Result<Counted> {
         Ok(Counted {
+            sent_at: row.try_get("", "sent_at").map_err(db_err)?,
+            ..Counted::key_from_row(row)?
+        })
+    }
+
+    /// The columns that choose a row's counter, without `sent_at` (a grouped read has none).
+    pub(crate) fn key_from_row(row: &QueryResult) -> Result<Counted> {
+        Ok(Counted {
             broadcast: row.try_get("", "broadcast_id").map_err(db_err)?,
             channel: row.try_get("", "channel").map_err(db_err)?,
             status: row.try_get("", "status").map_err(db_err)?,
             error_kind: row.try_get("", "error_kind").map_err(db_err)?,
             skip_reason: row.try_get("", "skip_reason").map_err(db_err)?,
             lease_expirations: row.try_get("", "lease_expirations").map_err(db_err)?,
-            sent_at: row.try_get("", "sent_at").map_err(db_err)?,
+            sent_at: None,
         })
     }
 }
@@ -560,15 +568,7 @@ impl Store {
             .to_owned();
         let mut changes = CountChanges::new();
         for row in txn.query_all(&group).await.map_err(db_err)? {
-            let mut counted = Counted {
-                broadcast: row.try_get("", "broadcast_id").map_err(db_err)?,
-                channel: row.try_get("", "channel").map_err(db_err)?,
-                status: row.try_get("", "status").map_err(db_err)?,
-                error_kind: row.try_get("", "error_kind").map_err(db_err)?,
-                skip_reason: row.try_get("", "skip_reason").map_err(db_err)?,
-                lease_expirations: row.try_get("", "lease_expirations").map_err(db_err)?,
-                sent_at: None,
-            };
+            let mut counted = Counted::key_from_row(&row)?;
             let n: i64 = row.try_get("", "rows").map_err(db_err)?;
             changes.add_counted(&counted, -n);
             counted.status = to.as_str().to_owned();
