@@ -135,7 +135,7 @@ pub(crate) struct Export {
 
 pub(crate) async fn export(app: &App, e: Export, j: bool) -> CliResult<()> {
     app.store.get_broadcast(e.id).await?;
-    let mut query = RecipientQuery {
+    let query = RecipientQuery {
         status: e
             .status
             .as_deref()
@@ -166,7 +166,7 @@ pub(crate) async fn export(app: &App, e: Export, j: bool) -> CliResult<()> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout())),
     };
-    let written = write_rows(app, e.id, e.format, out, &mut query).await;
+    let written = write_rows(app, e.id, e.format, out, &query).await;
     let rows = match (written, &partial) {
         (Ok(rows), _) => rows,
         // `| head`: the reader has what it wanted.
@@ -235,39 +235,34 @@ impl From<broadcast_domain::Error> for Failure {
     }
 }
 
-/// Writes every page; returns the number of rows.
+/// Writes every page; returns the number of rows. Pages after the first are read by id
+/// (`list_recipients_after`), so each costs the same however deep into the ledger it is.
 async fn write_rows(
     app: &App,
     id: BroadcastId,
     format: ExportFormat,
     out: Box<dyn Write>,
-    query: &mut RecipientQuery,
+    query: &RecipientQuery,
 ) -> Result<u64, Failure> {
     let mut sink = Sink::new(format, out)?;
+    let first = app.store.list_recipients(id, query).await?;
+    let total = first.total;
+    let activity =
+        (total > PAGE).then(|| Activity::start(Unit::Items, 0, Some(total), "rows exported"));
+    let mut page = first.items;
     let mut rows = 0;
-    let mut activity: Option<Activity> = None;
     loop {
-        let page = app.store.list_recipients(id, query).await?;
-        let n = page.items.len() as u64;
-        if activity.is_none() && page.total > PAGE {
-            activity = Some(Activity::start(
-                Unit::Items,
-                0,
-                Some(page.total),
-                "rows exported",
-            ));
-        }
-        for r in &page.items {
+        for r in &page {
             sink.write(r)?;
         }
-        rows += n;
+        rows += page.len() as u64;
         if let Some(a) = &activity {
-            a.update(rows, Some(page.total.max(rows)), "rows exported");
+            a.update(rows, Some(total.max(rows)), "rows exported");
         }
-        if n < query.limit {
+        let Some(last) = page.last().filter(|_| page.len() as u64 >= query.limit) else {
             break;
-        }
-        query.offset += n;
+        };
+        page = app.store.list_recipients_after(id, query, last.id).await?;
     }
     sink.finish()?;
     if let Some(a) = activity {
