@@ -6,7 +6,9 @@
 //! left out of the EHLO reply), 8BITMIME, SMTPUTF8, SIZE and ENHANCEDSTATUSCODES. It counts
 //! the commands a client sent without waiting for the previous reply. Chosen recipients can be
 //! refused at RCPT with any reply (550, 451, ...), and every message can be refused at the end
-//! of DATA (for circuit-breaker tests).
+//! of DATA (for circuit-breaker tests). A message can also be accepted at the end of DATA and
+//! its connection closed without the final `250` ([`SmtpSink::drop_after_accept`],
+//! [`SmtpSinkConfig::drop_every`]), so the client cannot know it was delivered.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -69,6 +71,9 @@ pub struct SmtpSinkConfig {
     /// Leave PIPELINING out of the EHLO reply: a server on which clients must wait for each
     /// reply (pipelined commands are still answered, and counted).
     pub no_pipelining: bool,
+    /// When `Some(k)` (k > 0), every k-th accepted message (counted sink-wide) is stored and
+    /// then its connection closed without the final `250` reply.
+    pub drop_every: Option<u32>,
 }
 
 /// A message the sink accepted.
@@ -138,6 +143,9 @@ pub struct SinkCounts {
     pub rcpt_refused: u64,
     /// Messages refused at the end of DATA.
     pub data_refused: u64,
+    /// Accepted messages (counted in `accepted` too) whose connection was closed instead of
+    /// sending the final `250`.
+    pub dropped_after_accept: u64,
     /// Successful AUTH exchanges.
     pub auth_ok: u64,
     /// Failed AUTH exchanges.
@@ -180,6 +188,7 @@ impl SmtpSink {
             accepted: AtomicU64::new(0),
             rcpt_refused: AtomicU64::new(0),
             data_refused: AtomicU64::new(0),
+            dropped_after_accept: AtomicU64::new(0),
             auth_ok: AtomicU64::new(0),
             auth_failed: AtomicU64::new(0),
             pipelined: AtomicU64::new(0),
@@ -250,6 +259,19 @@ impl SmtpSink {
         self.state.rules().data = reply;
     }
 
+    /// Accepts the next `times` messages with `address` (case-insensitive) among their
+    /// recipients at the end of DATA, stores and counts them, and then closes the connection
+    /// without the final `250` reply; `times` 0 cancels an earlier call.
+    pub fn drop_after_accept(&self, address: &str, times: u32) {
+        let mut rules = self.state.rules();
+        let key = address.to_ascii_lowercase();
+        if times == 0 {
+            rules.drops.remove(&key);
+        } else {
+            rules.drops.insert(key, times);
+        }
+    }
+
     /// Every accepted message, in order (empty when messages are discarded).
     pub fn messages(&self) -> Vec<ReceivedMail> {
         self.state.messages().clone()
@@ -273,6 +295,7 @@ impl SmtpSink {
             accepted: s.accepted.load(Ordering::Relaxed),
             rcpt_refused: s.rcpt_refused.load(Ordering::Relaxed),
             data_refused: s.data_refused.load(Ordering::Relaxed),
+            dropped_after_accept: s.dropped_after_accept.load(Ordering::Relaxed),
             auth_ok: s.auth_ok.load(Ordering::Relaxed),
             auth_failed: s.auth_failed.load(Ordering::Relaxed),
             pipelined: s.pipelined.load(Ordering::Relaxed),
@@ -308,6 +331,8 @@ struct Rules {
     /// Per recipient: the reply and how many more times to give it (`None`: always).
     recipients: HashMap<String, (Reply, Option<u32>)>,
     data: Option<Reply>,
+    /// Per recipient: how many more accepted messages to leave unanswered.
+    drops: HashMap<String, u32>,
 }
 
 #[derive(Debug)]
@@ -319,6 +344,7 @@ struct SinkState {
     accepted: AtomicU64,
     rcpt_refused: AtomicU64,
     data_refused: AtomicU64,
+    dropped_after_accept: AtomicU64,
     auth_ok: AtomicU64,
     auth_failed: AtomicU64,
     pipelined: AtomicU64,
@@ -332,6 +358,29 @@ impl SinkState {
 
     fn messages(&self) -> MutexGuard<'_, Vec<ReceivedMail>> {
         self.messages.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether an accepted message to these recipients is to be left unanswered, using up one
+    /// drop of each recipient that has some.
+    fn take_drops(&self, recipients: &[String]) -> bool {
+        let mut rules = self.rules();
+        if rules.drops.is_empty() {
+            return false;
+        }
+        let mut keys: Vec<String> = recipients.iter().map(|r| r.to_ascii_lowercase()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut drops = false;
+        for key in keys {
+            if let Some(left) = rules.drops.get_mut(&key) {
+                drops = true;
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    rules.drops.remove(&key);
+                }
+            }
+        }
+        drops
     }
 
     /// The configured reply for a recipient, using up one of its counted refusals.
@@ -462,7 +511,11 @@ impl Session {
             "AUTH" => self.auth(arg, reader, writer).await?,
             "MAIL" => self.mail(arg),
             "RCPT" => self.rcpt(arg),
-            "DATA" => self.data(reader, writer).await?,
+            "DATA" => match self.data(reader, writer).await? {
+                Some(reply) => reply,
+                // Accepted, but the connection closes without the final reply.
+                None => return Ok(true),
+            },
             "RSET" => {
                 self.tx = Transaction::default();
                 "250 2.0.0 Ok\r\n".to_owned()
@@ -579,9 +632,15 @@ impl Session {
         "250 2.1.5 Ok\r\n".to_owned()
     }
 
-    async fn data(&mut self, reader: &mut Reader, writer: &mut Writer) -> std::io::Result<String> {
+    /// Reads a message; the reply to give, or `None` when it was accepted and the connection
+    /// is to close without a reply.
+    async fn data(
+        &mut self,
+        reader: &mut Reader,
+        writer: &mut Writer,
+    ) -> std::io::Result<Option<String>> {
         if self.tx.rcpt_to.is_empty() {
-            return Ok("554 5.5.1 Error: no valid recipients\r\n".to_owned());
+            return Ok(Some("554 5.5.1 Error: no valid recipients\r\n".to_owned()));
         }
         writer
             .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
@@ -615,14 +674,22 @@ impl Session {
         }
         let tx = std::mem::take(&mut self.tx);
         if too_big {
-            return Ok("552 5.3.4 Message size exceeds fixed limit\r\n".to_owned());
+            return Ok(Some(
+                "552 5.3.4 Message size exceeds fixed limit\r\n".to_owned(),
+            ));
         }
         let refusal = self.state.rules().data.clone();
         if let Some(reply) = refusal {
             self.state.data_refused.fetch_add(1, Ordering::Relaxed);
-            return Ok(reply.line());
+            return Ok(Some(reply.line()));
         }
         let id = self.state.next_id.fetch_add(1, Ordering::Relaxed);
+        let drops = self.state.take_drops(&tx.rcpt_to)
+            || self
+                .state
+                .config
+                .drop_every
+                .is_some_and(|k| k > 0 && id.is_multiple_of(u64::from(k)));
         if keep {
             self.state.messages().push(ReceivedMail {
                 mail_from: tx.mail_from.unwrap_or_default(),
@@ -633,7 +700,13 @@ impl Session {
             });
         }
         self.state.accepted.fetch_add(1, Ordering::Relaxed);
-        Ok(format!("250 2.0.0 Ok: queued as SINK{id:08}\r\n"))
+        if drops {
+            self.state
+                .dropped_after_accept
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        }
+        Ok(Some(format!("250 2.0.0 Ok: queued as SINK{id:08}\r\n")))
     }
 }
 
@@ -833,6 +906,104 @@ mod tests {
         );
         assert_eq!(sink.counts().auth_ok, 2);
         assert_eq!(sink.counts().auth_failed, 1);
+    }
+
+    /// Sends one message on `stream` (after EHLO), returning the reply to its end of DATA.
+    async fn send_one(stream: &mut BufReader<TcpStream>, rcpt: &str, subject: &str) -> String {
+        for (command, reply) in [
+            ("MAIL FROM:<s@x.org>\r\n".to_owned(), "250 "),
+            (format!("RCPT TO:<{rcpt}>\r\n"), "250 "),
+            ("DATA\r\n".to_owned(), "354 "),
+        ] {
+            let got = exchange(stream, &command).await;
+            assert!(got.starts_with(reply), "{command}: {got}");
+        }
+        exchange(stream, &format!("Subject: {subject}\r\n\r\nbody\r\n.\r\n")).await
+    }
+
+    async fn connect(sink: &SmtpSink) -> BufReader<TcpStream> {
+        let mut stream = BufReader::new(
+            TcpStream::connect(("127.0.0.1", sink.port()))
+                .await
+                .unwrap(),
+        );
+        assert!(exchange(&mut stream, "").await.starts_with("220 "));
+        assert!(
+            exchange(&mut stream, "EHLO t\r\n")
+                .await
+                .starts_with("250-")
+        );
+        stream
+    }
+
+    /// True when the server closed the connection: nothing more to read.
+    async fn closed(stream: &mut BufReader<TcpStream>) -> bool {
+        let mut rest = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+            .await
+            .expect("closed within 5 s");
+        read.is_err() || rest.is_empty()
+    }
+
+    #[tokio::test]
+    async fn drop_after_accept_stores_the_message_and_closes_without_250() {
+        let sink = SmtpSink::start().await;
+        sink.drop_after_accept("Lost@x.org", 1);
+        let mut stream = connect(&sink).await;
+        let reply = send_one(&mut stream, "lost@X.org", "first").await;
+        assert_eq!(reply, "", "no reply at all, got {reply:?}");
+        assert!(closed(&mut stream).await);
+        let stored = sink.messages_to("lost@x.org");
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].header("Subject").as_deref(), Some("first"));
+        // Used up: the next message to the address is answered.
+        let mut stream = connect(&sink).await;
+        let reply = send_one(&mut stream, "lost@x.org", "second").await;
+        assert!(reply.starts_with("250 2.0.0 Ok: queued as"), "{reply}");
+        let counts = sink.counts();
+        assert_eq!((counts.accepted, counts.dropped_after_accept), (2, 1));
+        assert_eq!(counts.connections, 2);
+    }
+
+    #[tokio::test]
+    async fn drop_every_leaves_every_kth_accepted_message_unanswered() {
+        let sink = SmtpSink::start_with(SmtpSinkConfig {
+            drop_every: Some(2),
+            ..SmtpSinkConfig::default()
+        })
+        .await;
+        sink.reject_all_at_data(Some(Reply::new(451, "4.3.0 Not now")));
+        let mut stream = connect(&sink).await;
+        // A refused message is not an accepted one and does not move the count.
+        assert!(
+            send_one(&mut stream, "a@x.org", "refused")
+                .await
+                .starts_with("451 ")
+        );
+        sink.reject_all_at_data(None);
+        let reply = send_one(&mut stream, "a@x.org", "1").await;
+        assert!(reply.starts_with("250 "), "{reply}");
+        assert_eq!(send_one(&mut stream, "b@x.org", "2").await, "");
+        assert!(closed(&mut stream).await);
+        let mut stream = connect(&sink).await;
+        let reply = send_one(&mut stream, "c@x.org", "3").await;
+        assert!(reply.starts_with("250 "), "{reply}");
+        assert_eq!(send_one(&mut stream, "d@x.org", "4").await, "");
+        let subjects: Vec<_> = sink
+            .messages()
+            .iter()
+            .filter_map(|m| m.header("Subject"))
+            .collect();
+        assert_eq!(subjects, ["1", "2", "3", "4"]);
+        let counts = sink.counts();
+        assert_eq!(
+            (
+                counts.accepted,
+                counts.dropped_after_accept,
+                counts.data_refused
+            ),
+            (4, 2, 1)
+        );
     }
 
     #[tokio::test]

@@ -3,9 +3,20 @@
 //! It answers `getMe` and `sendMessage` (JSON, form or query parameters) the way Telegram does,
 //! with Telegram's exact error descriptions (teloxide matches them by text): 401 for a wrong
 //! token, 400 "chat not found", 403 "bot was blocked by the user", 429 with `retry_after`, 400
-//! with `migrate_to_chat_id`, 500 for chats set to fail. It enforces the real limits (30/s per
-//! bot, 1000/s with `allow_paid_broadcast`, 1 s per private chat, 3 s per group) by answering
-//! 429, and records every accepted message and every 429 for the test to inspect.
+//! with `migrate_to_chat_id`, 500 for chats set to fail. It records every accepted message and
+//! every 429 for the test to inspect.
+//!
+//! It enforces Telegram's documented limits as strictly as they are written, counted at arrival
+//! (the instant the handler takes the request) in *any* sliding window, with no tolerance. By
+//! default ([`FakeTelegramConfig`]): at most 30 messages per bot in any 1 s (1000 for requests
+//! with `allow_paid_broadcast`, which are counted apart), at most 1 per chat in any 1 s, and at
+//! most 20 per group (negative id) in any 60 s. A request over a limit gets 429 `Too Many Requests: retry after N`, N being the
+//! whole seconds until the refusing window admits one more; refused requests are not counted.
+//!
+//! To test what a client does when the outcome of a request is unknown, a chat can be set to
+//! [`ChatBehavior::AcceptThenDrop`] (or every k-th message dropped with
+//! [`FakeTelegramConfig::drop_every`]): the message is accepted and recorded, then the
+//! connection is closed without an answer.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -17,15 +28,15 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde_json::{Map, Value, json};
@@ -38,16 +49,20 @@ pub struct FakeTelegramConfig {
     pub token: String,
     /// Whether the limits below are enforced at all.
     pub enforce_limits: bool,
-    /// Messages per second for the bot.
+    /// Most messages the bot may send in any window of 1 s (0 counts as 1).
     pub per_second: u32,
-    /// Messages per second for requests with `allow_paid_broadcast`.
+    /// Most messages with `allow_paid_broadcast` in any window of 1 s (0 counts as 1); they are
+    /// counted apart from the others.
     pub paid_per_second: u32,
-    /// Least time between two messages to one private chat (positive id).
+    /// One message per chat in any window of this length (private chats and groups alike);
+    /// zero turns the per-chat limit off.
     pub private_chat_interval: Duration,
-    /// Least time between two messages to one group (negative id).
-    pub group_chat_interval: Duration,
-    /// How early a request may come and still be accepted, for network jitter.
-    pub tolerance: Duration,
+    /// Most messages to one group (negative id) in any window of 60 s (0 counts as 1).
+    pub group_per_minute: u32,
+    /// When `Some(k)` (k > 0), every k-th accepted message (counted server-wide) is recorded
+    /// and then its connection closed without an answer, as with
+    /// [`ChatBehavior::AcceptThenDrop`].
+    pub drop_every: Option<u32>,
 }
 
 impl Default for FakeTelegramConfig {
@@ -58,8 +73,8 @@ impl Default for FakeTelegramConfig {
             per_second: 30,
             paid_per_second: 1000,
             private_chat_interval: Duration::from_secs(1),
-            group_chat_interval: Duration::from_secs(3),
-            tolerance: Duration::from_millis(100),
+            group_per_minute: 20,
+            drop_every: None,
         }
     }
 }
@@ -82,6 +97,10 @@ pub enum ChatBehavior {
     /// 429 with this `retry_after` (seconds) once; until it has passed every request to the bot
     /// gets 429 too, as Telegram does.
     RateLimitOnce(u32),
+    /// The next this many messages are accepted (recorded, counted against the limits) but
+    /// their connection is closed without an answer, so the client sees a network error after
+    /// sending the request and cannot know the outcome; then the chat is ordinary again.
+    AcceptThenDrop(u32),
     /// Any answer: HTTP status / `error_code` and description, every time.
     Error {
         /// `error_code` and HTTP status.
@@ -106,6 +125,9 @@ pub struct SentMessage {
     pub link_preview_disabled: bool,
     /// Whether `allow_paid_broadcast` was set.
     pub paid_broadcast: bool,
+    /// Whether the fake closed the connection instead of answering (see
+    /// [`ChatBehavior::AcceptThenDrop`]).
+    pub dropped: bool,
     /// When it arrived.
     pub at: Instant,
     /// When it arrived, wall clock.
@@ -153,7 +175,7 @@ impl FakeTelegram {
         let addr = listener.local_addr()?;
         let state = Arc::new(Shared {
             started: Instant::now(),
-            inner: Mutex::new(Inner::new(&config)),
+            inner: Mutex::new(Inner::new()),
             config,
         });
         let app = Router::new()
@@ -227,6 +249,22 @@ impl FakeTelegram {
         self.state.lock().throttled.clone()
     }
 
+    /// Number of 429s answered because the fake's limits refused the request
+    /// ([`Throttled::enforced`]).
+    pub fn enforced_throttles(&self) -> usize {
+        self.state
+            .lock()
+            .throttled
+            .iter()
+            .filter(|t| t.enforced)
+            .count()
+    }
+
+    /// Number of accepted messages whose connection was closed without an answer.
+    pub fn dropped(&self) -> usize {
+        self.state.lock().dropped
+    }
+
     /// Every request received (any method, any outcome).
     pub fn request_count(&self) -> u64 {
         self.state.lock().requests
@@ -237,6 +275,21 @@ impl FakeTelegram {
     pub fn max_in_window(&self, window: Duration) -> usize {
         let inner = self.state.lock();
         max_in_window(inner.messages.iter().map(|m| m.at), window)
+    }
+
+    /// The most messages any one chat received within any window of this length (e.g. 1 s to
+    /// compare with the per-chat limit, 60 s with the per-group one).
+    pub fn max_per_chat_in_window(&self, window: Duration) -> usize {
+        let inner = self.state.lock();
+        let mut per_chat: HashMap<i64, Vec<Instant>> = HashMap::new();
+        for m in &inner.messages {
+            per_chat.entry(m.chat_id).or_default().push(m.at);
+        }
+        per_chat
+            .into_values()
+            .map(|times| max_in_window(times.into_iter(), window))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Waits until at least `n` messages were accepted; false when `timeout` passes first.
@@ -255,7 +308,7 @@ impl FakeTelegram {
     pub fn reset_records(&self) {
         let mut inner = self.state.lock();
         let behaviors = std::mem::take(&mut inner.behaviors);
-        *inner = Inner::new(&self.state.config);
+        *inner = Inner::new();
         inner.behaviors = behaviors;
     }
 }
@@ -301,59 +354,128 @@ struct Inner {
     messages: Vec<SentMessage>,
     throttled: Vec<Throttled>,
     requests: u64,
-    global: Gcra,
-    paid: Gcra,
-    chats: HashMap<i64, Gcra>,
+    limits: Limits,
     hold_until: Option<Instant>,
     next_message_id: i64,
+    dropped: usize,
 }
 
 impl Inner {
-    fn new(config: &FakeTelegramConfig) -> Self {
-        let per_sec = |n: u32| Duration::from_secs(1) / n.max(1);
+    fn new() -> Self {
         Self {
             behaviors: HashMap::new(),
             messages: Vec::new(),
             throttled: Vec::new(),
             requests: 0,
-            global: Gcra::new(per_sec(config.per_second), config.tolerance),
-            paid: Gcra::new(per_sec(config.paid_per_second), config.tolerance),
-            chats: HashMap::new(),
+            limits: Limits::default(),
             hold_until: None,
             next_message_id: 1,
+            dropped: 0,
         }
     }
 }
 
-/// Generic cell rate algorithm: one event per `interval`, events may come up to `tolerance`
-/// early. A refused event does not count.
-#[derive(Debug, Clone, Copy)]
-struct Gcra {
-    interval: Duration,
-    tolerance: Duration,
-    tat: Option<Instant>,
+/// The window of the per-bot limits.
+const SECOND: Duration = Duration::from_secs(1);
+/// The window of the per-group limit.
+const MINUTE: Duration = Duration::from_secs(60);
+/// Empty per-chat logs are dropped after this many admitted messages.
+const SWEEP_EVERY: u64 = 1024;
+
+/// Sliding-window logs of the arrivals the limits admitted.
+#[derive(Debug, Default)]
+struct Limits {
+    /// Messages without `allow_paid_broadcast`, last second.
+    ordinary: ArrivalLog,
+    /// Messages with `allow_paid_broadcast`, last second.
+    paid: ArrivalLog,
+    /// Per chat, as long as its longest window.
+    chats: HashMap<i64, ArrivalLog>,
+    admitted: u64,
 }
 
-impl Gcra {
-    fn new(interval: Duration, tolerance: Duration) -> Self {
-        Self {
-            interval,
-            tolerance,
-            tat: None,
+impl Limits {
+    /// Counts a message to `chat_id` arriving at `now` (not earlier than any before it) when
+    /// every limit admits it; `Err(wait)` when one does not, `wait` being how long until all
+    /// the refusing windows admit one more. A refused message is not counted.
+    fn admit(
+        &mut self,
+        config: &FakeTelegramConfig,
+        chat_id: i64,
+        paid: bool,
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let (bot, bot_limit) = if paid {
+            (&mut self.paid, config.paid_per_second)
+        } else {
+            (&mut self.ordinary, config.per_second)
+        };
+        bot.prune(now, SECOND);
+        let chat = self.chats.entry(chat_id).or_default();
+        chat.prune(now, chat_keep(config, chat_id));
+        let mut wait =
+            bot.wait(now, SECOND, bot_limit)
+                .max(chat.wait(now, config.private_chat_interval, 1));
+        if chat_id < 0 {
+            wait = wait.max(chat.wait(now, MINUTE, config.group_per_minute));
+        }
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
+        bot.record(now);
+        chat.record(now);
+        self.admitted += 1;
+        if self.admitted.is_multiple_of(SWEEP_EVERY) {
+            self.chats.retain(|id, log| {
+                log.prune(now, chat_keep(config, *id));
+                !log.is_empty()
+            });
+        }
+        Ok(())
+    }
+}
+
+/// How long a chat's arrivals matter: its longest window.
+fn chat_keep(config: &FakeTelegramConfig, chat_id: i64) -> Duration {
+    if chat_id < 0 {
+        config.private_chat_interval.max(MINUTE)
+    } else {
+        config.private_chat_interval
+    }
+}
+
+/// Admitted arrival instants, oldest first.
+#[derive(Debug, Default)]
+struct ArrivalLog(VecDeque<Instant>);
+
+impl ArrivalLog {
+    /// Forgets arrivals that no window of length `keep` ending at `now` or later contains.
+    fn prune(&mut self, now: Instant, keep: Duration) {
+        while let Some(&oldest) = self.0.front()
+            && now.duration_since(oldest) >= keep
+        {
+            self.0.pop_front();
         }
     }
 
-    /// `Err(wait)` when an event now would be too early.
-    fn check(&self, now: Instant) -> Result<(), Duration> {
-        match self.tat {
-            Some(tat) if now + self.tolerance < tat => Err(tat - self.tolerance - now),
-            _ => Ok(()),
-        }
+    /// How long until an arrival fits `limit` (0 counts as 1) per `window`, or `None` when one
+    /// fits at `now`: the window `(now - window, now]` holds fewer than `limit` arrivals.
+    fn wait(&self, now: Instant, window: Duration, limit: u32) -> Option<Duration> {
+        let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
+        // The limit-th newest arrival: one more fits once it has left the window.
+        let index = self.0.len().checked_sub(limit)?;
+        let Some(frees_at) = self.0[index].checked_add(window) else {
+            return Some(Duration::MAX);
+        };
+        (frees_at > now).then(|| frees_at - now)
     }
 
     fn record(&mut self, now: Instant) {
-        let base = self.tat.map_or(now, |tat| tat.max(now));
-        self.tat = Some(base + self.interval);
+        self.0.push_back(now);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -373,6 +495,23 @@ fn error(code: u16, description: &str) -> Response {
         code,
         json!({"ok": false, "error_code": code, "description": description}),
     )
+}
+
+/// A 200 whose body fails before its first byte: hyper then closes the connection without
+/// sending anything, so the client sees the connection end after its request was written.
+fn dropped_connection() -> Response {
+    let body = Body::from_stream(futures::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "the fake Telegram server drops this connection",
+        ))
+    }));
+    let mut response = Response::new(body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn too_many_requests(retry_after: u32) -> Response {
@@ -400,6 +539,7 @@ async fn stats(State(state): State<Arc<Shared>>) -> Response {
         "accepted": inner.messages.len(),
         "throttled": inner.throttled.len(),
         "throttled_enforced": inner.throttled.iter().filter(|t| t.enforced).count(),
+        "dropped": inner.dropped,
         "max_per_second": max_in_window(inner.messages.iter().map(|m| m.at), Duration::from_secs(1)),
         "first_ms": inner.messages.first().map(|m| m.at.duration_since(state.started).as_millis() as u64),
         "last_ms": inner.messages.last().map(|m| m.at.duration_since(state.started).as_millis() as u64),
@@ -523,8 +663,10 @@ fn send_message(state: &Shared, params: &Map<String, Value>) -> Response {
         };
     };
     let paid = bool_param(params, "allow_paid_broadcast");
-    let now = Instant::now();
     let mut inner = state.lock();
+    // Taken under the lock, so arrivals are counted in the order of their instants and the
+    // recorded `at`s obey the limits exactly.
+    let now = Instant::now();
 
     // A configured 429 holds the whole bot back for its retry_after.
     if let Some(until) = inner.hold_until.filter(|until| now < *until) {
@@ -549,40 +691,17 @@ fn send_message(state: &Shared, params: &Map<String, Value>) -> Response {
         return too_many_requests(retry_after);
     }
 
-    if state.config.enforce_limits {
-        let interval = if chat_id < 0 {
-            state.config.group_chat_interval
-        } else {
-            state.config.private_chat_interval
-        };
-        let tolerance = state.config.tolerance;
-        let chat = *inner
-            .chats
-            .entry(chat_id)
-            .or_insert_with(|| Gcra::new(interval, tolerance));
-        let global = if paid { inner.paid } else { inner.global };
-        let refused = [chat.check(now), global.check(now)]
-            .into_iter()
-            .filter_map(Result::err)
-            .max();
-        if let Some(wait) = refused {
-            let retry_after = ceil_secs(wait);
-            inner.throttled.push(Throttled {
-                chat_id: Some(chat_id),
-                retry_after,
-                enforced: true,
-                at: now,
-            });
-            return too_many_requests(retry_after);
-        }
-        if let Some(chat) = inner.chats.get_mut(&chat_id) {
-            chat.record(now);
-        }
-        if paid {
-            inner.paid.record(now);
-        } else {
-            inner.global.record(now);
-        }
+    if state.config.enforce_limits
+        && let Err(wait) = inner.limits.admit(&state.config, chat_id, paid, now)
+    {
+        let retry_after = ceil_secs(wait);
+        inner.throttled.push(Throttled {
+            chat_id: Some(chat_id),
+            retry_after,
+            enforced: true,
+            at: now,
+        });
+        return too_many_requests(retry_after);
     }
 
     match inner.behaviors.get_mut(&chat_id) {
@@ -608,7 +727,12 @@ fn send_message(state: &Shared, params: &Map<String, Value>) -> Response {
             *left -= 1;
             return error(500, "Internal Server Error");
         }
-        Some(ChatBehavior::FailTimes(_) | ChatBehavior::RateLimitOnce(_)) | None => {}
+        Some(
+            ChatBehavior::FailTimes(_)
+            | ChatBehavior::RateLimitOnce(_)
+            | ChatBehavior::AcceptThenDrop(_),
+        )
+        | None => {}
     }
 
     let text = match params.get("text") {
@@ -639,6 +763,20 @@ fn send_message(state: &Shared, params: &Map<String, Value>) -> Response {
     let message_id = inner.next_message_id;
     inner.next_message_id += 1;
     let received_at = SystemTime::now();
+    let chat_drops = match inner.behaviors.get_mut(&chat_id) {
+        Some(ChatBehavior::AcceptThenDrop(left)) if *left > 0 => {
+            *left -= 1;
+            true
+        }
+        _ => false,
+    };
+    let accepted = inner.messages.len() + 1;
+    let drops = chat_drops
+        || state
+            .config
+            .drop_every
+            .and_then(|k| usize::try_from(k).ok())
+            .is_some_and(|k| k > 0 && accepted.is_multiple_of(k));
     inner.messages.push(SentMessage {
         message_id,
         chat_id,
@@ -646,9 +784,14 @@ fn send_message(state: &Shared, params: &Map<String, Value>) -> Response {
         parse_mode,
         link_preview_disabled: link_preview_disabled(params),
         paid_broadcast: paid,
+        dropped: drops,
         at: now,
         received_at,
     });
+    if drops {
+        inner.dropped += 1;
+        return dropped_connection();
+    }
     drop(inner);
     let date = received_at
         .duration_since(UNIX_EPOCH)
@@ -805,16 +948,242 @@ mod tests {
         assert!(check_markdown_v2("`open").is_err());
     }
 
+    fn ms(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
     #[test]
-    fn gcra_spaces_events_with_tolerance() {
+    fn the_bot_gets_thirty_in_any_second_and_the_31st_waits_for_the_first_to_leave() {
+        let config = FakeTelegramConfig::default();
+        let mut limits = Limits::default();
         let t0 = Instant::now();
-        let mut g = Gcra::new(Duration::from_millis(100), Duration::from_millis(10));
-        assert!(g.check(t0).is_ok());
-        g.record(t0);
-        assert!(g.check(t0 + Duration::from_millis(95)).is_ok());
-        let wait = g.check(t0 + Duration::from_millis(50)).unwrap_err();
-        assert_eq!(wait, Duration::from_millis(40));
+        assert_eq!(limits.admit(&config, 1, false, t0), Ok(()));
+        for chat in 2..=30 {
+            assert_eq!(limits.admit(&config, chat, false, ms(t0, 100)), Ok(()));
+        }
+        // 30 in (t0 - 1 s, t0 + 500 ms]: the 31st waits until t0 leaves the window.
+        let wait = limits.admit(&config, 31, false, ms(t0, 500)).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(500));
         assert_eq!(ceil_secs(wait), 1);
+        assert!(limits.admit(&config, 31, false, ms(t0, 999)).is_err());
+        // Paid messages are counted apart.
+        assert_eq!(limits.admit(&config, 32, true, ms(t0, 999)), Ok(()));
+        // At t0 + 1 s the first has left (t0 is not in (t0, t0 + 1 s]).
+        assert_eq!(limits.admit(&config, 31, false, ms(t0, 1000)), Ok(()));
+        let wait = limits.admit(&config, 33, false, ms(t0, 1001)).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(99));
+        assert_eq!(ceil_secs(wait), 1);
+        assert_eq!(limits.admit(&config, 33, false, ms(t0, 1100)), Ok(()));
+    }
+
+    #[test]
+    fn the_paid_limit_is_a_sliding_window_too() {
+        let config = FakeTelegramConfig {
+            paid_per_second: 3,
+            ..FakeTelegramConfig::default()
+        };
+        let mut limits = Limits::default();
+        let t0 = Instant::now();
+        for (chat, at) in [(1, 0), (2, 400), (3, 800)] {
+            assert_eq!(limits.admit(&config, chat, true, ms(t0, at)), Ok(()));
+        }
+        assert_eq!(
+            limits.admit(&config, 4, true, ms(t0, 900)),
+            Err(Duration::from_millis(100))
+        );
+        // Ordinary messages are not held back by paid ones.
+        assert_eq!(limits.admit(&config, 4, false, ms(t0, 900)), Ok(()));
+        assert_eq!(limits.admit(&config, 5, true, ms(t0, 1000)), Ok(()));
+        assert_eq!(
+            limits.admit(&config, 6, true, ms(t0, 1000)),
+            Err(Duration::from_millis(400))
+        );
+    }
+
+    #[test]
+    fn a_private_chat_gets_one_message_in_any_second() {
+        let config = FakeTelegramConfig::default();
+        let mut limits = Limits::default();
+        let t0 = Instant::now();
+        assert_eq!(limits.admit(&config, 7, false, t0), Ok(()));
+        let wait = limits.admit(&config, 7, false, ms(t0, 999)).unwrap_err();
+        assert_eq!(wait, Duration::from_millis(1));
+        assert_eq!(ceil_secs(wait), 1);
+        // Paid or not, it is the same chat.
+        assert!(limits.admit(&config, 7, true, ms(t0, 999)).is_err());
+        assert_eq!(limits.admit(&config, 8, false, ms(t0, 999)), Ok(()));
+        assert_eq!(limits.admit(&config, 7, false, ms(t0, 1000)), Ok(()));
+        assert!(limits.admit(&config, 7, false, ms(t0, 1999)).is_err());
+    }
+
+    #[test]
+    fn a_group_gets_one_message_per_second_and_twenty_in_any_minute() {
+        let config = FakeTelegramConfig::default();
+        let mut limits = Limits::default();
+        let t0 = Instant::now();
+        assert_eq!(limits.admit(&config, -5, false, t0), Ok(()));
+        assert_eq!(
+            limits.admit(&config, -5, false, ms(t0, 500)),
+            Err(Duration::from_millis(500))
+        );
+        for second in 1..20 {
+            assert_eq!(
+                limits.admit(&config, -5, false, ms(t0, second * 1000)),
+                Ok(())
+            );
+        }
+        // 20 in (t0 - 40 s, t0 + 20 s]: the 21st waits until t0 leaves the minute.
+        let wait = limits
+            .admit(&config, -5, false, ms(t0, 20_000))
+            .unwrap_err();
+        assert_eq!(wait, Duration::from_secs(40));
+        assert_eq!(ceil_secs(wait), 40);
+        assert_eq!(
+            limits.admit(&config, -5, false, ms(t0, 59_999)),
+            Err(Duration::from_millis(1))
+        );
+        assert_eq!(limits.admit(&config, -5, false, ms(t0, 60_000)), Ok(()));
+        // At t0 + 61 s, t0 + 1 s has left the minute too; 500 ms later both windows are full.
+        assert_eq!(limits.admit(&config, -5, false, ms(t0, 61_000)), Ok(()));
+        assert_eq!(
+            limits.admit(&config, -5, false, ms(t0, 61_500)),
+            Err(Duration::from_millis(500))
+        );
+        // Another group is not held back.
+        assert_eq!(limits.admit(&config, -6, false, ms(t0, 61_500)), Ok(()));
+    }
+
+    #[test]
+    fn logs_are_pruned_and_empty_chats_forgotten() {
+        let config = FakeTelegramConfig {
+            per_second: 100_000,
+            ..FakeTelegramConfig::default()
+        };
+        let mut limits = Limits::default();
+        let t0 = Instant::now();
+        let chats = 1..=i64::try_from(SWEEP_EVERY).unwrap();
+        for chat in chats.clone() {
+            assert_eq!(limits.admit(&config, chat, false, ms(t0, 2)), Ok(()));
+        }
+        for chat in chats {
+            assert_eq!(limits.admit(&config, -chat, false, ms(t0, 5_000)), Ok(()));
+        }
+        // The last admit swept at t0 + 5 s: the private chats were forgotten, the groups kept.
+        assert_eq!(limits.chats.len(), usize::try_from(SWEEP_EVERY).unwrap());
+        assert!(limits.chats.keys().all(|id| *id < 0));
+        assert!(limits.ordinary.0.len() <= usize::try_from(SWEEP_EVERY).unwrap());
+    }
+
+    /// POSTs `body` as JSON to `sendMessage` on a new connection and reads until the server
+    /// closes it: the raw answer, or the error the connection ended with.
+    async fn send_raw(fake: &FakeTelegram, body: &Value) -> std::io::Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = body.to_string();
+        let mut stream = tokio::net::TcpStream::connect(fake.addr()).await?;
+        let request = format!(
+            "POST /bot{}/sendMessage HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            fake.token(),
+            fake.addr(),
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+            .await
+            .expect("the fake answers or closes within 5 s")?;
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// The status and JSON body of a whole answer; `None` when it is not one.
+    fn whole_answer(raw: &str) -> Option<(u16, Value)> {
+        let (head, body) = raw.split_once("\r\n\r\n")?;
+        let status = head.split(' ').nth(1)?.parse().ok()?;
+        Some((status, serde_json::from_str(body).ok()?))
+    }
+
+    #[tokio::test]
+    async fn refusals_are_answered_with_telegram_429s() {
+        let fake = FakeTelegram::start().await;
+        let message = json!({"chat_id": 7, "text": "hi"});
+        let started = Instant::now();
+        let first = whole_answer(&send_raw(&fake, &message).await.unwrap()).unwrap();
+        let second = whole_answer(&send_raw(&fake, &message).await.unwrap()).unwrap();
+        assert_eq!(first.0, 200, "{first:?}");
+        if started.elapsed() < Duration::from_secs(1) {
+            assert_eq!(
+                second,
+                (
+                    429,
+                    json!({
+                        "ok": false,
+                        "error_code": 429,
+                        "description": "Too Many Requests: retry after 1",
+                        "parameters": {"retry_after": 1},
+                    })
+                )
+            );
+            assert_eq!(fake.enforced_throttles(), 1);
+            assert_eq!(fake.message_count(), 1);
+        }
+        assert_eq!(fake.max_per_chat_in_window(Duration::from_secs(1)), 1);
+    }
+
+    #[tokio::test]
+    async fn accept_then_drop_records_the_message_and_closes_unanswered() {
+        let fake = FakeTelegram::start_with(FakeTelegramConfig {
+            enforce_limits: false,
+            ..FakeTelegramConfig::default()
+        })
+        .await;
+        fake.set_chat(9, ChatBehavior::AcceptThenDrop(2));
+        let message = json!({"chat_id": 9, "text": "hi"});
+        for _ in 0..2 {
+            match send_raw(&fake, &message).await {
+                // Today hyper closes before writing a byte; a head without its body would do.
+                Ok(raw) => assert_eq!(whole_answer(&raw), None, "answered: {raw:?}"),
+                Err(e) => assert_ne!(e.kind(), std::io::ErrorKind::TimedOut, "{e}"),
+            }
+        }
+        let raw = send_raw(&fake, &message).await.unwrap();
+        let (status, body) = whole_answer(&raw).unwrap();
+        assert_eq!((status, &body["ok"]), (200, &json!(true)), "{raw}");
+        let messages = fake.messages_to(9);
+        assert_eq!(
+            messages.iter().map(|m| m.dropped).collect::<Vec<_>>(),
+            [true, true, false]
+        );
+        assert_eq!(fake.dropped(), 2);
+        assert_eq!(fake.max_per_chat_in_window(Duration::from_secs(60)), 3);
+        // Other chats are answered as usual.
+        let other = send_raw(&fake, &json!({"chat_id": 10, "text": "hi"}))
+            .await
+            .unwrap();
+        assert_eq!(whole_answer(&other).map(|(status, _)| status), Some(200));
+    }
+
+    #[tokio::test]
+    async fn drop_every_drops_every_kth_accepted_message() {
+        let fake = FakeTelegram::start_with(FakeTelegramConfig {
+            drop_every: Some(2),
+            ..FakeTelegramConfig::default()
+        })
+        .await;
+        let mut answered = Vec::new();
+        for chat_id in 1..=5 {
+            let raw = send_raw(&fake, &json!({"chat_id": chat_id, "text": "hi"})).await;
+            answered.push(raw.ok().and_then(|raw| whole_answer(&raw)).is_some());
+        }
+        // A refused request is not an accepted message and does not move the count.
+        let refused = send_raw(&fake, &json!({"chat_id": 6, "text": " "}))
+            .await
+            .unwrap();
+        assert_eq!(whole_answer(&refused).map(|(status, _)| status), Some(400));
+        let sixth = send_raw(&fake, &json!({"chat_id": 7, "text": "hi"})).await;
+        answered.push(sixth.ok().and_then(|raw| whole_answer(&raw)).is_some());
+        assert_eq!(answered, [true, false, true, false, true, false]);
+        assert_eq!(fake.message_count(), 6);
+        assert_eq!(fake.dropped(), 3);
     }
 
     #[test]

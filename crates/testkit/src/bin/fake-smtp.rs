@@ -2,16 +2,18 @@
 //! `127.0.0.1:<port>` on the first line of stdout once it listens, and the number of accepted
 //! messages when it stops.
 //!
-//! Usage: `fake-smtp [--port N] [--user U --password P] [--keep] [--no-pipelining]` (messages
-//! are only counted unless `--keep` is given; `--no-pipelining` leaves PIPELINING out of the
-//! EHLO reply, so clients send one command at a time).
+//! Usage: `fake-smtp [--port N] [--user U --password P] [--keep] [--no-pipelining]
+//! [--drop-every K]` (messages are only counted unless `--keep` is given; `--no-pipelining`
+//! leaves PIPELINING out of the EHLO reply, so clients send one command at a time;
+//! `--drop-every K` accepts every k-th message and closes its connection without the final
+//! `250`).
 
 use std::io::Write;
 
 use broadcast_testkit::smtp::{SmtpSink, SmtpSinkConfig};
 
-const USAGE: &str =
-    "usage: fake-smtp [--port N] [--user U --password P] [--keep] [--no-pipelining]";
+const USAGE: &str = "usage: fake-smtp [--port N] [--user U --password P] [--keep] \
+                     [--no-pipelining] [--drop-every K]";
 
 #[tokio::main]
 async fn main() {
@@ -20,6 +22,7 @@ async fn main() {
     let mut password = None;
     let mut keep = false;
     let mut no_pipelining = false;
+    let mut drop_every = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
@@ -37,6 +40,14 @@ async fn main() {
             "--password" => password = Some(value("--password")),
             "--keep" => keep = true,
             "--no-pipelining" => no_pipelining = true,
+            "--drop-every" => {
+                let raw = value("--drop-every");
+                let k: u32 =
+                    raw.parse().ok().filter(|k| *k > 0).unwrap_or_else(|| {
+                        fail(&format!("--drop-every: `{raw}` is not a count > 0"))
+                    });
+                drop_every = Some(k);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
@@ -53,6 +64,7 @@ async fn main() {
         credentials,
         discard_messages: !keep,
         no_pipelining,
+        drop_every,
     };
     let sink = SmtpSink::start_on(config, port)
         .await

@@ -1,15 +1,17 @@
 //! Runs the fake Telegram Bot API server on 127.0.0.1 until Ctrl-C or SIGTERM (for benchmarks and manual
 //! runs). Prints `127.0.0.1:<port>` on the first line of stdout once it listens.
 //!
-//! Usage: `fake-telegram [--port N] [--token T] [--rate N] [--paid-rate N] [--no-limits]`
+//! Usage: `fake-telegram [--port N] [--token T] [--rate N] [--paid-rate N] [--no-limits]
+//! [--drop-every K]` (`--rate` and `--paid-rate` are messages in any second; `--drop-every K`
+//! accepts every k-th message and closes its connection without an answer).
 //! Statistics: `GET http://127.0.0.1:<port>/_fake/stats`.
 
 use std::io::Write;
 
 use broadcast_testkit::telegram::{FakeTelegram, FakeTelegramConfig};
 
-const USAGE: &str =
-    "usage: fake-telegram [--port N] [--token T] [--rate N] [--paid-rate N] [--no-limits]";
+const USAGE: &str = "usage: fake-telegram [--port N] [--token T] [--rate N] [--paid-rate N] \
+                     [--no-limits] [--drop-every K]";
 
 #[tokio::main]
 async fn main() {
@@ -27,6 +29,13 @@ async fn main() {
             "--rate" => config.per_second = parse(&value("--rate"), "--rate"),
             "--paid-rate" => config.paid_per_second = parse(&value("--paid-rate"), "--paid-rate"),
             "--no-limits" => config.enforce_limits = false,
+            "--drop-every" => {
+                let k: u32 = parse(&value("--drop-every"), "--drop-every");
+                if k == 0 {
+                    fail("--drop-every: K must be at least 1");
+                }
+                config.drop_every = Some(k);
+            }
             "-h" | "--help" => {
                 println!("{USAGE}");
                 return;
