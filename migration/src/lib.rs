@@ -16,6 +16,7 @@ mod m20261128_000003_create_broadcasts;
 mod m20261128_000004_create_admin;
 mod m20261128_000005_create_send_budgets;
 mod m20261128_000006_ledger_counters;
+mod m20261203_000007_uncertain_sends;
 
 /// Every table the migrations create, in creation order.
 pub const TABLES: [&str; 10] = [
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000004_create_admin::Migration),
             Box::new(m20261128_000005_create_send_budgets::Migration),
             Box::new(m20261128_000006_ledger_counters::Migration),
+            Box::new(m20261203_000007_uncertain_sends::Migration),
         ]
     }
 }

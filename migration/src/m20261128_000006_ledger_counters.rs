@@ -47,7 +47,7 @@ const SQLITE_TRIGGER: &str = "CREATE TRIGGER trg_broadcast_recipients_count_dele
     SET n = n + excluded.n, duplicates = duplicates + excluded.duplicates; \
     END";
 
-const POSTGRES_FUNCTION: &str = "CREATE OR REPLACE FUNCTION broadcast_counts_on_delete() \
+pub(crate) const POSTGRES_FUNCTION: &str = "CREATE OR REPLACE FUNCTION broadcast_counts_on_delete() \
     RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
     INSERT INTO broadcast_counts AS c (broadcast_id, shard, channel, status, error_kind, \
     skip_reason, n, duplicates) \

@@ -54,7 +54,7 @@ const WORKER_RESTART_DELAY: Duration = Duration::from_secs(5);
 /// connections, ends the live progress streams, lets the in-process worker finish its batch,
 /// and returns.
 pub async fn run(
-    settings: Settings,
+    mut settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -68,6 +68,8 @@ pub async fn run(
         .context("cannot migrate the database")?;
 
     let metrics = Arc::new(Metrics::new());
+    // Rates of the real channels are shared by every worker through the database (as in the CLI).
+    let (shared_rates, pacing_margin) = settings.channels.share_rates();
     let built = settings
         .channels
         .build()
@@ -86,6 +88,7 @@ pub async fn run(
     .context("cannot set up unsubscribe links (PUBLIC_BASE_URL, ADMIN_SECRET_KEY)")?;
     let shared = Arc::new(store.clone());
     let budget: Arc<dyn SendBudget> = shared.clone();
+    let audit: Arc<dyn broadcast_domain::AuditLog> = shared.clone();
     let ports = Ports {
         templates: shared.clone(),
         broadcasts: shared.clone(),
@@ -97,19 +100,11 @@ pub async fn run(
         clock: Arc::new(SystemClock),
         links: Some(Arc::new(links.clone())),
         budget: Some(budget),
+        audit: Some(audit),
     };
     let mut worker_settings = settings.worker.clone();
-    // Rates of the real channels are shared by every worker through the database (as in the CLI).
-    if let Some(t) = &settings.channels.telegram {
-        worker_settings
-            .shared_rates
-            .insert(ChannelKind::Telegram, t.rate_per_sec);
-    }
-    if let Some(rate) = settings.channels.smtp.as_ref().and_then(|s| s.rate_per_sec) {
-        worker_settings
-            .shared_rates
-            .insert(ChannelKind::Email, rate);
-    }
+    worker_settings.shared_rates.extend(shared_rates);
+    worker_settings.pacing_margin = pacing_margin;
     let orchestrator = Arc::new(Orchestrator::new(ports, worker_settings));
     // A hash of a random password, checked when a login names an unknown user.
     let dummy_hash = tokio::task::spawn_blocking(|| {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broadcast_channels::ChannelSettings;
-use broadcast_domain::{Channel, ChannelKind, SystemClock, UnsubscribeLinks};
+use broadcast_domain::{Channel, SystemClock, UnsubscribeLinks};
 use broadcast_filter::SqlAudience;
 use broadcast_orchestrator::{Channels, Orchestrator, Ports, Settings};
 use broadcast_render::TeraRenderer;
@@ -139,7 +139,7 @@ pub(crate) struct App {
 
 impl App {
     /// Connects to the database (applying pending migrations) and builds the orchestrator.
-    pub(crate) async fn build(config: Config) -> CliResult<Self> {
+    pub(crate) async fn build(mut config: Config) -> CliResult<Self> {
         let store = Store::connect(&config.database_url)
             .await
             .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot open the database: {e}")))?;
@@ -147,6 +147,8 @@ impl App {
             .migrate()
             .await
             .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot migrate the database: {e}")))?;
+        // Rates of the real channels are shared by every worker through the database.
+        let (shared_rates, pacing_margin) = config.channels.share_rates();
         let channels = config
             .channels
             .build()
@@ -162,6 +164,7 @@ impl App {
         }
         let shared = Arc::new(store.clone());
         let shared_budget: Arc<dyn broadcast_domain::SendBudget> = shared.clone();
+        let shared_audit: Arc<dyn broadcast_domain::AuditLog> = shared.clone();
         let ports = Ports {
             templates: shared.clone(),
             broadcasts: shared.clone(),
@@ -173,17 +176,11 @@ impl App {
             clock: Arc::new(SystemClock),
             links,
             budget: Some(shared_budget),
+            audit: Some(shared_audit),
         };
         let mut settings = config.worker.clone();
-        // Rates of the real channels are shared by every worker through the database.
-        if let Some(t) = &config.channels.telegram {
-            settings
-                .shared_rates
-                .insert(ChannelKind::Telegram, t.rate_per_sec);
-        }
-        if let Some(rate) = config.channels.smtp.as_ref().and_then(|s| s.rate_per_sec) {
-            settings.shared_rates.insert(ChannelKind::Email, rate);
-        }
+        settings.shared_rates.extend(shared_rates);
+        settings.pacing_margin = pacing_margin;
         let orchestrator = Orchestrator::new(ports, settings);
         Ok(Self {
             config,

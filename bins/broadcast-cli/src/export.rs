@@ -35,7 +35,7 @@ pub(crate) const COLUMNS: &[&str] = &[
     "provider_message_id",
     "sent_at",
     "next_attempt_at",
-    "lease_expirations",
+    "uncertain_sends",
     "updated_at",
 ];
 
@@ -56,7 +56,7 @@ struct Row<'a> {
     provider_message_id: Option<&'a str>,
     sent_at: Option<String>,
     next_attempt_at: String,
-    lease_expirations: i32,
+    uncertain_sends: i32,
     updated_at: String,
 }
 
@@ -78,7 +78,7 @@ impl<'a> From<&'a Recipient> for Row<'a> {
             provider_message_id: r.provider_message_id.as_deref(),
             sent_at: r.sent_at.map(time),
             next_attempt_at: time(r.next_attempt_at),
-            lease_expirations: r.lease_expirations,
+            uncertain_sends: r.uncertain_sends,
             updated_at: time(r.updated_at),
         }
     }

@@ -348,7 +348,7 @@ fn export_writes_every_row_as_csv_or_json_lines() {
             "provider_message_id",
             "sent_at",
             "next_attempt_at",
-            "lease_expirations",
+            "uncertain_sends",
             "updated_at"
         ]
     );

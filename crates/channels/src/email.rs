@@ -13,8 +13,15 @@
 //! | 5xx with enhanced code 5.2.1 (mailbox disabled)              | `InvalidAddress` |
 //! | 5xx with any other enhanced code (5.7.1 policy, 5.2.2 full)  | `Permanent`      |
 //! | 550, 551, 553 without an enhanced code (mailbox replies)      | `InvalidAddress` |
-//! | other 5xx without an enhanced code (552, 554, 535, ...)       | `Permanent`      |
-//! | connection refused, network, TLS, timeout, unreadable reply   | `Transient`      |
+//! | 530, 534, 535, 538 (authentication, encryption required)     | `ChannelFault`   |
+//! | a failed TLS handshake (STARTTLS or implicit TLS)             | `ChannelFault`   |
+//! | other 5xx without an enhanced code (552, 554, ...)            | `Permanent`      |
+//! | connection refused, network, timeout, unreadable reply        | `Transient`      |
+//!
+//! A channel fault is the relay refusing *us*: the broadcasts on the channel are paused and no
+//! recipient is failed. A transient error without a reply after the message body was written
+//! (the connection dropped, the final reply timed out) is marked
+//! [`outcome_unknown`](DeliveryError::outcome_unknown): the relay may have accepted it.
 //! | lettre client errors (no usable AUTH mechanism, no SMTPUTF8)  | `Permanent`      |
 
 use std::fmt;
@@ -285,16 +292,21 @@ impl EmailChannel {
     }
 
     fn pool_error(&self, error: PoolError) -> DeliveryError {
-        match error {
-            PoolError::Smtp(e) => self.to_delivery_error(&e),
+        let unknown = error.outcome_unknown();
+        let delivery = match error {
+            PoolError::Smtp { error, .. } => self.to_delivery_error(&error),
             PoolError::Connect(e) => DeliveryError::transient(
                 self.redactor
                     .scrub(&format!("cannot connect to the SMTP server: {e}")),
             ),
-            PoolError::Timeout(after) => DeliveryError::transient(format!(
+            PoolError::Timeout { after, .. } => DeliveryError::transient(format!(
                 "the SMTP server did not answer within {} s",
                 after.as_secs_f64()
             )),
+        };
+        match unknown {
+            true => delivery.outcome_unknown(),
+            false => delivery,
         }
     }
 
@@ -306,10 +318,16 @@ impl EmailChannel {
                     .await
                     .map_err(|e| self.pool_error(e))
             }
-            Transport::Lettre(transport) => transport
-                .send(message)
-                .await
-                .map_err(|e| self.to_delivery_error(&e)),
+            // lettre's transport does not say how far a failed send got: without a reply, the
+            // relay may have accepted the message.
+            Transport::Lettre(transport) => transport.send(message).await.map_err(|e| {
+                let error = self.to_delivery_error(&e);
+                let replied = e.is_transient() || e.is_permanent() || e.is_client();
+                match replied || e.is_tls() || error.kind == FailureKind::ChannelFault {
+                    true => error,
+                    false => error.outcome_unknown(),
+                }
+            }),
         }
     }
 
@@ -379,8 +397,18 @@ impl Channel for EmailChannel {
     }
 }
 
+/// Replies that say the relay refuses us, not the recipient: 530 authentication required, 534
+/// mechanism too weak, 535 credentials invalid, 538 encryption required (RFC 4954).
+const CHANNEL_FAULT_CODES: [u16; 4] = [530, 534, 535, 538];
+
 /// The failure kind of a lettre error; `reply` is the server's reply text, if any.
 fn classify(error: &lettre::transport::smtp::Error, reply: Option<&str>) -> FailureKind {
+    let code = error
+        .status()
+        .and_then(|c| c.to_string().parse::<u16>().ok());
+    if code.is_some_and(|c| CHANNEL_FAULT_CODES.contains(&c)) || error.is_tls() {
+        return FailureKind::ChannelFault;
+    }
     if error.is_transient() {
         return FailureKind::Transient;
     }
@@ -444,7 +472,6 @@ mod tests {
             (550, "No such user here", InvalidAddress),
             (551, "User not local", InvalidAddress),
             (554, "Transaction failed", Permanent),
-            (535, "5.7.8 Authentication credentials invalid", Permanent),
         ];
         for (code, reply, expected) in cases {
             assert_eq!(

@@ -4,10 +4,12 @@
 //! The library never reads the environment itself: the binaries pass a lookup function
 //! (`|name| std::env::var(name).ok()`), tests pass a map.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use broadcast_domain::{Channel, EmailAddress};
+use broadcast_domain::{Channel, ChannelKind, EmailAddress};
 use secrecy::SecretString;
 use url::Url;
 
@@ -89,6 +91,17 @@ impl ChannelSettings {
                 } else if cfg.paid_broadcast {
                     cfg.rate_per_sec = 1000;
                 }
+                if let Some(ms) = parse::<u64>(
+                    "TELEGRAM_PACING_MARGIN_MS",
+                    get("TELEGRAM_PACING_MARGIN_MS"),
+                )? {
+                    if ms > 500 {
+                        return Err(Error::Config(format!(
+                            "TELEGRAM_PACING_MARGIN_MS must be at most 500, not {ms}"
+                        )));
+                    }
+                    cfg.pacing_margin = Duration::from_millis(ms);
+                }
                 Some(cfg)
             }
         };
@@ -125,6 +138,25 @@ impl ChannelSettings {
             public_base_url: parse("PUBLIC_BASE_URL", get("PUBLIC_BASE_URL"))?,
             secret: nonempty("ADMIN_SECRET_KEY").map(SecretString::from),
         })
+    }
+
+    /// Hands the bot-wide and e-mail rates of the real channels to a send budget shared by
+    /// every worker (the orchestrator's `Settings::shared_rates`, kept in the database): returns
+    /// those rates and the pacing margin the budget must add, and makes the Telegram channel
+    /// keep only a safety net of its own bot-wide pacing (see `TelegramConfig::shared_pacing`).
+    /// Call it before [`build`](Self::build).
+    pub fn share_rates(&mut self) -> (BTreeMap<ChannelKind, u32>, Duration) {
+        let mut rates = BTreeMap::new();
+        let mut margin = crate::pacing::DEFAULT_MARGIN;
+        if let Some(t) = &mut self.telegram {
+            t.shared_pacing = true;
+            margin = t.pacing_margin;
+            rates.insert(ChannelKind::Telegram, t.rate_per_sec);
+        }
+        if let Some(rate) = self.smtp.as_ref().and_then(|s| s.rate_per_sec) {
+            rates.insert(ChannelKind::Email, rate);
+        }
+        (rates, margin)
     }
 
     /// Builds the Telegram and the e-mail channel. Must run inside a Tokio runtime (the SMTP

@@ -51,9 +51,41 @@ pub(crate) enum PoolError {
     /// The TCP connection could not be opened (refused, unreachable, timed out).
     Connect(std::io::Error),
     /// The SMTP conversation failed: lettre's error, with the server's reply when there was one.
-    Smtp(lettre::transport::smtp::Error),
+    Smtp {
+        /// The error.
+        error: lettre::transport::smtp::Error,
+        /// The message's body may have been written before it (see [`Conn::body_written`]).
+        after_body: bool,
+    },
     /// No reply within the configured time.
-    Timeout(Duration),
+    Timeout {
+        /// The time waited.
+        after: Duration,
+        /// The message's body may have been written before it.
+        after_body: bool,
+    },
+}
+
+impl PoolError {
+    /// An error before any message was under way (connecting, greeting, TLS, AUTH).
+    fn setup(error: lettre::transport::smtp::Error) -> Self {
+        Self::Smtp {
+            error,
+            after_body: false,
+        }
+    }
+
+    /// The relay may have accepted the message although no reply says so: the body was (or
+    /// may have been) written, and then the connection failed or timed out before a reply.
+    pub(crate) fn outcome_unknown(&self) -> bool {
+        match self {
+            Self::Connect(_) => false,
+            Self::Smtp { error, after_body } => {
+                *after_body && !error.is_transient() && !error.is_permanent() && !error.is_client()
+            }
+            Self::Timeout { after_body, .. } => *after_body,
+        }
+    }
 }
 
 /// An open SMTP connection and what the pool knows about it beyond lettre (not `Debug`:
@@ -65,6 +97,10 @@ struct Conn {
     pipelining: bool,
     /// Reused for each message's command group and dot-stuffed body.
     buf: String,
+    /// Set just before the current message's body is written (and for lettre's own `send`,
+    /// which does not say how far it got, when it starts): from then on the relay may accept
+    /// the message even if no reply arrives.
+    body_written: bool,
 }
 
 /// A connection waiting in the pool.
@@ -128,6 +164,7 @@ impl SmtpPool {
         raw: &[u8],
     ) -> Result<Response, PoolError> {
         let mut conn = self.checkout().await?;
+        conn.body_written = false;
         match tokio::time::timeout(self.timeout, conn.send(envelope, raw)).await {
             Ok(Ok(response)) => {
                 self.checkin(conn);
@@ -135,8 +172,14 @@ impl SmtpPool {
             }
             // lettre has aborted the connection, or pipelined replies were left unread: it is
             // dropped here (closing the socket), never reused.
-            Ok(Err(e)) => Err(PoolError::Smtp(e)),
-            Err(_) => Err(PoolError::Timeout(self.timeout)),
+            Ok(Err(error)) => Err(PoolError::Smtp {
+                error,
+                after_body: conn.body_written,
+            }),
+            Err(_) => Err(PoolError::Timeout {
+                after: self.timeout,
+                after_body: conn.body_written,
+            }),
         }
     }
 
@@ -146,8 +189,11 @@ impl SmtpPool {
         let quit = tokio::time::timeout(self.timeout, conn.smtp.quit()).await;
         match quit {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(PoolError::Smtp(e)),
-            Err(_) => Err(PoolError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(PoolError::setup(e)),
+            Err(_) => Err(PoolError::Timeout {
+                after: self.timeout,
+                after_body: false,
+            }),
         }
     }
 
@@ -198,33 +244,37 @@ impl SmtpPool {
             tcp.set_nodelay(true).map_err(PoolError::Connect)?;
             let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello)
                 .await
-                .map_err(PoolError::Smtp)?;
+                .map_err(PoolError::setup)?;
             if let Some(tls) = &self.starttls {
                 conn.starttls(tls.clone(), &self.hello)
                     .await
-                    .map_err(PoolError::Smtp)?;
+                    .map_err(PoolError::setup)?;
             }
             // lettre keeps only the EHLO keywords it uses: ask again to learn PIPELINING.
             // Before AUTH, as RFC 5321 lets an EHLO reset the session like RSET.
             let ehlo = conn
                 .command(Ehlo::new(self.hello.clone()))
                 .await
-                .map_err(PoolError::Smtp)?;
+                .map_err(PoolError::setup)?;
             let pipelining = offers_pipelining(&ehlo);
             if let Some(credentials) = &self.credentials {
                 conn.auth(DEFAULT_MECHANISMS, credentials)
                     .await
-                    .map_err(PoolError::Smtp)?;
+                    .map_err(PoolError::setup)?;
             }
             Ok(Conn {
                 smtp: conn,
                 pipelining,
                 buf: String::new(),
+                body_written: false,
             })
         };
         tokio::time::timeout(self.timeout, open)
             .await
-            .unwrap_or(Err(PoolError::Timeout(self.timeout)))
+            .unwrap_or(Err(PoolError::Timeout {
+                after: self.timeout,
+                after_body: false,
+            }))
     }
 }
 
@@ -255,7 +305,8 @@ impl Conn {
             || (!ascii_body && !info.supports_feature(Extension::EightBitMime))
         {
             // One command at a time; lettre also refuses (with its own client error) what the
-            // server cannot take.
+            // server cannot take. It does not say how far it got: assume the body went.
+            self.body_written = true;
             return self.smtp.send(envelope, raw).await;
         }
 
@@ -278,6 +329,7 @@ impl Conn {
         self.smtp.read_response().await?;
 
         // The body and its final dot in one write.
+        self.body_written = true;
         match std::str::from_utf8(raw) {
             Ok(text) => {
                 dot_stuff(text, &mut self.buf);

@@ -10,9 +10,15 @@
 //! | any other `Forbidden: ...` description                        | `Blocked`         |
 //! | 400 group is deactivated                                      | `Blocked`         |
 //! | 400 chat not found, user not found, `PEER_ID_INVALID`, bots   | `InvalidAddress`  |
+//! | 401 `Unauthorized` / 404 `Not Found`: the bot token is wrong  | `ChannelFault`    |
 //! | other 400 / 401 / 404 / 409 (`Bad Request: ...` etc.)         | `Permanent`       |
 //! | 5xx (teloxide: `ApiError::Unknown("Internal Server Error")`)  | `Transient`       |
 //! | network errors, timeouts, unparsable answers, I/O             | `Transient`       |
+//!
+//! A transient error after the connection was open (the connection dropped or timed out while
+//! waiting for the answer, an unreadable answer) is marked
+//! [`outcome_unknown`](DeliveryError::outcome_unknown): Telegram may have delivered the message,
+//! so a retry may deliver it twice and the ledger counts it.
 //! | 400 with `migrate_to_chat_id`                                 | resent once there |
 //!
 //! teloxide waits 10 s before reading the body of an HTTP 5xx answer (its built-in back-off),
@@ -63,6 +69,15 @@ pub struct TelegramConfig {
     pub private_chat_interval: Duration,
     /// Least time between two messages to one group, negative chat id (Telegram: 20/min).
     pub group_chat_interval: Duration,
+    /// Added to every pacing window against network and scheduling jitter
+    /// (`TELEGRAM_PACING_MARGIN_MS`, 15 ms): the bot sends `rate / (1 s + margin)`, so that
+    /// Telegram, which counts in any sliding second at its end, never sees more than `rate`.
+    pub pacing_margin: Duration,
+    /// The bot-wide rate is also paced, with the margin, by a send budget shared by every
+    /// worker (the binaries always share it through the database); the channel then keeps the
+    /// bot-wide limit at the bare rate, as a safety net. Per-chat limits are paced here either
+    /// way.
+    pub shared_pacing: bool,
 }
 
 impl TelegramConfig {
@@ -78,6 +93,8 @@ impl TelegramConfig {
             timeout: Duration::from_secs(17),
             private_chat_interval: limits.private_chat_interval,
             group_chat_interval: limits.group_chat_interval,
+            pacing_margin: limits.margin,
+            shared_pacing: false,
         }
     }
 }
@@ -150,6 +167,8 @@ impl TelegramChannel {
             per_second: config.rate_per_sec,
             private_chat_interval: config.private_chat_interval,
             group_chat_interval: config.group_chat_interval,
+            margin: config.pacing_margin,
+            shared: config.shared_pacing,
         })?;
         Ok(Self {
             bot: Bot::with_client(token, client).set_api_url(api_url),
@@ -242,7 +261,12 @@ impl TelegramChannel {
             Some(chat) => format!("chat {chat}: {text}"),
             None => text,
         };
-        DeliveryError::new(kind, self.redactor.scrub(&text))
+        let unknown = outcome_unknown(error);
+        let error = DeliveryError::new(kind, self.redactor.scrub(&text));
+        match unknown {
+            true => error.outcome_unknown(),
+            false => error,
+        }
     }
 }
 
@@ -364,6 +388,20 @@ fn normalise_api_url(mut url: Url) -> Result<Url> {
     Ok(url)
 }
 
+/// Whether the request may have reached Telegram and been carried out although no answer
+/// says so: the connection dropped or timed out after it was opened, or the answer was
+/// unreadable. A connection that could not be opened sent nothing; an answer from Telegram
+/// (an API error, a 429) says what happened.
+fn outcome_unknown(error: &RequestError) -> bool {
+    match error {
+        RequestError::Network(e) => !e.is_connect() && !e.is_builder(),
+        RequestError::InvalidJson { .. } | RequestError::Io(_) => true,
+        RequestError::Api(_) | RequestError::RetryAfter(_) | RequestError::MigrateToChatId(_) => {
+            false
+        }
+    }
+}
+
 /// The failure kind of a teloxide error (see the module documentation for the table).
 fn classify(error: &RequestError) -> FailureKind {
     match error {
@@ -391,6 +429,8 @@ fn classify_api(error: &ApiError) -> FailureKind {
         ApiError::ChatNotFound | ApiError::UserNotFound | ApiError::CantTalkWithBots => {
             FailureKind::InvalidAddress
         }
+        // 401 "Unauthorized" / 404 "Not Found" for the token: no message can go out.
+        ApiError::InvalidToken => FailureKind::ChannelFault,
         ApiError::Unknown(description) => classify_description(description),
         _ => FailureKind::Permanent,
     }
@@ -408,6 +448,8 @@ fn classify_description(description: &str) -> FailureKind {
         "Too Many Requests" => FailureKind::RateLimited {
             retry_after: retry_after_in(description).unwrap_or(Duration::from_secs(1)),
         },
+        // The bare phrases are teloxide's `InvalidToken`; with a detail they concern the chat.
+        "Unauthorized" | "Not Found" if !description.contains(':') => FailureKind::ChannelFault,
         "Bad Request"
         | "Unauthorized"
         | "Not Found"
@@ -456,7 +498,11 @@ mod tests {
             ),
             (RequestError::Api(ApiError::ChatNotFound), InvalidAddress),
             (RequestError::Api(ApiError::MessageIsTooLong), Permanent),
-            (RequestError::Api(ApiError::InvalidToken), Permanent),
+            (RequestError::Api(ApiError::InvalidToken), ChannelFault),
+            (
+                RequestError::Api(ApiError::Unknown("Unauthorized: bot can't do that".into())),
+                Permanent,
+            ),
             (
                 RequestError::Api(ApiError::Unknown("Internal Server Error".into())),
                 Transient,

@@ -134,6 +134,10 @@ pub enum FailureKind {
         /// How long the provider asked us to wait.
         retry_after: Duration,
     },
+    /// The channel itself is broken for every recipient (SMTP 530/535/538, a refused TLS
+    /// handshake, Telegram 401/404 for the bot token): the broadcasts on it are paused and
+    /// the recipients stay pending, with no attempt counted.
+    ChannelFault,
 }
 
 impl FailureKind {
@@ -145,6 +149,7 @@ impl FailureKind {
             Self::Blocked => ErrorKind::Blocked,
             Self::InvalidAddress => ErrorKind::InvalidAddress,
             Self::RateLimited { .. } => ErrorKind::RateLimited,
+            Self::ChannelFault => ErrorKind::ChannelFault,
         }
     }
 }
@@ -157,6 +162,10 @@ pub struct DeliveryError {
     pub kind: FailureKind,
     /// What the provider said, with secrets removed.
     pub message: String,
+    /// The request was written but no answer came (the connection dropped, the answer timed
+    /// out or was unreadable): the provider may have accepted the message. A retry of such a
+    /// send may deliver it twice, so the ledger counts the row as a possible duplicate.
+    pub outcome_unknown: bool,
 }
 
 impl DeliveryError {
@@ -165,7 +174,20 @@ impl DeliveryError {
         Self {
             kind,
             message: message.into(),
+            outcome_unknown: false,
         }
+    }
+
+    /// The same error, marked as one after which the message may have been delivered.
+    #[must_use]
+    pub fn outcome_unknown(mut self) -> Self {
+        self.outcome_unknown = true;
+        self
+    }
+
+    /// A channel fault (see [`FailureKind::ChannelFault`]).
+    pub fn channel_fault(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::ChannelFault, message)
     }
 
     /// A transient error.

@@ -320,6 +320,9 @@ pub struct Recipient {
     pub lease_owner: Option<String>,
     /// When the lease ends.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// When the lease holder started sending (set just before the send, cleared with the
+    /// result): a row taken over with this set may have been delivered.
+    pub send_started_at: Option<DateTime<Utc>>,
     /// Classification of the last error.
     pub error_kind: Option<ErrorKind>,
     /// Text of the last error.
@@ -328,9 +331,10 @@ pub struct Recipient {
     pub provider_message_id: Option<String>,
     /// When it was delivered.
     pub sent_at: Option<DateTime<Utc>>,
-    /// Times a lease on this row expired while it was being sent: the row may have been
-    /// delivered more than once.
-    pub lease_expirations: i32,
+    /// Sends of this row whose outcome is unknown: a lease taken over after its send had
+    /// started, or a send after which the connection dropped. Above 0, the row may have been
+    /// delivered more than once (a possible duplicate).
+    pub uncertain_sends: i32,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
 }
@@ -363,7 +367,8 @@ pub struct DeliveryStats {
     pub by_error_kind: BTreeMap<ErrorKind, u64>,
     /// Per skip reason.
     pub by_skip_reason: BTreeMap<SkipReason, u64>,
-    /// Rows that may have been delivered twice (a lease expired while sending).
+    /// Rows that may have been delivered twice: a send of theirs had started when its worker
+    /// died, or its connection dropped after the request was written (`uncertain_sends > 0`).
     pub possible_duplicates: u64,
     /// First delivery.
     pub first_sent_at: Option<DateTime<Utc>>,
@@ -533,6 +538,9 @@ pub struct DeliveryResult {
     pub worker_id: String,
     /// What happened.
     pub outcome: Outcome,
+    /// The send may have reached the recipient although no success was seen (see
+    /// [`crate::DeliveryError::outcome_unknown`]): the row counts as a possible duplicate.
+    pub uncertain: bool,
 }
 
 /// What happened to a delivery attempt.
@@ -564,6 +572,14 @@ pub enum Outcome {
         error: String,
         /// Whether this counts as an attempt (rate-limited waits do not).
         count_attempt: bool,
+    },
+    /// Handed back without being tried (the worker is stopping, the channel's circuit breaker
+    /// is open, the channel has a fault): pending again, no attempt counted, no error kind.
+    Released {
+        /// When it may be claimed again.
+        next_attempt_at: DateTime<Utc>,
+        /// Why, for operators (kept as the row's last error text).
+        note: String,
     },
 }
 

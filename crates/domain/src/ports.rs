@@ -65,6 +65,17 @@ pub trait DeliveryStore: Send + Sync + Debug {
     /// Writes results back in one batch. Results whose lease was lost are ignored. Returns the
     /// number of rows updated.
     async fn record_results(&self, results: &[DeliveryResult]) -> Result<u64>;
+    /// Marks rows whose sends are about to start (`send_started_at = at`), only rows that are
+    /// `sending` under `worker_id`'s lease. A claim that takes over an expired lease counts a
+    /// marked row as a possible duplicate and an unmarked one (claimed, never started) not.
+    /// Returns the rows marked: a row missing from the answer has lost its lease to another
+    /// worker and must not be sent.
+    async fn mark_started(
+        &self,
+        worker_id: &str,
+        rows: &[RecipientId],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<RecipientId>>;
     /// Counts per channel, status, error kind and skip reason.
     async fn status_counts(&self, broadcast: BroadcastId) -> Result<Vec<StatusCount>>;
     /// Statistics of a broadcast.

@@ -405,6 +405,10 @@ string_enum! {
         RateLimited => "rate_limited",
         /// The template failed to render for this recipient.
         Render => "render",
+        /// The channel itself is broken (wrong credentials, refused TLS, invalid bot token):
+        /// not the recipient's fault. Rows are never left with this kind; the broadcast is
+        /// paused instead and the rows stay pending.
+        ChannelFault => "channel_fault",
     }
 }
 

@@ -348,7 +348,7 @@ pub(crate) fn insert_recipients(
             R::SkipReason,
             R::Attempts,
             R::NextAttemptAt,
-            R::LeaseExpirations,
+            R::UncertainSends,
             R::CreatedAt,
             R::UpdatedAt,
         ])
@@ -515,7 +515,7 @@ mod tests {
         };
         let telegram = insert_recipients(7, &f, ChannelKind::Telegram, Rows::Everyone, now);
         expect![[r#"
-            INSERT INTO "broadcast_recipients" ("broadcast_id", "user_id", "registration_id", "channel", "address", "status", "skip_reason", "attempts", "next_attempt_at", "lease_expirations", "created_at", "updated_at")
+            INSERT INTO "broadcast_recipients" ("broadcast_id", "user_id", "registration_id", "channel", "address", "status", "skip_reason", "attempts", "next_attempt_at", "uncertain_sends", "created_at", "updated_at")
             SELECT 7, "users"."id", "matched"."registration_id", 'telegram', COALESCE(CAST("users"."telegram_chat_id" AS TEXT), ''), (CASE WHEN ("users"."telegram_chat_id" IS NULL) THEN 'skipped' WHEN ("users"."telegram_blocked_at" IS NOT NULL) THEN 'skipped' ELSE 'pending' END), (CASE WHEN ("users"."telegram_chat_id" IS NULL) THEN 'no_telegram' WHEN ("users"."telegram_blocked_at" IS NOT NULL) THEN 'telegram_blocked' END), 0, '2027-03-01 09:00:00.000000 +00:00', 0, '2027-03-01 09:00:00.000000 +00:00', '2027-03-01 09:00:00.000000 +00:00'
             FROM "users"
             INNER JOIN (SELECT "registrations"."user_id", MIN("registrations"."id") AS "registration_id"
@@ -534,7 +534,7 @@ mod tests {
             now,
         );
         expect![[r#"
-            INSERT INTO "broadcast_recipients" ("broadcast_id", "user_id", "registration_id", "channel", "address", "status", "skip_reason", "attempts", "next_attempt_at", "lease_expirations", "created_at", "updated_at")
+            INSERT INTO "broadcast_recipients" ("broadcast_id", "user_id", "registration_id", "channel", "address", "status", "skip_reason", "attempts", "next_attempt_at", "uncertain_sends", "created_at", "updated_at")
             SELECT 7, "users"."id", CAST(NULL AS BIGINT), 'email', COALESCE("users"."email", ''), (CASE WHEN ("users"."email" IS NULL) THEN 'skipped' WHEN ("users"."email_unsubscribed_at" IS NOT NULL) THEN 'skipped' WHEN ("users"."email_bounced_at" IS NOT NULL) THEN 'skipped' ELSE 'pending' END), (CASE WHEN ("users"."email" IS NULL) THEN 'no_email' WHEN ("users"."email_unsubscribed_at" IS NOT NULL) THEN 'email_unsubscribed' WHEN ("users"."email_bounced_at" IS NOT NULL) THEN 'email_bounced' END), 0, '2027-03-01 09:00:00.000000 +00:00', 0, '2027-03-01 09:00:00.000000 +00:00', '2027-03-01 09:00:00.000000 +00:00'
             FROM "users"
             WHERE NOT ("users"."telegram_chat_id" IS NOT NULL AND "users"."telegram_blocked_at" IS NULL)

@@ -88,6 +88,7 @@ pub(crate) async fn run() -> Result<Report, Box<dyn std::error::Error>> {
         clock: Arc::new(SystemClock),
         links: None,
         budget: None,
+        audit: None,
     };
     let settings = Settings {
         app_name: "Embed example".to_owned(),

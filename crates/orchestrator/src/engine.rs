@@ -9,16 +9,17 @@ use chrono::{DateTime, Utc};
 use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, watch};
+use tokio::sync::{Semaphore, broadcast, watch};
 
 use broadcast_domain::{
-    AudienceCount, AudienceFilter, AudienceSource, AudienceStore, Broadcast, BroadcastId,
-    BroadcastStatus, BroadcastStore, Channel, ChannelKind, ChannelPolicy, ClaimRequest, Clock,
-    CompiledTemplate, Delivered, DeliveryError, DeliveryResult, DeliveryStats, DeliveryStore,
-    EmailAddress, EmailMessage, Error, ErrorKind, FailureKind, MaterialiseReport, MessageBody,
-    NewBroadcast, Outcome, OutgoingMessage, Recipient, RecipientContext, RegistrationId, RenderEnv,
-    Renderer, Result, SendBudget, StatusChange, TelegramChatId, TelegramMessage, TemplateContent,
-    TemplateError, TemplateErrorKind, TemplatePart, TemplateStore, UnsubscribeLinks, UserId,
+    AudienceCount, AudienceFilter, AudienceSource, AudienceStore, AuditEntry, AuditLog, Broadcast,
+    BroadcastId, BroadcastStatus, BroadcastStore, Channel, ChannelKind, ChannelPolicy,
+    ClaimRequest, Clock, CompiledTemplate, Delivered, DeliveryError, DeliveryResult, DeliveryStats,
+    DeliveryStore, EmailAddress, EmailMessage, Error, ErrorKind, FailureKind, MaterialiseReport,
+    MessageBody, NewBroadcast, Outcome, OutgoingMessage, Recipient, RecipientContext, RecipientId,
+    RegistrationId, RenderEnv, Renderer, Result, SendBudget, StatusChange, TelegramChatId,
+    TelegramMessage, TemplateContent, TemplateError, TemplateErrorKind, TemplatePart,
+    TemplateStore, UnsubscribeLinks, UserId,
 };
 
 use crate::backoff::Backoff;
@@ -83,6 +84,9 @@ pub struct Ports {
     /// Send rates shared by all workers (see [`Settings::shared_rates`]); `None`: in-process
     /// pacing only.
     pub budget: Option<Arc<dyn SendBudget>>,
+    /// Where the engine records what it decides by itself (a broadcast paused after a channel
+    /// fault); `None`: not recorded.
+    pub audit: Option<Arc<dyn AuditLog>>,
 }
 
 /// What [`Orchestrator::launch`] did.
@@ -105,6 +109,8 @@ pub struct TickReport {
     pub failed: u64,
     /// Put back for a retry.
     pub retried: u64,
+    /// Handed back untried (the worker stopped, a breaker opened, a channel fault).
+    pub held_back: u64,
     /// Broadcasts that completed during this tick.
     pub completed: Vec<BroadcastId>,
 }
@@ -143,10 +149,11 @@ struct Compiled {
 /// Claimed rows with their recipients' contexts, in the same order.
 type ClaimedBatch = (Vec<Recipient>, Vec<RecipientContext>);
 
-struct Job {
+/// A claimed row, rendered, waiting for one of its channel's in-flight places.
+struct Ready {
     row: Recipient,
-    context: RecipientContext,
-    compiled: Option<Arc<Compiled>>,
+    message: OutgoingMessage,
+    compiled: Arc<Compiled>,
 }
 
 /// A store update a delivery calls for, applied by the batch loop (not by the delivery itself,
@@ -159,21 +166,50 @@ enum Effect {
     Fallback(BroadcastId, UserId, Option<RegistrationId>),
 }
 
-/// A finished delivery: its result, the unrecorded-result permit it holds until the result is
-/// written, and the updates it calls for.
+/// A finished delivery: its result, the in-flight place it holds until the result is
+/// written (rows marked as started hold one of their channel's), and the updates it calls for.
 struct Done {
     result: DeliveryResult,
-    permit: Option<OwnedSemaphorePermit>,
+    in_flight: Option<ChannelKind>,
     effects: Vec<Effect>,
 }
 
 impl Done {
+    /// A row that was never marked as started (not rendered, or handed back before its send).
     fn early(result: DeliveryResult) -> Self {
         Self {
             result,
-            permit: None,
+            in_flight: None,
             effects: Vec::new(),
         }
+    }
+}
+
+/// A group write of the batch loop: results to record, then rows to mark as started. It
+/// answers with the results it recorded and the rows it marked (those still leased).
+type Write<'a> = futures::future::BoxFuture<'a, Result<(Vec<Done>, Vec<Ready>)>>;
+
+/// Counts a finished group write: its results in the report, and the in-flight places its
+/// results freed and its marked rows took.
+fn settle(
+    report: &mut TickReport,
+    in_flight: &mut BTreeMap<ChannelKind, usize>,
+    recorded: &[Done],
+    started: &[Ready],
+) {
+    for done in recorded {
+        match &done.result.outcome {
+            Outcome::Sent { .. } => report.sent += 1,
+            Outcome::Failed { .. } => report.failed += 1,
+            Outcome::Retry { .. } => report.retried += 1,
+            Outcome::Released { .. } => report.held_back += 1,
+        }
+        if let Some(kind) = done.in_flight {
+            *in_flight.entry(kind).or_default() -= 1;
+        }
+    }
+    for ready in started {
+        *in_flight.entry(ready.row.channel).or_default() += 1;
     }
 }
 
@@ -205,12 +241,11 @@ pub struct Orchestrator {
     /// Sends in flight per channel: `concurrency`, or less when the channel allows less (an
     /// SMTP pool's connections).
     permits: BTreeMap<ChannelKind, Arc<Semaphore>>,
-    /// Sends started and not yet recorded per channel: `concurrency`. This bounds what a crash
-    /// can leave sent but unrecorded, and lets results of a narrow channel (4 SMTP
-    /// connections) queue up for one write while its connections send the next messages.
-    unrecorded: BTreeMap<ChannelKind, Arc<Semaphore>>,
     events: broadcast::Sender<Progress>,
     breaker: Mutex<Breaker>,
+    /// Channels that answered with a channel fault in this round, with the first message:
+    /// their sends are held back, and the round pauses the broadcasts on them.
+    faults: Mutex<BTreeMap<ChannelKind, String>>,
     slots: BTreeMap<ChannelKind, tokio::sync::Mutex<VecDeque<DateTime<Utc>>>>,
     published: Mutex<HashMap<BroadcastId, std::time::Instant>>,
 }
@@ -234,12 +269,6 @@ impl Orchestrator {
                 (*kind, Arc::new(Semaphore::new(n)))
             })
             .collect();
-        let unrecorded = ports
-            .channels
-            .by_kind
-            .keys()
-            .map(|kind| (*kind, Arc::new(Semaphore::new(settings.concurrency.max(1)))))
-            .collect();
         let (events, _) = broadcast::channel(256);
         let slots = settings
             .shared_rates
@@ -256,9 +285,9 @@ impl Orchestrator {
             settings,
             compiled: Mutex::new(HashMap::new()),
             permits,
-            unrecorded,
             events,
             breaker: Mutex::new(Breaker::default()),
+            faults: Mutex::new(BTreeMap::new()),
             slots,
             published: Mutex::new(HashMap::new()),
         }
@@ -653,11 +682,15 @@ impl Orchestrator {
     }
 
     /// The delivery pipeline. Three kinds of work overlap, polled together by this one task:
-    /// - sends (`deliver`), at most `concurrency` per channel;
-    /// - result writes: whatever finished while the previous write was in flight is written
-    ///   as one group (group commit), with the store effects the sends called for; each
-    ///   send's unrecorded-result permit is released only when its result is written, so a
-    ///   crash leaves at most `concurrency` sent-but-unrecorded rows per channel;
+    /// - sends (`send`), at most `concurrency` per channel;
+    /// - group writes: whatever finished while the previous write was in flight is recorded
+    ///   as one group (group commit), with the store effects the sends called for, and then
+    ///   the rows about to be sent are marked as started (`mark_started`). A row is sent only
+    ///   once its mark is written, and counts against its channel's `concurrency` in-flight
+    ///   places from its mark until its result is written; a group's results free their
+    ///   places for the rows it marks. So a crash leaves at most `concurrency` started but
+    ///   unrecorded rows per channel, and only those count as possible duplicates when their
+    ///   leases are taken over; rows claimed ahead and never started do not;
     /// - with a `deadline`, the next claim (and its contexts), on its own task, started when
     ///   half of the current batch is left to send and the last claim came back full.
     ///
@@ -676,30 +709,68 @@ impl Orchestrator {
         let stop_sends = stop.clone();
         let mut sending = FuturesUnordered::new();
         let mut finished: Vec<Done> = Vec::new();
-        let mut write: Option<futures::future::BoxFuture<'_, Result<()>>> = None;
+        // Rendered rows not yet marked, per channel, in claim order.
+        let mut waiting: BTreeMap<ChannelKind, VecDeque<Ready>> = BTreeMap::new();
+        // Rows marked as started whose results are not written yet, per channel.
+        let mut in_flight: BTreeMap<ChannelKind, usize> = BTreeMap::new();
+        let mut write: Option<Write<'_>> = None;
         let mut claim = Some(self.spawn_claim(scope)?);
         let mut claims = 1u32;
         let mut exhausted = false;
         let mut error = None;
         let half = (self.settings.batch_size / 2) as usize;
+        let places = self.settings.concurrency.max(1);
         loop {
-            if write.is_none() && !finished.is_empty() {
-                write = Some(self.write_results(std::mem::take(&mut finished)).boxed());
-            }
             let stopping = stop.as_ref().is_some_and(|s| *s.borrow());
+            if write.is_none() {
+                let mut start = Vec::new();
+                for (kind, queue) in &mut waiting {
+                    let freed = finished
+                        .iter()
+                        .filter(|d| d.in_flight == Some(*kind))
+                        .count();
+                    let busy = in_flight.get(kind).copied().unwrap_or(0) - freed;
+                    let take = match stopping {
+                        true => queue.len(),
+                        false => places.saturating_sub(busy).min(queue.len()),
+                    };
+                    for ready in queue.drain(..take) {
+                        // Rows that will not be sent now go back untried and unmarked.
+                        match self.held_back(&ready.row, stopping) {
+                            Some(why) => finished.push(Done::early(self.released(&ready.row, why))),
+                            None => start.push(ready),
+                        }
+                    }
+                }
+                if !finished.is_empty() || !start.is_empty() {
+                    write = Some(
+                        self.write_group(std::mem::take(&mut finished), start)
+                            .boxed(),
+                    );
+                }
+            }
             let may_claim = error.is_none()
                 && !exhausted
                 && !stopping
+                && !self.has_fault()
                 && deadline.is_some_and(|d| tokio::time::Instant::now() < d);
-            if claim.is_none() && may_claim && sending.len() <= half {
+            let queued = sending.len() + waiting.values().map(VecDeque::len).sum::<usize>();
+            if claim.is_none() && may_claim && queued <= half {
                 claim = Some(self.spawn_claim(scope)?);
                 claims += 1;
             }
             if sending.is_empty() && write.is_none() && claim.is_none() {
-                break;
+                if waiting.values().all(VecDeque::is_empty) {
+                    break;
+                }
+                // Places are all taken by results still unwritten: impossible, as every
+                // finished result is written above. Guard against a silent hang anyway.
+                return Err(Error::Internal(
+                    "delivery pipeline stalled with rows waiting".into(),
+                ));
             }
             tokio::select! {
-                // Wakes the loop when the worker is told to stop; the sends then hand back.
+                // Wakes the loop when the worker is told to stop; waiting rows then go back.
                 changed = async { stop.as_mut().expect("guarded").changed().await }, if stop.is_some() && !stopping => {
                     if changed.is_err() {
                         // The worker loop is gone: nobody can ask to stop any more.
@@ -711,20 +782,15 @@ impl Orchestrator {
                     while let Some(Some(more)) = sending.next().now_or_never() {
                         ready.push(more);
                     }
-                    for done in ready {
-                        match &done.result.outcome {
-                            Outcome::Sent { .. } => report.sent += 1,
-                            Outcome::Failed { .. } => report.failed += 1,
-                            Outcome::Retry { .. } => report.retried += 1,
-                        }
-                        finished.push(done);
-                    }
+                    finished.extend(ready);
                 }
                 written = async { write.as_mut().expect("guarded").await }, if write.is_some() => {
                     write = None;
                     // On an error, stop claiming and sending: rows not recorded are taken
                     // again when their lease expires.
-                    written?;
+                    let (recorded, started) = written?;
+                    settle(&mut report, &mut in_flight, &recorded, &started);
+                    sending.extend(started.into_iter().map(|r| self.send(r, stop_sends.as_ref())));
                 }
                 claimed = async { claim.as_mut().expect("guarded").await }, if claim.is_some() => {
                     claim = None;
@@ -741,18 +807,21 @@ impl Orchestrator {
                     };
                     report.claimed += rows.len() as u64;
                     exhausted = (rows.len() as u64) < self.settings.batch_size;
-                    let mut jobs = Vec::with_capacity(rows.len());
                     for (row, context) in rows.into_iter().zip(contexts) {
                         if touched.insert(row.broadcast_id) && !self.is_compiled(row.broadcast_id) {
                             // Loading a template reads the store: no write may be pending.
                             if let Some(w) = write.take() {
-                                w.await?;
+                                let (recorded, started) = w.await?;
+                                settle(&mut report, &mut in_flight, &recorded, &started);
+                                sending.extend(started.into_iter().map(|r| self.send(r, stop_sends.as_ref())));
                             }
                         }
                         let compiled = self.compiled_for(row.broadcast_id).await.ok();
-                        jobs.push(Job { row, context, compiled });
+                        match self.prepare(row, &context, compiled) {
+                            Ok(ready) => waiting.entry(ready.row.channel).or_default().push_back(ready),
+                            Err(done) => finished.push(done),
+                        }
                     }
-                    sending.extend(jobs.into_iter().map(|job| self.deliver(job, stop_sends.as_ref())));
                 }
             }
         }
@@ -760,6 +829,7 @@ impl Orchestrator {
             return Err(e);
         }
         self.pause_tripped().await?;
+        self.pause_faulted().await?;
         for id in touched {
             // A short claim means the queue may be empty: only then is counting worth it.
             if exhausted && self.complete_if_done(id).await? {
@@ -801,21 +871,46 @@ impl Orchestrator {
         }))
     }
 
-    /// Writes a group of finished deliveries: their store effects, then their results in one
-    /// call; their unrecorded-result permits are released when this returns.
-    async fn write_results(&self, group: Vec<Done>) -> Result<()> {
+    /// Writes a group: the finished deliveries' store effects, then their results in one call,
+    /// then marks `start` as started. Answers with the results and with the rows of `start`
+    /// that are still leased to this worker (only those may be sent).
+    async fn write_group(
+        &self,
+        mut group: Vec<Done>,
+        start: Vec<Ready>,
+    ) -> Result<(Vec<Done>, Vec<Ready>)> {
         let mut results = Vec::with_capacity(group.len());
-        let mut permits = Vec::with_capacity(group.len());
-        for done in group {
-            for effect in done.effects {
+        for done in &mut group {
+            for effect in std::mem::take(&mut done.effects) {
                 self.apply(effect).await;
             }
-            results.push(done.result);
-            permits.extend(done.permit);
+            results.push(done.result.clone());
         }
-        self.ports.deliveries.record_results(&results).await?;
-        drop(permits);
-        Ok(())
+        if !results.is_empty() {
+            self.ports.deliveries.record_results(&results).await?;
+        }
+        if start.is_empty() {
+            return Ok((group, start));
+        }
+        let ids: Vec<RecipientId> = start.iter().map(|r| r.row.id).collect();
+        let marked: BTreeSet<RecipientId> = self
+            .ports
+            .deliveries
+            .mark_started(&self.settings.worker_id, &ids, self.ports.clock.now())
+            .await?
+            .into_iter()
+            .collect();
+        if marked.len() < start.len() {
+            tracing::warn!(
+                lost = start.len() - marked.len(),
+                "not sending rows whose lease another worker took over"
+            );
+        }
+        let start = start
+            .into_iter()
+            .filter(|r| marked.contains(&r.row.id))
+            .collect();
+        Ok((group, start))
     }
 
     /// The next shared send slot of a rate-shared channel, or `None` when the channel is
@@ -827,7 +922,10 @@ impl Orchestrator {
             return Ok(None);
         };
         let rate = self.settings.shared_rates[&kind];
-        let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+        // Rounded up: `rate` intervals never add up to less than the window.
+        let window = Duration::from_secs(1) + self.settings.pacing_margin;
+        let nanos = window.as_nanos().div_ceil(u128::from(rate));
+        let interval = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
         let step = chrono::Duration::from_std(interval).unwrap_or_default();
         let mut slots = pool.lock().await;
         let now = self.ports.clock.now();
@@ -862,6 +960,74 @@ impl Orchestrator {
             self.breaker.lock().expect("breaker poisoned").reset(id);
         }
         Ok(())
+    }
+
+    /// Pauses every running broadcast that sends on a channel which answered with a channel
+    /// fault in the last batch (wrong credentials, refused TLS, invalid token), with the reason,
+    /// and writes the pause to the audit log. Their rows stay pending, untried.
+    async fn pause_faulted(&self) -> Result<()> {
+        let faults = std::mem::take(&mut *self.faults.lock().expect("faults poisoned"));
+        if faults.is_empty() {
+            return Ok(());
+        }
+        let running = self
+            .ports
+            .broadcasts
+            .list_broadcasts(&[BroadcastStatus::Running], 10_000)
+            .await?;
+        for (kind, message) in faults {
+            let reason = format!(
+                "paused: the {kind} channel failed for every recipient ({message}); fix its \
+                 settings, then resume"
+            );
+            tracing::error!(channel = %kind, %reason, "channel fault");
+            for b in running
+                .iter()
+                .filter(|b| b.channel_policy.channels().contains(&kind))
+            {
+                match self.pause(b.id, Some(reason.clone())).await {
+                    Ok(_) => {}
+                    Err(Error::Conflict(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+                self.breaker.lock().expect("breaker poisoned").reset(b.id);
+                self.audit(
+                    "broadcast.pause",
+                    b.id,
+                    serde_json::json!({
+                        "reason": reason,
+                        "channel": kind.as_str(),
+                        "cause": "channel_fault",
+                    }),
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes an entry of this worker to the audit log, when there is one; a failure is
+    /// logged, not fatal (the change it records has happened).
+    async fn audit(&self, action: &str, broadcast: BroadcastId, details: serde_json::Value) {
+        let Some(log) = &self.ports.audit else {
+            return;
+        };
+        let entry = AuditEntry {
+            id: 0,
+            actor: format!("worker:{}", self.settings.worker_id),
+            action: action.to_owned(),
+            target_type: "broadcast".to_owned(),
+            target_id: Some(broadcast),
+            details,
+            at: self.ports.clock.now(),
+        };
+        if let Err(e) = log.record(entry).await {
+            tracing::warn!(broadcast, action, error = %e, "could not write the audit log");
+        }
+    }
+
+    fn has_fault(&self) -> bool {
+        !self.faults.lock().expect("faults poisoned").is_empty()
     }
 
     /// Delivers one broadcast to the end: ticks until no row is open, waiting for retries that
@@ -1031,84 +1197,120 @@ impl Orchestrator {
         }
     }
 
-    /// Sends one job. Returns its result together with its unrecorded-result permit: the caller
-    /// drops that permit only after the result is recorded, so the rows that a crash can leave
-    /// sent-but-unrecorded are bounded by `concurrency` per channel, not by the batch size. The
-    /// channel's own send permit is released as soon as the send returns.
-    async fn deliver(&self, job: Job, stop: Option<&watch::Receiver<bool>>) -> Done {
-        let Job {
-            row,
-            context,
-            compiled,
-        } = job;
-        let now = || self.ports.clock.now();
-        let result = |outcome| DeliveryResult {
-            recipient_id: row.id,
-            worker_id: self.settings.worker_id.clone(),
-            outcome,
-        };
-        let fail = |kind: ErrorKind, error: String| Outcome::Failed {
-            at: self.ports.clock.now(),
-            kind,
-            error,
+    /// Renders a claimed row into the message to send, or its final result when it cannot be
+    /// sent (the template does not compile or render, the address is malformed).
+    fn prepare(
+        &self,
+        row: Recipient,
+        context: &RecipientContext,
+        compiled: Option<Arc<Compiled>>,
+    ) -> std::result::Result<Ready, Done> {
+        let fail = |row: &Recipient, kind: ErrorKind, error: String| {
+            let outcome = Outcome::Failed {
+                at: self.ports.clock.now(),
+                kind,
+                error,
+            };
+            Done::early(self.result(row, outcome, false))
         };
         let Some(compiled) = compiled else {
             let error = format!(
                 "the template of broadcast {} does not compile",
                 row.broadcast_id
             );
-            return Done::early(result(fail(ErrorKind::Render, error)));
+            return Err(fail(&row, ErrorKind::Render, error));
         };
-        let body = match self.body_for(&row, &context, &compiled) {
+        let body = match self.body_for(&row, context, &compiled) {
             Ok(body) => body,
-            Err((kind, error)) => return Done::early(result(fail(kind, error))),
+            Err((kind, error)) => return Err(fail(&row, kind, error)),
         };
-        let channel = match self.channel(row.channel) {
-            Ok(c) => c,
-            Err(e) => return Done::early(result(fail(ErrorKind::Permanent, e.to_string()))),
-        };
+        if let Err(e) = self.channel(row.channel) {
+            return Err(fail(&row, ErrorKind::Permanent, e.to_string()));
+        }
         let message = OutgoingMessage {
             broadcast_id: Some(row.broadcast_id),
             recipient_id: Some(row.id),
             user_id: Some(row.user_id),
             body,
         };
+        Ok(Ready {
+            row,
+            message,
+            compiled,
+        })
+    }
+
+    fn result(&self, row: &Recipient, outcome: Outcome, uncertain: bool) -> DeliveryResult {
+        DeliveryResult {
+            recipient_id: row.id,
+            worker_id: self.settings.worker_id.clone(),
+            outcome,
+            uncertain,
+        }
+    }
+
+    /// The row handed back untried: pending, due now, no attempt and no error kind.
+    fn released(&self, row: &Recipient, why: String) -> DeliveryResult {
+        let outcome = Outcome::Released {
+            next_attempt_at: self.ports.clock.now(),
+            note: why,
+        };
+        self.result(row, outcome, false)
+    }
+
+    /// Why a row must not be sent now, if it must not: the worker is stopping, the lane's
+    /// circuit breaker is open, or its channel has a fault.
+    fn held_back(&self, row: &Recipient, stopping: bool) -> Option<String> {
+        if stopping {
+            return Some("held back: the worker is stopping".into());
+        }
         let lane = (row.broadcast_id, row.channel);
-        let mut effects = Vec::new();
-        let permit = match self.unrecorded.get(&row.channel) {
-            Some(sem) => sem.clone().acquire_owned().await.ok(),
-            None => None,
-        };
-        let sending = match self.permits.get(&row.channel) {
-            Some(sem) => sem.clone().acquire_owned().await.ok(),
-            None => None,
-        };
-        // Checked with the permits held: sends queued behind a failing one see the trip, and
-        // rows claimed ahead are handed back at once when the worker is stopping.
-        let held_back = if stop.is_some_and(|s| *s.borrow()) {
-            Some("held back: the worker is stopping")
-        } else if self
+        if self
             .breaker
             .lock()
             .expect("breaker poisoned")
             .is_tripped(lane)
         {
-            Some("held back: the channel's circuit breaker tripped")
-        } else {
-            None
+            return Some("held back: the channel's circuit breaker tripped".into());
+        }
+        self.faults
+            .lock()
+            .expect("faults poisoned")
+            .get(&row.channel)
+            .map(|fault| {
+                format!(
+                    "held back: the {} channel has a fault: {fault}",
+                    row.channel
+                )
+            })
+    }
+
+    /// Sends one marked row and classifies the answer. The row holds its channel's in-flight
+    /// place until the loop writes the result; the channel's send permit is released as soon
+    /// as the send returns.
+    async fn send(&self, ready: Ready, stop: Option<&watch::Receiver<bool>>) -> Done {
+        let Ready {
+            row,
+            message,
+            compiled,
+        } = ready;
+        let now = || self.ports.clock.now();
+        let lane = (row.broadcast_id, row.channel);
+        let mut effects = Vec::new();
+        let done = |result: DeliveryResult, effects: Vec<Effect>| Done {
+            result,
+            in_flight: Some(row.channel),
+            effects,
         };
-        if let Some(why) = held_back {
-            let held = Outcome::Retry {
-                next_attempt_at: now(),
-                kind: ErrorKind::Transient,
-                error: why.into(),
-                count_attempt: false,
-            };
-            return Done {
-                result: result(held),
-                permit,
-                effects,
-            };
+        let sending = match self.permits.get(&row.channel) {
+            Some(sem) => sem.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        // Checked with the send permit held: sends queued behind a failing one see the trip,
+        // and a stopping worker hands its rows back at once.
+        let stopping = stop.is_some_and(|s| *s.borrow());
+        if let Some(why) = self.held_back(&row, stopping) {
+            return done(self.released(&row, why), effects);
         }
         match self.take_slot(row.channel).await {
             Ok(Some(slot)) => {
@@ -1119,24 +1321,18 @@ impl Orchestrator {
             }
             Ok(None) => {}
             Err(e) => {
-                let held = Outcome::Retry {
-                    next_attempt_at: now(),
-                    kind: ErrorKind::Transient,
-                    error: format!("held back: no send slot: {e}"),
-                    count_attempt: false,
-                };
-                return Done {
-                    result: result(held),
-                    permit,
-                    effects,
-                };
+                let why = format!("held back: no send slot: {e}");
+                return done(self.released(&row, why), effects);
             }
         }
+        let Ok(channel) = self.channel(row.channel) else {
+            unreachable!("prepare checked the channel");
+        };
         let sent = channel.send(&message).await;
-        // The channel is free for the next message; `permit` stays held until the result is
-        // written.
+        // The channel is free for the next message; the in-flight place stays taken until the
+        // result is written.
         drop(sending);
-        let recorded = match sent {
+        let result = match sent {
             Ok(delivered) => {
                 self.breaker.lock().expect("breaker poisoned").record(
                     lane,
@@ -1147,14 +1343,31 @@ impl Orchestrator {
                 if let Some(new_chat) = delivered.migrated_to {
                     effects.push(Effect::UpdateChat(row.user_id, new_chat));
                 }
-                result(Outcome::Sent {
+                let outcome = Outcome::Sent {
                     at: now(),
                     provider_message_id: delivered.provider_message_id,
-                })
+                };
+                self.result(&row, outcome, false)
+            }
+            Err(e) if e.kind == FailureKind::ChannelFault => {
+                tracing::warn!(channel = %row.channel, error = %e.message, "channel fault");
+                self.faults
+                    .lock()
+                    .expect("faults poisoned")
+                    .entry(row.channel)
+                    .or_insert_with(|| e.message.clone());
+                let why = format!(
+                    "held back: the {} channel has a fault: {}",
+                    row.channel, e.message
+                );
+                let mut result = self.released(&row, why);
+                result.uncertain = e.outcome_unknown;
+                result
             }
             Err(e) => {
                 let counts = matches!(e.kind, FailureKind::Transient | FailureKind::Permanent);
                 let message = e.message.clone();
+                let uncertain = e.outcome_unknown;
                 match (row.channel, e.kind) {
                     (ChannelKind::Telegram, FailureKind::Blocked) => {
                         effects.push(Effect::MarkBlocked(row.user_id));
@@ -1183,14 +1396,10 @@ impl Orchestrator {
                         row.registration_id,
                     ));
                 }
-                result(outcome)
+                self.result(&row, outcome, uncertain)
             }
         };
-        Done {
-            result: recorded,
-            permit,
-            effects,
-        }
+        done(result, effects)
     }
 
     /// Applies a delivery's store update; a failure is logged, not fatal: the delivery result
@@ -1266,6 +1475,11 @@ impl Orchestrator {
                     }
                 }
             }
+            // `send` holds the row back itself; here for completeness.
+            FailureKind::ChannelFault => Outcome::Released {
+                next_attempt_at: now,
+                note: format!("held back: channel fault: {error}"),
+            },
             FailureKind::Blocked | FailureKind::InvalidAddress | FailureKind::Permanent => {
                 Outcome::Failed {
                     at: now,

@@ -124,6 +124,7 @@
 //!     clock: Arc::new(SystemClock),
 //!     links: None,
 //!     budget: None,
+//!     audit: None,
 //! };
 //! let orchestrator = Orchestrator::new(ports, Settings::default());
 //!

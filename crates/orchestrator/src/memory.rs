@@ -380,9 +380,11 @@ impl DeliveryStore for MemoryStore {
             .into_iter()
             .take(req.limit as usize)
             .map(|r| {
-                if r.status == DeliveryStatus::Sending {
-                    r.lease_expirations += 1;
+                // A takeover of a row whose send had started: it may have gone out.
+                if r.status == DeliveryStatus::Sending && r.send_started_at.is_some() {
+                    r.uncertain_sends += 1;
                 }
+                r.send_started_at = None;
                 r.status = DeliveryStatus::Sending;
                 r.lease_owner = Some(req.worker_id.clone());
                 r.lease_expires_at = Some(req.now + req.lease_for);
@@ -407,6 +409,8 @@ impl DeliveryStore for MemoryStore {
             n += 1;
             r.lease_owner = None;
             r.lease_expires_at = None;
+            r.send_started_at = None;
+            r.uncertain_sends += i32::from(res.uncertain);
             match &res.outcome {
                 Outcome::Sent {
                     at,
@@ -439,9 +443,38 @@ impl DeliveryStore for MemoryStore {
                     r.error_kind = Some(*kind);
                     r.last_error = Some(error.clone());
                 }
+                Outcome::Released {
+                    next_attempt_at,
+                    note,
+                } => {
+                    r.status = DeliveryStatus::Pending;
+                    r.next_attempt_at = *next_attempt_at;
+                    r.error_kind = None;
+                    r.last_error = Some(note.clone());
+                }
             }
         }
         Ok(n)
+    }
+
+    async fn mark_started(
+        &self,
+        worker_id: &str,
+        rows: &[RecipientId],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<RecipientId>> {
+        let mut s = self.lock();
+        let mut marked = Vec::with_capacity(rows.len());
+        for id in rows {
+            if let Some(r) = s.recipients.get_mut(id)
+                && r.status == DeliveryStatus::Sending
+                && r.lease_owner.as_deref() == Some(worker_id)
+            {
+                r.send_started_at = Some(at);
+                marked.push(*id);
+            }
+        }
+        Ok(marked)
     }
 
     async fn status_counts(&self, broadcast: BroadcastId) -> Result<Vec<StatusCount>> {
@@ -477,7 +510,7 @@ impl DeliveryStore for MemoryStore {
             .values()
             .filter(|r| r.broadcast_id == broadcast);
         for r in rows {
-            if r.lease_expirations > 0 {
+            if r.uncertain_sends > 0 {
                 stats.possible_duplicates += 1;
             }
             if let Some(at) = r.sent_at {
@@ -548,11 +581,12 @@ impl DeliveryStore for MemoryStore {
                 next_attempt_at: now,
                 lease_owner: None,
                 lease_expires_at: None,
+                send_started_at: None,
                 error_kind: None,
                 last_error: None,
                 provider_message_id: None,
                 sent_at: None,
-                lease_expirations: 0,
+                uncertain_sends: 0,
                 updated_at: now,
             },
         );
@@ -977,11 +1011,12 @@ impl AudienceSource for MemoryStore {
                     next_attempt_at: now,
                     lease_owner: None,
                     lease_expires_at: None,
+                    send_started_at: None,
                     error_kind: None,
                     last_error: None,
                     provider_message_id: None,
                     sent_at: None,
-                    lease_expirations: 0,
+                    uncertain_sends: 0,
                     updated_at: now,
                 },
             );

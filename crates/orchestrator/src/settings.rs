@@ -57,6 +57,10 @@ pub struct Settings {
     /// Messages per second per channel shared by every worker through the `SendBudget` port
     /// (e.g. Telegram's 30/s per bot). Channels not listed are paced only in-process.
     pub shared_rates: BTreeMap<ChannelKind, u32>,
+    /// Added to the one-second window of every shared rate against network and scheduling
+    /// jitter: shared slots are `(1 s + margin) / rate` apart, so a provider that counts in any
+    /// sliding second at its end never sees more than the rate.
+    pub pacing_margin: Duration,
 }
 
 impl Default for Settings {
@@ -76,6 +80,7 @@ impl Default for Settings {
             breaker_window: 200,
             breaker_ratio: 0.5,
             shared_rates: BTreeMap::new(),
+            pacing_margin: Duration::from_millis(15),
         }
     }
 }

@@ -6,14 +6,17 @@
 //! 1. rows whose lease expired (the previous worker died or stalled mid-send), earliest expiry
 //!    first, over the partial index `(lease_expires_at) WHERE status = 'sending'` (the status is
 //!    written into the statement as a literal: a bound parameter would keep PostgreSQL's generic
-//!    plans off a partial index); each takeover adds one to `lease_expirations`;
+//!    plans off a partial index): first those whose send had started (`send_started_at` set by
+//!    [`DeliveryStore::mark_started`]), each of which adds one to `uncertain_sends` (a possible
+//!    duplicate), then those claimed ahead and never started, which are simply due again;
 //! 2. due pending rows, one running broadcast after the other (oldest broadcast first), each over
 //!    the index `(broadcast_id, status, next_attempt_at)`, earliest `next_attempt_at` first:
 //!
 //! ```sql
 //! UPDATE broadcast_recipients
-//! SET status = 'sending', lease_owner = ?, lease_expires_at = ?, updated_at = ?
-//!     [, lease_expirations = lease_expirations + 1]          -- step 1
+//! SET status = 'sending', lease_owner = ?, lease_expires_at = ?, send_started_at = NULL,
+//!     updated_at = ?
+//!     [, uncertain_sends = uncertain_sends + 1]          -- step 1, started rows
 //! WHERE id IN (
 //!     SELECT id FROM broadcast_recipients
 //!     WHERE broadcast_id = ?
@@ -43,11 +46,15 @@
 //!   is atomic across processes. Within one process claims are also serialised by [`Store`]'s
 //!   SQLite write lock (see there), held for the whole claim.
 //!
-//! An expired lease (`status = 'sending'` past `lease_expires_at`) means the message may have
-//! gone out, so `lease_expirations` counts it as a possible duplicate. Timestamps are always bound
+//! An expired lease (`status = 'sending'` past `lease_expires_at`) on a row whose send had
+//! started means the message may have gone out, so `uncertain_sends` counts it as a possible
+//! duplicate; the engine marks rows only just before their sends, at most its in-flight bound
+//! per channel at a time, so the count after a crash stays within that bound. Timestamps are always bound
 //! as `DateTime<Utc>` values: on SQLite they are RFC 3339 text in UTC, whose text order is their
 //! time order.
 
+#[cfg(doc)]
+use broadcast_domain::DeliveryStore;
 use broadcast_domain::{
     BroadcastId, BroadcastStatus, ClaimRequest, DeliveryStatus, Error, Recipient, Result,
 };
@@ -63,6 +70,16 @@ use crate::counts::{self, CountChanges, Counted, Transition};
 use crate::entity::broadcast_recipients::{Column, Entity};
 use crate::entity::broadcasts;
 use crate::error::db_err;
+
+/// Which rows a claim statement takes.
+#[derive(Debug, Clone, Copy)]
+enum Due {
+    /// Due pending rows of one running broadcast.
+    Pending(BroadcastId),
+    /// Rows whose lease expired, of any running broadcast in the request's scope: those whose
+    /// send had started (`send_started_at` set), or those claimed and never started.
+    Expired { started: bool },
+}
 
 impl Store {
     /// See the module documentation.
@@ -97,18 +114,27 @@ impl Store {
             false => None,
         };
         let mut claimed = Vec::new();
-        let takeover = Transition {
-            from: Some(DeliveryStatus::Sending),
-            lease_bump: 1,
-        };
-        let expired = self.due_rows(request, None, request.limit);
-        claimed.extend(self.lease(request, expired, takeover, &mut sqlite).await?);
+        // Expired leases: rows whose send had started may have gone out (one more uncertain
+        // send); rows claimed ahead and never started are simply due again.
+        for started in [true, false] {
+            let left = request.limit.saturating_sub(claimed.len() as u64);
+            if left == 0 {
+                break;
+            }
+            let takeover = Transition {
+                from: Some(DeliveryStatus::Sending),
+                uncertain_bump: i32::from(started),
+                row_bump: false,
+            };
+            let expired = self.due_rows(request, Due::Expired { started }, left);
+            claimed.extend(self.lease(request, expired, takeover, &mut sqlite).await?);
+        }
         for broadcast in running {
             let left = request.limit.saturating_sub(claimed.len() as u64);
             if left == 0 {
                 break;
             }
-            let due = self.due_rows(request, Some(broadcast), left);
+            let due = self.due_rows(request, Due::Pending(broadcast), left);
             let fresh = Transition::from(DeliveryStatus::Pending);
             claimed.extend(self.lease(request, due, fresh, &mut sqlite).await?);
         }
@@ -137,19 +163,13 @@ impl Store {
             .map_err(db_err)
     }
 
-    /// The ids of up to `limit` claimable rows: due pending rows of `broadcast`, or (with
-    /// `None`) rows whose lease expired, of any running broadcast in the request's scope.
-    fn due_rows(
-        &self,
-        request: &ClaimRequest,
-        broadcast: Option<BroadcastId>,
-        limit: u64,
-    ) -> SelectStatement {
+    /// The ids of up to `limit` claimable rows of one kind (see [`Due`]).
+    fn due_rows(&self, request: &ClaimRequest, which: Due, limit: u64) -> SelectStatement {
         let now = request.now;
         let mut due = Query::select();
         due.column(Column::Id).from(Entity);
-        let order = match broadcast {
-            Some(id) => {
+        let order = match which {
+            Due::Pending(id) => {
                 let running = Query::select()
                     .expr(Expr::val(1))
                     .from(broadcasts::Entity)
@@ -162,7 +182,7 @@ impl Store {
                     .and_where(Column::NextAttemptAt.lte(now));
                 Column::NextAttemptAt
             }
-            None => {
+            Due::Expired { started } => {
                 let running = Query::select()
                     .column(broadcasts::Column::Id)
                     .from(broadcasts::Entity)
@@ -173,7 +193,11 @@ impl Store {
                 let sending = Expr::Constant(DeliveryStatus::Sending.as_str().into());
                 due.and_where(Expr::col(Column::Status).eq(sending))
                     .and_where(Column::LeaseExpiresAt.lt(now))
-                    .and_where(Column::BroadcastId.in_subquery(running));
+                    .and_where(Column::BroadcastId.in_subquery(running))
+                    .and_where(match started {
+                        true => Column::SendStartedAt.is_not_null(),
+                        false => Column::SendStartedAt.is_null(),
+                    });
                 if let Some(scope) = request.broadcast_id {
                     due.and_where(Column::BroadcastId.eq(scope));
                 }
@@ -215,12 +239,16 @@ impl Store {
             .value(Column::Status, DeliveryStatus::Sending.as_str())
             .value(Column::LeaseOwner, request.worker_id.as_str())
             .value(Column::LeaseExpiresAt, now + request.lease_for)
+            .value(
+                Column::SendStartedAt,
+                Option::<chrono::DateTime<chrono::Utc>>::None,
+            )
             .value(Column::UpdatedAt, now)
             .and_where(Column::Id.in_subquery(due));
-        if transition.lease_bump > 0 {
+        if transition.uncertain_bump > 0 {
             update.value(
-                Column::LeaseExpirations,
-                Expr::col(Column::LeaseExpirations).add(transition.lease_bump),
+                Column::UncertainSends,
+                Expr::col(Column::UncertainSends).add(transition.uncertain_bump),
             );
         }
         let backend = self.backend();

@@ -194,11 +194,12 @@ pub(crate) fn recipient(m: broadcast_recipients::Model) -> Result<Recipient> {
         next_attempt_at: m.next_attempt_at,
         lease_owner: m.lease_owner,
         lease_expires_at: m.lease_expires_at,
+        send_started_at: m.send_started_at,
         error_kind: parse_opt(T, "error_kind", id, m.error_kind.as_deref())?,
         last_error: m.last_error,
         provider_message_id: m.provider_message_id,
         sent_at: m.sent_at,
-        lease_expirations: m.lease_expirations,
+        uncertain_sends: m.uncertain_sends,
         updated_at: m.updated_at,
     })
 }

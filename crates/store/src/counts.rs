@@ -93,7 +93,7 @@ pub(crate) const RETURNING: &str = "broadcast_recipients.broadcast_id AS broadca
     broadcast_recipients.channel AS channel, broadcast_recipients.status AS status, \
     broadcast_recipients.error_kind AS error_kind, \
     broadcast_recipients.skip_reason AS skip_reason, \
-    broadcast_recipients.lease_expirations AS lease_expirations, \
+    broadcast_recipients.uncertain_sends AS uncertain_sends, \
     broadcast_recipients.sent_at AS sent_at";
 
 /// A ledger row as far as the counters see it.
@@ -104,8 +104,11 @@ pub(crate) struct Counted {
     pub(crate) status: String,
     pub(crate) error_kind: Option<String>,
     pub(crate) skip_reason: Option<String>,
-    pub(crate) lease_expirations: i32,
+    pub(crate) uncertain_sends: i32,
     pub(crate) sent_at: Option<DateTime<Utc>>,
+    /// What the write added to this row's `uncertain_sends` beyond the transition's own
+    /// [`Transition::uncertain_bump`] (a result whose outcome is unknown adds 1).
+    pub(crate) bump: i32,
 }
 
 impl Counted {
@@ -116,8 +119,9 @@ impl Counted {
             status: m.status.clone(),
             error_kind: m.error_kind.clone(),
             skip_reason: m.skip_reason.clone(),
-            lease_expirations: m.lease_expirations,
+            uncertain_sends: m.uncertain_sends,
             sent_at: m.sent_at,
+            bump: 0,
         }
     }
 
@@ -137,8 +141,9 @@ impl Counted {
             status: row.try_get("", "status").map_err(db_err)?,
             error_kind: row.try_get("", "error_kind").map_err(db_err)?,
             skip_reason: row.try_get("", "skip_reason").map_err(db_err)?,
-            lease_expirations: row.try_get("", "lease_expirations").map_err(db_err)?,
+            uncertain_sends: row.try_get("", "uncertain_sends").map_err(db_err)?,
             sent_at: None,
+            bump: 0,
         })
     }
 }
@@ -148,8 +153,12 @@ impl Counted {
 pub(crate) struct Transition {
     /// The status the rows had; `None` for rows the write inserted.
     pub(crate) from: Option<DeliveryStatus>,
-    /// What the write added to `lease_expirations` (1 when a claim took over an expired lease).
-    pub(crate) lease_bump: i32,
+    /// What the write added to `uncertain_sends` of every row (1 when a claim took over an
+    /// expired lease whose send had started).
+    pub(crate) uncertain_bump: i32,
+    /// The write added a different amount to each row, returned as the column `bump` of the
+    /// changed rows (PostgreSQL) or set as [`Counted::bump`] (SQLite): results.
+    pub(crate) row_bump: bool,
 }
 
 impl Transition {
@@ -157,14 +166,16 @@ impl Transition {
     pub(crate) fn from(from: DeliveryStatus) -> Transition {
         Transition {
             from: Some(from),
-            lease_bump: 0,
+            uncertain_bump: 0,
+            row_bump: false,
         }
     }
 
     /// Rows inserted.
     pub(crate) const INSERT: Transition = Transition {
         from: None,
-        lease_bump: 0,
+        uncertain_bump: 0,
+        row_bump: false,
     };
 
     /// The row before the write (only the counted columns; the error kind and skip reason of
@@ -173,8 +184,9 @@ impl Transition {
         let from = self.from?;
         Some(Counted {
             status: from.as_str().to_owned(),
-            lease_expirations: after.lease_expirations - self.lease_bump,
+            uncertain_sends: after.uncertain_sends - self.uncertain_bump - after.bump,
             sent_at: None,
+            bump: 0,
             ..after.clone()
         })
     }
@@ -187,7 +199,7 @@ impl Transition {
         let mut rows = format!(
             "SELECT broadcast_id, channel, status, {keyed} AS error_kind, \
              COALESCE(skip_reason, '') AS skip_reason, 1 AS n, \
-             CASE WHEN lease_expirations > 0 THEN 1 ELSE 0 END AS duplicates, sent_at \
+             CASE WHEN uncertain_sends > 0 THEN 1 ELSE 0 END AS duplicates, sent_at \
              FROM changed"
         );
         if let Some(from) = self.from {
@@ -200,8 +212,10 @@ impl Transition {
             rows.push_str(&format!(
                 " UNION ALL SELECT broadcast_id, channel, '{from}', {from_keyed}, \
                  COALESCE(skip_reason, ''), -1, \
-                 CASE WHEN lease_expirations - {bump} > 0 THEN -1 ELSE 0 END, NULL FROM changed",
-                bump = self.lease_bump,
+                 CASE WHEN uncertain_sends - {bump} - {row_bump} > 0 THEN -1 ELSE 0 END, NULL \
+                 FROM changed",
+                bump = self.uncertain_bump,
+                row_bump = if self.row_bump { "bump" } else { "0" },
             ));
         }
         format!(
@@ -286,8 +300,9 @@ impl CountChanges {
             status: status.as_str().to_owned(),
             error_kind: None,
             skip_reason: skip_reason.map(|r| r.as_str().to_owned()),
-            lease_expirations: 0,
+            uncertain_sends: 0,
             sent_at: None,
+            bump: 0,
         };
         self.add_counted(&row, rows);
     }
@@ -303,7 +318,7 @@ impl CountChanges {
         };
         let change = self.by_key.entry(key).or_default();
         change.n += rows;
-        if row.lease_expirations > 0 {
+        if row.uncertain_sends > 0 {
             change.duplicates += rows;
         }
         if rows > 0
@@ -495,7 +510,7 @@ pub(crate) fn recount_statements(
         format!(
             "INSERT INTO broadcast_counts ({COLUMNS}) \
              SELECT broadcast_id, 0, channel, status, {keyed}, COALESCE(skip_reason, ''), \
-             COUNT(*), SUM(CASE WHEN lease_expirations > 0 THEN 1 ELSE 0 END), MIN(sent_at), \
+             COUNT(*), SUM(CASE WHEN uncertain_sends > 0 THEN 1 ELSE 0 END), MIN(sent_at), \
              MAX(sent_at) FROM broadcast_recipients WHERE broadcast_id = {param} \
              GROUP BY broadcast_id, channel, status, {keyed}, COALESCE(skip_reason, '')"
         ),
@@ -557,7 +572,7 @@ impl Store {
             Column::Status,
             Column::ErrorKind,
             Column::SkipReason,
-            Column::LeaseExpirations,
+            Column::UncertainSends,
         ];
         let group = Query::select()
             .columns(columns)
@@ -604,15 +619,16 @@ impl Store {
 mod tests {
     use super::*;
 
-    fn row(status: &str, error_kind: Option<&str>, lease_expirations: i32) -> Counted {
+    fn row(status: &str, error_kind: Option<&str>, uncertain_sends: i32) -> Counted {
         Counted {
             broadcast: 1,
             channel: "email".into(),
             status: status.into(),
             error_kind: error_kind.map(Into::into),
             skip_reason: None,
-            lease_expirations,
+            uncertain_sends,
             sent_at: None,
+            bump: 0,
         }
     }
 
@@ -628,7 +644,8 @@ mod tests {
         c.changed(
             Transition {
                 from: Some(DeliveryStatus::Sending),
-                lease_bump: 1,
+                uncertain_bump: 1,
+                row_bump: false,
             },
             &row("sending", None, 1),
         );
@@ -636,7 +653,8 @@ mod tests {
         c.changed(
             Transition {
                 from: Some(DeliveryStatus::Sending),
-                lease_bump: 1,
+                uncertain_bump: 1,
+                row_bump: false,
             },
             &row("sending", None, 2),
         );

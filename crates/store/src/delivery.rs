@@ -11,7 +11,7 @@ use broadcast_domain::{
     StatusCount, UserId,
 };
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement, Value,
@@ -28,7 +28,7 @@ use crate::store::paged;
 /// Longest `last_error` stored, in characters.
 pub const MAX_ERROR_CHARS: usize = 1000;
 
-/// Results written by one `UPDATE`: each binds 9 parameters (SQLite allows 32,766).
+/// Results written by one `UPDATE`: each binds 10 parameters (SQLite allows 32,766).
 const RESULTS_PER_STATEMENT: usize = 500;
 
 fn truncate(text: &str) -> String {
@@ -66,13 +66,14 @@ impl Params {
 ///
 /// ```sql
 /// WITH v(id, owner, status, counted, error_kind, last_error, next_attempt_at, sent_at,
-///        provider_message_id) AS (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?), ...)
+///        provider_message_id, uncertain) AS (VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?), ...)
 /// UPDATE broadcast_recipients SET status = v.status, attempts = attempts + v.counted,
+///     uncertain_sends = uncertain_sends + v.uncertain,
 ///     error_kind = v.error_kind, last_error = v.last_error,
 ///     next_attempt_at = CASE WHEN v.status = 'pending' THEN v.next_attempt_at ELSE next_attempt_at END,
 ///     sent_at = CASE WHEN v.status = 'sent' THEN v.sent_at ELSE sent_at END,
 ///     provider_message_id = CASE WHEN v.status = 'sent' THEN v.provider_message_id ELSE ... END,
-///     lease_owner = NULL, lease_expires_at = NULL, updated_at = ?
+///     lease_owner = NULL, lease_expires_at = NULL, send_started_at = NULL, updated_at = ?
 /// FROM v
 /// WHERE broadcast_recipients.id = v.id AND broadcast_recipients.lease_owner = v.owner
 ///   AND broadcast_recipients.status = 'sending'
@@ -84,7 +85,7 @@ fn bulk_update(
 ) -> (String, String, Vec<Value>) {
     let mut p = Params {
         postgres: backend == DatabaseBackend::Postgres,
-        values: Vec::with_capacity(results.len() * 9 + 1),
+        values: Vec::with_capacity(results.len() * 10 + 1),
     };
     let pending = DeliveryStatus::Pending.as_str();
     let sent = DeliveryStatus::Sent.as_str();
@@ -128,6 +129,18 @@ fn bulk_update(
                 none,
                 None,
             ),
+            Outcome::Released {
+                next_attempt_at,
+                note,
+            } => (
+                DeliveryStatus::Pending,
+                false,
+                None,
+                Some(truncate(note)),
+                Some(*next_attempt_at),
+                none,
+                None,
+            ),
         };
         let cells = [
             p.push(r.recipient_id, "BIGINT"),
@@ -139,18 +152,20 @@ fn bulk_update(
             p.push(next, "TIMESTAMPTZ"),
             p.push(sent_at, "TIMESTAMPTZ"),
             p.push(provider_id, "TEXT"),
+            p.push(i32::from(r.uncertain), "INTEGER"),
         ];
         rows.push(format!("({})", cells.join(", ")));
     }
     let updated_at = p.push(now, "TIMESTAMPTZ");
     let values = format!(
         "v(id, owner, status, counted, error_kind, last_error, next_attempt_at, sent_at, \
-         provider_message_id) AS (VALUES {rows})",
+         provider_message_id, uncertain) AS (VALUES {rows})",
         rows = rows.join(", "),
     );
     let update = format!(
         "UPDATE broadcast_recipients SET status = v.status, \
          attempts = broadcast_recipients.attempts + v.counted, \
+         uncertain_sends = broadcast_recipients.uncertain_sends + v.uncertain, \
          error_kind = v.error_kind, last_error = v.last_error, \
          next_attempt_at = CASE WHEN v.status = '{pending}' THEN v.next_attempt_at \
          ELSE broadcast_recipients.next_attempt_at END, \
@@ -158,8 +173,8 @@ fn bulk_update(
          ELSE broadcast_recipients.sent_at END, \
          provider_message_id = CASE WHEN v.status = '{sent}' THEN v.provider_message_id \
          ELSE broadcast_recipients.provider_message_id END, \
-         lease_owner = NULL, lease_expires_at = NULL, updated_at = {updated_at} \
-         FROM v WHERE broadcast_recipients.id = v.id \
+         lease_owner = NULL, lease_expires_at = NULL, send_started_at = NULL, \
+         updated_at = {updated_at} FROM v WHERE broadcast_recipients.id = v.id \
          AND broadcast_recipients.lease_owner = v.owner \
          AND broadcast_recipients.status = '{sending}'"
     );
@@ -234,7 +249,11 @@ impl DeliveryStore for Store {
 
         let now = Utc::now();
         let backend = self.backend();
-        let done = Transition::from(DeliveryStatus::Sending);
+        // A result with an unknown outcome adds one to its row's `uncertain_sends`.
+        let done = Transition {
+            row_bump: true,
+            ..Transition::from(DeliveryStatus::Sending)
+        };
         let _guard = self.sqlite_write_lock().await;
         let updated =
             if backend == DatabaseBackend::Postgres && unique.len() <= RESULTS_PER_STATEMENT {
@@ -243,7 +262,7 @@ impl DeliveryStore for Store {
                 let sql = counts::pg_with_counts(
                     &[values],
                     &update,
-                    counts::RETURNING,
+                    &format!("{}, v.uncertain AS bump", counts::RETURNING),
                     done,
                     "SELECT COUNT(*) AS n FROM changed",
                 );
@@ -256,18 +275,30 @@ impl DeliveryStore for Store {
                 let n: i64 = row.try_get("", "n").map_err(db_err)?;
                 u64::try_from(n).unwrap_or(0)
             } else {
+                let uncertain: HashSet<RecipientId> = unique
+                    .iter()
+                    .filter(|r| r.uncertain)
+                    .map(|r| r.recipient_id)
+                    .collect();
                 let txn = self.begin().await?;
                 let mut changes = CountChanges::new();
                 let mut updated = 0;
                 for chunk in unique.chunks(RESULTS_PER_STATEMENT) {
                     let (values, update, params) = bulk_update(backend, chunk, now);
-                    let sql = format!("WITH {values} {update} RETURNING {}", counts::RETURNING);
+                    // SQLite's RETURNING cannot name `v`: the bump comes from the results.
+                    let sql = format!(
+                        "WITH {values} {update} RETURNING {}, broadcast_recipients.id AS id",
+                        counts::RETURNING
+                    );
                     let rows = txn
                         .query_all_raw(Statement::from_sql_and_values(backend, sql, params))
                         .await
                         .map_err(db_err)?;
                     for row in &rows {
-                        changes.changed(done, &Counted::from_row(row)?);
+                        let id: RecipientId = row.try_get("", "id").map_err(db_err)?;
+                        let mut counted = Counted::from_row(row)?;
+                        counted.bump = i32::from(uncertain.contains(&id));
+                        changes.changed(done, &counted);
                     }
                     updated += rows.len() as u64;
                 }
@@ -282,6 +313,44 @@ impl DeliveryStore for Store {
             );
         }
         Ok(updated)
+    }
+
+    /// One `UPDATE ... WHERE id IN (...) AND lease_owner = ? AND status = 'sending'` per 500
+    /// rows; `send_started_at` is in no index and no counter, so this touches neither.
+    #[tracing::instrument(skip(self, rows), fields(rows = rows.len()))]
+    async fn mark_started(
+        &self,
+        worker_id: &str,
+        rows: &[RecipientId],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<RecipientId>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let _guard = self.sqlite_write_lock().await;
+        let backend = self.backend();
+        let mut marked = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(RESULTS_PER_STATEMENT) {
+            let update = Query::update()
+                .table(Entity)
+                .value(Column::SendStartedAt, at)
+                .and_where(Column::Id.is_in(chunk.iter().copied()))
+                .and_where(Column::LeaseOwner.eq(worker_id))
+                .and_where(Column::Status.eq(DeliveryStatus::Sending.as_str()))
+                .to_owned();
+            let stmt = backend.build(&update);
+            let sql = format!("{} RETURNING id", stmt.sql);
+            let values = stmt.values.map(|v| v.0).unwrap_or_default();
+            for row in self
+                .conn()
+                .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await
+                .map_err(db_err)?
+            {
+                marked.push(row.try_get::<RecipientId>("", "id").map_err(db_err)?);
+            }
+        }
+        Ok(marked)
     }
 
     /// From the counters (tens of rows), not the ledger.

@@ -6,7 +6,7 @@
 //!
 //! ```sql
 //! INSERT INTO broadcast_recipients (broadcast_id, user_id, registration_id, channel, address,
-//!     status, skip_reason, attempts, next_attempt_at, lease_expirations, created_at, updated_at)
+//!     status, skip_reason, attempts, next_attempt_at, uncertain_sends, created_at, updated_at)
 //! SELECT ?, users.id, ?, 'email', COALESCE(users.email, ''),
 //!        CASE WHEN users.email IS NULL THEN 'skipped'
 //!             WHEN users.email_unsubscribed_at IS NOT NULL THEN 'skipped'
@@ -110,7 +110,7 @@ impl Store {
                 Column::SkipReason,
                 Column::Attempts,
                 Column::NextAttemptAt,
-                Column::LeaseExpirations,
+                Column::UncertainSends,
                 Column::CreatedAt,
                 Column::UpdatedAt,
             ])

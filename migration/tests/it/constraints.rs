@@ -284,13 +284,7 @@ async fn constraints_defaults_and_cascades() {
             Some(0)
         );
         assert_eq!(
-            get::<i32>(
-                &db,
-                "broadcast_recipients",
-                "lease_expirations",
-                alice_email
-            )
-            .await,
+            get::<i32>(&db, "broadcast_recipients", "uncertain_sends", alice_email).await,
             Some(0)
         );
         must_fail(

@@ -62,7 +62,7 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
         let statuses = Migrator::get_migration_with_status(db.conn())
             .await
             .expect("status");
-        assert_eq!(statuses.len(), 6, "{backend}");
+        assert_eq!(statuses.len(), 7, "{backend}");
         assert!(
             statuses
                 .iter()
@@ -80,6 +80,29 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
             );
         }
 
+        // Migration 7 adds `send_started_at` (and renames a column); down takes it away.
+        assert!(
+            manager
+                .has_column("broadcast_recipients", "send_started_at")
+                .await
+                .expect("has_column"),
+            "{backend}"
+        );
+        Migrator::down(db.conn(), Some(1)).await.expect("down 7");
+        assert!(
+            !manager
+                .has_column("broadcast_recipients", "send_started_at")
+                .await
+                .expect("has_column"),
+            "{backend}"
+        );
+        assert!(
+            manager
+                .has_column("broadcast_recipients", "lease_expirations")
+                .await
+                .expect("has_column"),
+            "{backend}"
+        );
         // One step down removes exactly the last migration's tables (and restores the indexes
         // migration 6 dropped).
         Migrator::down(db.conn(), Some(1)).await.expect("down 1");

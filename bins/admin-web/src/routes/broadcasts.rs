@@ -798,7 +798,7 @@ const CSV_HEADER: [&str; 16] = [
     "last_error",
     "provider_message_id",
     "sent_at",
-    "lease_expirations",
+    "uncertain_sends",
     "updated_at",
 ];
 
@@ -824,7 +824,7 @@ fn csv_chunk(rows: &[broadcast_domain::Recipient], header: bool) -> Result<Vec<u
             cell(r.last_error.as_deref().unwrap_or_default()),
             cell(r.provider_message_id.as_deref().unwrap_or_default()),
             opt(r.sent_at.map(|v| v.to_rfc3339())),
-            r.lease_expirations.to_string(),
+            r.uncertain_sends.to_string(),
             r.updated_at.to_rfc3339(),
         ])?;
     }

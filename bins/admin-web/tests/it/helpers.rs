@@ -507,6 +507,7 @@ impl TestApp {
             clock: std::sync::Arc::new(broadcast_domain::SystemClock),
             links: None,
             budget: None,
+            audit: None,
         };
         let worker = Orchestrator::new(
             ports,

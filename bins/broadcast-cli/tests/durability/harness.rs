@@ -194,6 +194,15 @@ impl Env {
         env
     }
 
+    /// The database the runs use.
+    pub(crate) fn database_url(&self) -> &str {
+        self.vars
+            .iter()
+            .find(|(n, _)| n == "DATABASE_URL")
+            .map(|(_, v)| v.as_str())
+            .expect("DATABASE_URL is always set")
+    }
+
     /// Sets a variable for every later run.
     pub(crate) fn set(&mut self, name: &str, value: &str) -> &mut Self {
         self.vars.retain(|(n, _)| n != name);

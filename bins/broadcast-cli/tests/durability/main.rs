@@ -8,10 +8,12 @@
 
 mod breaker;
 mod crash;
+mod faults;
 mod graceful;
 mod harness;
 mod retry;
 mod schedule;
+mod strict_pacing;
 mod workers;
 
 /// Held by every test for its whole run: timing results on a busy 2-core machine mean nothing

@@ -139,7 +139,8 @@ async fn auth_is_used_and_the_password_never_shows() {
         .send(&email("ann@example.org", Some("hi"), None, None))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, FailureKind::Permanent, "{err}");
+    // Wrong credentials are the channel's fault, not the recipient's.
+    assert_eq!(err.kind, FailureKind::ChannelFault, "{err}");
     assert!(err.message.contains("535"), "{err}");
 
     let anonymous = EmailChannel::new(config(sink.port())).unwrap();
@@ -147,7 +148,7 @@ async fn auth_is_used_and_the_password_never_shows() {
         .send(&email("ann@example.org", Some("hi"), None, None))
         .await
         .unwrap_err();
-    assert_eq!(err2.kind, FailureKind::Permanent, "{err2}");
+    assert_eq!(err2.kind, FailureKind::ChannelFault, "{err2}");
     assert!(err2.message.contains("530"), "{err2}");
 
     for text in [

@@ -125,16 +125,17 @@ async fn each_error_class_maps_to_its_failure_kind() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, FailureKind::Permanent, "{err}");
-    // A wrong token is permanent (the circuit breaker's business), for sends and for getMe.
+    // A wrong token is a fault of the channel, not of the recipient, for sends and for getMe.
     let wrong = channel_with(fake.api_url(), "999:wrong-token");
     let err = wrong
         .send(&telegram(208, "hi", ParseMode::Plain))
         .await
         .unwrap_err();
-    assert_eq!(err.kind, FailureKind::Permanent, "{err}");
+    assert_eq!(err.kind, FailureKind::ChannelFault, "{err}");
+    assert!(!err.outcome_unknown, "Telegram answered: {err:?}");
     assert_eq!(
         wrong.verify().await.unwrap_err().kind,
-        FailureKind::Permanent
+        FailureKind::ChannelFault
     );
     assert!(fake.messages().is_empty());
 }

@@ -342,7 +342,7 @@ impl Loaded {
             *grouped
                 .entry((channel, status, error_kind, skip_reason))
                 .or_default() += 1;
-            duplicates += u64::from(m.lease_expirations > 0);
+            duplicates += u64::from(m.uncertain_sends > 0);
             if let Some(at) = m.sent_at {
                 first = Some(first.map_or(at, |f: DateTime<Utc>| f.min(at)));
                 last = Some(last.map_or(at, |l: DateTime<Utc>| l.max(at)));
@@ -389,7 +389,7 @@ impl Loaded {
         rows.into_iter()
             .map(|m| {
                 assert_eq!(m.attempts, 0);
-                assert_eq!(m.lease_expirations, 0);
+                assert_eq!(m.uncertain_sends, 0);
                 assert_eq!(m.next_attempt_at, now());
                 assert_eq!(m.created_at, now());
                 assert_eq!(m.updated_at, now());

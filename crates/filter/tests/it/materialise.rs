@@ -326,6 +326,9 @@ async fn counters_follow_a_launch_through_its_delivery() {
         };
         let w1 = l.store.claim_due(&claim("w1", now(), 4)).await.unwrap();
         assert_eq!(w1.len(), 4, "{be}");
+        let started: Vec<_> = w1.iter().map(|r| r.id).collect();
+        let marked = l.store.mark_started("w1", &started, now()).await.unwrap();
+        assert_eq!(marked.len(), 4, "{be}");
         l.assert_counted(b).await;
         let later = now() + chrono::Duration::seconds(31);
         let w2 = l
@@ -333,7 +336,7 @@ async fn counters_follow_a_launch_through_its_delivery() {
             .claim_due(&claim("w2", later, 10_000))
             .await
             .unwrap();
-        assert_eq!(w2.iter().filter(|r| r.lease_expirations == 1).count(), 4);
+        assert_eq!(w2.iter().filter(|r| r.uncertain_sends == 1).count(), 4);
         l.assert_counted(b).await;
 
         let lost: Vec<_> = w1
@@ -341,6 +344,7 @@ async fn counters_follow_a_launch_through_its_delivery() {
             .map(|r| DeliveryResult {
                 recipient_id: r.id,
                 worker_id: "w1".into(),
+                uncertain: false,
                 outcome: Outcome::Sent {
                     at: later,
                     provider_message_id: None,
@@ -354,6 +358,7 @@ async fn counters_follow_a_launch_through_its_delivery() {
             .map(|(i, r)| DeliveryResult {
                 recipient_id: r.id,
                 worker_id: "w2".into(),
+                uncertain: false,
                 outcome: match i % 4 {
                     0 => Outcome::Sent {
                         at: later + chrono::Duration::milliseconds(i as i64),

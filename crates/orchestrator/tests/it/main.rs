@@ -97,6 +97,7 @@ impl Harness {
             clock: Arc::new(clock.clone()),
             links: None,
             budget: None,
+            audit: None,
         };
         let orch = Orchestrator::new(ports, settings);
         Self {
@@ -479,7 +480,7 @@ async fn a_stopping_worker_finishes_sends_in_flight_and_hands_back_the_rest() {
 }
 
 #[tokio::test]
-async fn expired_leases_are_taken_over_and_counted_as_possible_duplicates() {
+async fn expired_leases_are_taken_over_and_only_started_sends_count_as_possible_duplicates() {
     let h = Harness::new().await;
     let id = h.broadcast(ChannelPolicy::Telegram).await;
     h.orch.launch(id).await.unwrap();
@@ -497,6 +498,21 @@ async fn expired_leases_are_taken_over_and_counted_as_possible_duplicates() {
         .await
         .unwrap();
     assert_eq!(dead.len(), 2);
+    // It had started sending the first row, not the second.
+    let marked = h
+        .store
+        .mark_started("dead", &[dead[0].id], h.clock.now())
+        .await
+        .unwrap();
+    assert_eq!(marked, [dead[0].id]);
+    assert!(
+        h.store
+            .mark_started("someone else", &[dead[1].id], h.clock.now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "only the lease holder marks its rows"
+    );
     h.orch.tick(Some(id)).await.unwrap();
     assert_eq!(h.telegram.sent_to().len(), 1, "leased rows are left alone");
     h.clock.advance(Duration::from_secs(61));
@@ -506,6 +522,7 @@ async fn expired_leases_are_taken_over_and_counted_as_possible_duplicates() {
     let late = DeliveryResult {
         recipient_id: dead[0].id,
         worker_id: "dead".into(),
+        uncertain: false,
         outcome: Outcome::Failed {
             at: h.clock.now(),
             kind: ErrorKind::Permanent,
@@ -515,7 +532,10 @@ async fn expired_leases_are_taken_over_and_counted_as_possible_duplicates() {
     assert_eq!(h.store.record_results(&[late]).await.unwrap(), 0);
     let stats = h.orch.stats(id).await.unwrap();
     assert_eq!(stats.count(DeliveryStatus::Sent), 3);
-    assert_eq!(stats.possible_duplicates, 2);
+    assert_eq!(
+        stats.possible_duplicates, 1,
+        "the row claimed ahead and never started is no possible duplicate"
+    );
 }
 
 #[tokio::test]

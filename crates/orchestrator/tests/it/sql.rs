@@ -53,6 +53,7 @@ async fn setups() -> Vec<Sql> {
             clock: Arc::new(clock.clone()),
             links: None,
             budget: Some(shared),
+            audit: None,
         };
         let settings = Settings {
             worker_id: "sql-worker".into(),
@@ -289,13 +290,24 @@ async fn pause_cancel_and_lease_takeover_on_every_backend() {
             .await
             .unwrap();
         assert_eq!(dead.len(), 5);
+        // It had started sending three of them.
+        let started: Vec<_> = dead[..3].iter().map(|r| r.id).collect();
+        let marked = h
+            .store
+            .mark_started("dead", &started, h.clock.now())
+            .await
+            .unwrap();
+        assert_eq!(marked.len(), 3);
         h.orch.tick(Some(id)).await.unwrap();
         h.orch.pause(id, None).await.unwrap();
         assert_eq!(h.orch.tick(None).await.unwrap().claimed, 0);
         h.orch.resume(id).await.unwrap();
         h.clock.advance(Duration::from_secs(61));
         let stats = h.orch.run_until_done(id).await.unwrap();
-        assert_eq!(stats.possible_duplicates, 5);
+        assert_eq!(
+            stats.possible_duplicates, 3,
+            "rows claimed ahead and never started are no possible duplicates"
+        );
         assert_eq!(stats.open(), 0);
         assert_eq!(
             h.email.sent_to().len() as u64,

@@ -27,7 +27,7 @@ pub struct Model {
     pub shard: i32,
     /// Ledger rows (this shard's share; may be negative, the sum over shards is not).
     pub n: i64,
-    /// Of those, rows whose lease expired while being sent (`lease_expirations > 0`).
+    /// Of those, rows whose lease expired while being sent (`uncertain_sends > 0`).
     pub duplicates: i64,
     /// Earliest `sent_at` counted here.
     pub first_sent_at: Option<DateTimeUtc>,

@@ -31,6 +31,8 @@ pub struct Model {
     pub lease_owner: Option<String>,
     /// Lease end.
     pub lease_expires_at: Option<DateTimeUtc>,
+    /// When the lease holder started sending; cleared with the result.
+    pub send_started_at: Option<DateTimeUtc>,
     /// `ErrorKind::as_str()` of the last error.
     pub error_kind: Option<String>,
     /// Text of the last error.
@@ -39,8 +41,9 @@ pub struct Model {
     pub provider_message_id: Option<String>,
     /// Delivered.
     pub sent_at: Option<DateTimeUtc>,
-    /// Times a lease expired while sending.
-    pub lease_expirations: i32,
+    /// Sends whose outcome is unknown (a takeover after the send started, a dropped
+    /// connection after the request was written).
+    pub uncertain_sends: i32,
     /// Created.
     pub created_at: DateTimeUtc,
     /// Last changed.

@@ -44,7 +44,7 @@ async fn parallel_claims_get_disjoint_rows() {
                 Some(t(1) + Duration::seconds(30)),
                 "{b}"
             );
-            assert_eq!(r.lease_expirations, 0, "{b}");
+            assert_eq!(r.uncertain_sends, 0, "{b}");
             assert_eq!(r.updated_at, t(1), "{b}");
         }
         let rest = store.claim_due(&claim("w3", 2, 100)).await.unwrap();
@@ -153,12 +153,27 @@ async fn due_rows_come_in_next_attempt_order() {
 }
 
 #[tokio::test]
-async fn expired_leases_are_reclaimed_and_counted() {
+async fn expired_leases_are_reclaimed_and_counted_only_when_their_send_had_started() {
     for (db, store) in stores().await {
         let b = db.backend();
         let (running, all) = running_with_rows(&store, 3).await;
         let first = store.claim_due(&claim("a", 0, 10)).await.unwrap();
         assert_eq!(ids(&first), all, "{b}");
+        // `a` starts sending every row; only the lease holder can mark them.
+        assert!(
+            store
+                .mark_started("b", &all, t(1))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}"
+        );
+        assert_eq!(
+            store.mark_started("a", &all, t(1)).await.unwrap(),
+            all,
+            "{b}"
+        );
+        assert_eq!(row(&store, all[0]).await.send_started_at, Some(t(1)), "{b}");
         // The lease (30 s) still holds at 29 s and at exactly 30 s.
         assert!(
             store
@@ -180,12 +195,22 @@ async fn expired_leases_are_reclaimed_and_counted() {
         assert_eq!(ids(&second), all, "{b}");
         for r in &second {
             assert_eq!(r.lease_owner.as_deref(), Some("b"), "{b}");
-            assert_eq!(r.lease_expirations, 1, "{b}");
+            assert_eq!(r.uncertain_sends, 1, "{b}");
+            assert_eq!(r.send_started_at, None, "a takeover clears the mark");
             assert_eq!(r.lease_expires_at, Some(t(30_001) + Duration::seconds(30)));
         }
-        let third = store.claim_due(&claim("c", 120_000, 1)).await.unwrap();
-        assert_eq!(third[0].lease_expirations, 2, "{b}");
-        assert_eq!(row(&store, all[1]).await.lease_expirations, 1, "{b}");
+        // `b` starts the first row only, and dies too: `c` counts that one again, and the
+        // row `b` never started stays at one.
+        assert_eq!(
+            store.mark_started("b", &all[..1], t(30_002)).await.unwrap(),
+            all[..1]
+        );
+        let third = store.claim_due(&claim("c", 120_000, 3)).await.unwrap();
+        assert_eq!(ids(&third), all, "{b}");
+        let by_id = |id| third.iter().find(|r| r.id == id).expect("claimed");
+        assert_eq!(by_id(all[0]).uncertain_sends, 2, "{b}");
+        assert_eq!(by_id(all[1]).uncertain_sends, 1, "{b}");
+        assert_eq!(row(&store, all[1]).await.uncertain_sends, 1, "{b}");
         let stats =
             crate::support::assert_counts(&store, running.id, &format!("{b}: takeovers")).await;
         assert_eq!(stats.possible_duplicates, 3, "{b}");

@@ -30,6 +30,7 @@ fn result(r: &Recipient, worker: &str, outcome: Outcome) -> DeliveryResult {
     DeliveryResult {
         recipient_id: r.id,
         worker_id: worker.into(),
+        uncertain: false,
         outcome,
     }
 }
@@ -118,11 +119,32 @@ async fn counters_follow_every_write_of_the_ledger() {
         assert_eq!((w1.len(), w2.len()), (3, 2), "{be}");
         assert_counts(&store, b, &format!("{be}: claimed")).await;
 
-        // Both leases expire: w3 takes them over (possible duplicates) and the 3 rows left.
+        // w1 started sending all of its rows, w2 one of its two.
+        let started: Vec<_> = w1.iter().map(|r| r.id).collect();
+        assert_eq!(
+            store
+                .mark_started("w1", &started, t(10))
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(
+            store
+                .mark_started("w2", &[w2[0].id], t(10))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_counts(&store, b, &format!("{be}: started")).await;
+
+        // Both leases expire: w3 takes them over and the 3 rows left; the 4 whose sends had
+        // started are possible duplicates, the one claimed ahead and never started is not.
         let w3 = store.claim_due(&claim("w3", 31_000, 100)).await.unwrap();
         assert_eq!(w3.len(), 8, "{be}");
         let stats = assert_counts(&store, b, &format!("{be}: takeover")).await;
-        assert_eq!(stats.possible_duplicates, 5, "{be}");
+        assert_eq!(stats.possible_duplicates, 4, "{be}");
         assert_eq!(stats.count(DeliveryStatus::Sending), 8, "{be}");
 
         // w1's results come too late: its lease was lost, nothing is written.
@@ -158,14 +180,44 @@ async fn counters_follow_every_write_of_the_ledger() {
         let w4 = store.claim_due(&claim("w4", 50_000, 100)).await.unwrap();
         assert_eq!(w4.len(), 2, "{be}");
         assert_counts(&store, b, &format!("{be}: retried rows claimed")).await;
+        let before = store.stats(b).await.unwrap().possible_duplicates;
         let results = [
-            result(&w4[0], "w4", sent(51_000)),
-            result(&w4[1], "w4", retry(90_000, ErrorKind::Transient, true)),
+            // Handed back untried: pending, no error kind, no attempt.
+            result(
+                &w4[0],
+                "w4",
+                Outcome::Released {
+                    next_attempt_at: t(51_000),
+                    note: "held back".into(),
+                },
+            ),
+            // The connection dropped after the request went out: one more uncertain send.
+            DeliveryResult {
+                uncertain: true,
+                ..result(&w4[1], "w4", retry(90_000, ErrorKind::Transient, true))
+            },
             // The row w3 still holds (the eighth), sent.
             result(&w3[7], "w3", sent(52_000)),
         ];
         assert_eq!(store.record_results(&results).await.unwrap(), 3, "{be}");
-        assert_counts(&store, b, &format!("{be}: second results")).await;
+        let stats = assert_counts(&store, b, &format!("{be}: second results")).await;
+        let released = row(&store, w4[0].id).await;
+        assert_eq!(
+            (
+                released.status.as_str(),
+                released.error_kind.as_deref(),
+                released.attempts
+            ),
+            ("pending", None, w4[0].attempts),
+            "{be}"
+        );
+        let dropped = row(&store, w4[1].id).await;
+        assert_eq!(dropped.uncertain_sends, w4[1].uncertain_sends + 1, "{be}");
+        assert_eq!(
+            stats.possible_duplicates,
+            before + u64::from(w4[1].uncertain_sends == 0),
+            "{be}"
+        );
 
         // E-mail fallback: a pending row, a skipped one (unsubscribed), and none twice.
         assert!(
@@ -202,7 +254,8 @@ async fn counters_follow_every_write_of_the_ledger() {
         let leased = store.claim_due(&claim("w5", 70_000, 1)).await.unwrap();
         assert_eq!(leased.len(), 1, "{be}");
         let cancelled = store.cancel_pending(b, t(80_000)).await.unwrap();
-        assert_eq!(cancelled, 3, "{be}");
+        // The two requeued, the fallback, the retry and the row handed back, less the leased one.
+        assert_eq!(cancelled, 4, "{be}");
         let stats = assert_counts(&store, b, &format!("{be}: cancelled")).await;
         assert_eq!(stats.open(), 1, "{be}: the leased row is still being sent");
         assert_eq!(

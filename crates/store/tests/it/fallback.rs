@@ -82,7 +82,7 @@ async fn a_reachable_user_gets_a_pending_row_once() {
         assert_eq!(row.skip_reason, None, "{b}");
         assert_eq!(row.registration_id, Some(reg), "{b}");
         assert_eq!(row.attempts, 0, "{b}");
-        assert_eq!(row.lease_expirations, 0, "{b}");
+        assert_eq!(row.uncertain_sends, 0, "{b}");
         assert_eq!(row.lease_owner, None, "{b}");
         assert_eq!(row.error_kind, None, "{b}");
         assert_eq!(row.next_attempt_at, now, "{b}");

@@ -511,11 +511,12 @@ async fn contexts_come_in_input_order_with_registrations() {
             next_attempt_at: t(0),
             lease_owner: None,
             lease_expires_at: None,
+            send_started_at: None,
             error_kind: None,
             last_error: None,
             provider_message_id: None,
             sent_at: None,
-            lease_expirations: 0,
+            uncertain_sends: 0,
             updated_at: t(0),
         };
         let input = [

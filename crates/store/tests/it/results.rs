@@ -23,6 +23,7 @@ fn result(id: i64, worker: &str, outcome: Outcome) -> DeliveryResult {
     DeliveryResult {
         recipient_id: id,
         worker_id: worker.into(),
+        uncertain: false,
         outcome,
     }
 }

@@ -53,7 +53,7 @@ async fn ledger(store: &Store) -> (i64, Vec<i64>) {
     ids.push(
         add(store, b, 2, Telegram, Sent, |m| {
             m.sent_at = Set(Some(t(1_500)));
-            m.lease_expirations = Set(1);
+            m.uncertain_sends = Set(1);
         })
         .await,
     );
@@ -86,7 +86,7 @@ async fn ledger(store: &Store) -> (i64, Vec<i64>) {
         add(store, b, 8, Telegram, Sending, |m| {
             m.lease_owner = Set(Some("w".into()));
             m.lease_expires_at = Set(Some(t(60_000)));
-            m.lease_expirations = Set(2);
+            m.uncertain_sends = Set(2);
         })
         .await,
     );

@@ -151,7 +151,7 @@ pub(crate) async fn recipient(store: &Store, broadcast: i64, row: Row) -> i64 {
         last_error: Set(None),
         provider_message_id: Set(None),
         sent_at: Set(None),
-        lease_expirations: Set(0),
+        uncertain_sends: Set(0),
         created_at: Set(t(0)),
         updated_at: Set(t(0)),
         ..Default::default()
@@ -222,7 +222,7 @@ async fn check_counts(
     type C = broadcast_recipients::Column;
     /// channel, status, error_kind, skip_reason, rows, rows with an expired lease
     type Grouped = (String, String, Option<String>, Option<String>, i64, i64);
-    let dup = Expr::expr(Expr::case(Expr::col(C::LeaseExpirations).gt(0), 1).finally(0)).sum();
+    let dup = Expr::expr(Expr::case(Expr::col(C::UncertainSends).gt(0), 1).finally(0)).sum();
     let grouped: Vec<Grouped> = broadcast_recipients::Entity::find()
         .select_only()
         .column(C::Channel)
@@ -291,7 +291,7 @@ async fn check_counts(
         broadcast_recipients::Entity::find()
             .select_only()
             .column_as(
-                Expr::expr(Expr::case(Expr::col(C::LeaseExpirations).gt(0), 1)).count(),
+                Expr::expr(Expr::case(Expr::col(C::UncertainSends).gt(0), 1)).count(),
                 "duplicates",
             )
             .column_as(Expr::col(C::SentAt).min(), "first_sent_at")

@@ -2093,6 +2093,7 @@ fn child_engine(args: &[String]) -> Res<()> {
             clock: Arc::new(SystemClock),
             links: Some(links()?),
             budget: Some(shared),
+            audit: None,
         };
         let orch = Orchestrator::new(ports, settings);
         // The delivery phase alone: reset the peak RSS, note the CPU so far.
@@ -2196,7 +2197,7 @@ async fn naive_launch(store: &Store, broadcast: i64, n: u64) -> Res<u64> {
             skip_reason: Set(skip.map(str::to_owned)),
             attempts: Set(0),
             next_attempt_at: Set(now),
-            lease_expirations: Set(0),
+            uncertain_sends: Set(0),
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
@@ -2306,6 +2307,7 @@ async fn naive_deliver(
             .record_results(&[DeliveryResult {
                 recipient_id: row.id,
                 worker_id: "naive".into(),
+                uncertain: false,
                 outcome,
             }])
             .await

@@ -1,0 +1,237 @@
+//! Pacing against a Bot API fake as strict as Telegram's documented limits: at most N accepted
+//! messages in **any** sliding second, counted at the server's arrival time, and at most one
+//! per chat in any second. Worker processes deliver a broadcast at 30/s (one worker, and three
+//! on PostgreSQL sharing the bot's rate through the database) and at 1000/s with paid
+//! broadcasts, idle and with a busy loop competing for the CPU: no answer 429, no chat above
+//! 1/s, and the achieved rate at least 98 % of the limit.
+//!
+//! Full size (3,000 messages at 30/s, about 100 s; 30,000 at 1000/s) with
+//! `STRICT_PACING_FULL=1` (`.ci/run` sets it); otherwise a tenth of that, so that a developer's
+//! `cargo test` stays quick.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use broadcast_testkit::TestDb;
+
+use crate::harness::{Env, count, fake_telegram, people, tail};
+
+/// Size of a run: messages at 30/s and at 1000/s.
+fn sizes() -> (usize, usize) {
+    match std::env::var("STRICT_PACING_FULL").as_deref() {
+        Ok("1" | "true") => (3_000, 30_000),
+        _ => (300, 3_000),
+    }
+}
+
+/// A thread spinning on one core until dropped: the machine is busy while messages are paced.
+struct BusyLoop(Arc<AtomicBool>, Option<std::thread::JoinHandle<u64>>);
+
+impl BusyLoop {
+    fn start() -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut spins = 0u64;
+            while !flag.load(Ordering::Relaxed) {
+                spins = std::hint::black_box(spins.wrapping_add(1));
+            }
+            spins
+        });
+        Self(stop, Some(handle))
+    }
+}
+
+impl Drop for BusyLoop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+        if let Some(h) = self.1.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One run: `users` chats, `workers` worker processes, the fake at `rate`/s (paid when
+/// `paid`), optionally with a busy loop.
+struct Case {
+    name: &'static str,
+    users: usize,
+    rate: usize,
+    paid: bool,
+    workers: usize,
+    busy: bool,
+}
+
+async fn run(case: Case, db: Option<TestDb>) {
+    let _serial = crate::SERIAL.lock().await;
+    let Case {
+        name,
+        users,
+        rate,
+        paid,
+        workers,
+        busy,
+    } = case;
+    let fake = match paid {
+        true => fake_telegram(30, rate as u32).await,
+        false => fake_telegram(rate as u32, 1_000).await,
+    };
+    let mut env = match &db {
+        Some(db) => Env::with_database(db.url()),
+        None => Env::sqlite(),
+    };
+    env.telegram(&fake)
+        .set("TELEGRAM_RATE_LIMIT", &rate.to_string())
+        .set("LOG", "warn");
+    if paid {
+        // At 1000/s a send waits for its slot and then for the answer: more of them in
+        // flight keep the pace (the crash bound grows with it, see docs/operations.md).
+        env.set("TELEGRAM_PAID_BROADCAST", "true")
+            .set("WORKER_CONCURRENCY", "64")
+            .set("BATCH_SIZE", "500");
+    } else {
+        env.set("BATCH_SIZE", "50");
+    }
+    let audience = people(name, users, false, Some(7_000_000));
+    env.import(&audience, None).await;
+    let template = env.template(name).await;
+    let b = env.create(name, template, "telegram", &[], None).await;
+    let id = b["id"].as_i64().expect("broadcast id");
+
+    let mut procs: Vec<_> = (0..workers)
+        .map(|i| env.worker(&format!("{name}-{i}")))
+        .collect();
+    // Let them connect before there is work.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let load = busy.then(BusyLoop::start);
+    env.launch(id).await;
+    let ideal = Duration::from_secs_f64(users as f64 / rate as f64);
+    let refs: Vec<_> = procs.iter().collect();
+    env.wait_for_status(id, "completed", ideal * 2 + Duration::from_secs(30), &refs)
+        .await;
+    drop(load);
+    for w in &procs {
+        w.sigterm();
+    }
+    for w in &mut procs {
+        let status = w.wait(Duration::from_secs(10)).await;
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{name}: {} did not stop cleanly: {status:?}\n{}",
+            w.args(),
+            tail(&w.stderr(), 2000)
+        );
+    }
+
+    let messages = fake.messages();
+    let mut per_chat: HashMap<i64, usize> = HashMap::new();
+    for m in &messages {
+        *per_chat.entry(m.chat_id).or_default() += 1;
+    }
+    let span = messages
+        .last()
+        .expect("messages")
+        .at
+        .duration_since(messages[0].at);
+    let achieved = (messages.len() - 1) as f64 / span.as_secs_f64();
+    let max_1s = fake.max_in_window(Duration::from_secs(1));
+    let throttled = fake.throttled();
+    eprintln!(
+        "{name}: {} messages by {workers} worker(s) at {rate}/s{}: {achieved:.2}/s ({:.2} % of \
+         the limit) over {span:?}; highest count in any second {max_1s}; {} answers 429",
+        messages.len(),
+        if busy { " under CPU load" } else { "" },
+        achieved / rate as f64 * 100.0,
+        throttled.len()
+    );
+    assert!(
+        throttled.is_empty(),
+        "{name}: the fake answered 429 {} times: {:?}",
+        throttled.len(),
+        &throttled[..throttled.len().min(5)]
+    );
+    assert!(max_1s <= rate, "{name}: {max_1s} messages in one second");
+    assert!(
+        fake.max_per_chat_in_window(Duration::from_secs(1)) <= 1,
+        "{name}: a chat got two messages within a second"
+    );
+    assert_eq!(per_chat.len(), users, "{name}: every chat got its message");
+    assert!(
+        per_chat.values().all(|n| *n == 1),
+        "{name}: a message went twice"
+    );
+    assert!(
+        achieved >= 0.98 * rate as f64,
+        "{name}: {achieved:.2}/s is below 98 % of {rate}/s"
+    );
+    let stats = env.stats(id).await;
+    assert_eq!(
+        count(&stats, &["stats", "by_status", "sent"]),
+        users as u64,
+        "{stats}"
+    );
+    drop(procs);
+    drop(db);
+}
+
+async fn postgres(test: &str) -> Option<TestDb> {
+    let db = TestDb::postgres().await;
+    if db.is_none() {
+        eprintln!("!!! SKIPPED {test}: no PostgreSQL (REQUIRE_POSTGRES=1 makes this a failure)");
+    }
+    db
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_at_30_per_second_never_meets_a_429() {
+    let (users, _) = sizes();
+    for busy in [false, true] {
+        let case = Case {
+            name: if busy { "one30busy" } else { "one30" },
+            users,
+            rate: 30,
+            paid: false,
+            workers: 1,
+            busy,
+        };
+        run(case, None).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_postgres_workers_at_30_per_second_never_meet_a_429() {
+    let (users, _) = sizes();
+    for busy in [false, true] {
+        let Some(db) = postgres("three_postgres_workers_at_30_per_second_never_meet_a_429").await
+        else {
+            return;
+        };
+        let case = Case {
+            name: if busy { "three30busy" } else { "three30" },
+            users,
+            rate: 30,
+            paid: false,
+            workers: 3,
+            busy,
+        };
+        run(case, Some(db)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paid_broadcasts_at_1000_per_second_never_meet_a_429() {
+    let (_, users) = sizes();
+    for busy in [false, true] {
+        let case = Case {
+            name: if busy { "paid1000busy" } else { "paid1000" },
+            users,
+            rate: 1000,
+            paid: true,
+            workers: 1,
+            busy,
+        };
+        run(case, None).await;
+    }
+}
