@@ -78,17 +78,6 @@ fn parse_bool(name: &str, value: Option<String>, default: bool) -> anyhow::Resul
     }
 }
 
-/// `admin-web-<host>-<pid>`: unique among the workers sharing a database.
-fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
-    format!("admin-web-{host}-{}", std::process::id())
-}
-
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> anyhow::Result<Self> {
@@ -136,48 +125,10 @@ impl Settings {
         };
         let channels = ChannelSettings::from_lookup(&get).context("channel settings")?;
 
-        let defaults = broadcast_orchestrator::Settings::default();
-        let seconds = |name: &str, default: Duration| -> anyhow::Result<Duration> {
-            let secs: f64 = parse(name, get(name), default.as_secs_f64())?;
-            if !secs.is_finite() || secs <= 0.0 {
-                bail!("{name} must be more than 0");
-            }
-            Ok(Duration::from_secs_f64(secs))
-        };
-        let worker = broadcast_orchestrator::Settings {
-            app_name: nonempty("APP_NAME").unwrap_or_else(|| defaults.app_name.clone()),
-            worker_id: nonempty("WORKER_ID").unwrap_or_else(default_worker_id),
-            batch_size: parse("BATCH_SIZE", get("BATCH_SIZE"), defaults.batch_size)?,
-            concurrency: parse(
-                "WORKER_CONCURRENCY",
-                get("WORKER_CONCURRENCY"),
-                defaults.concurrency,
-            )?,
-            max_attempts: parse("MAX_ATTEMPTS", get("MAX_ATTEMPTS"), defaults.max_attempts)?,
-            retry_base: seconds("RETRY_BASE_SECONDS", defaults.retry_base)?,
-            retry_max: seconds("RETRY_MAX_SECONDS", defaults.retry_max)?,
-            lease: seconds("LEASE_SECONDS", defaults.lease)?,
-            schedule_grace: seconds("SCHEDULE_GRACE_SECONDS", defaults.schedule_grace)?,
-            breaker_consecutive: parse(
-                "BREAKER_CONSECUTIVE",
-                get("BREAKER_CONSECUTIVE"),
-                defaults.breaker_consecutive,
-            )?,
-            breaker_window: parse(
-                "BREAKER_WINDOW",
-                get("BREAKER_WINDOW"),
-                defaults.breaker_window,
-            )?,
-            breaker_ratio: parse(
-                "BREAKER_RATIO",
-                get("BREAKER_RATIO"),
-                defaults.breaker_ratio,
-            )?,
-            ..defaults
-        };
-        if worker.batch_size == 0 || worker.concurrency == 0 || worker.max_attempts < 1 {
-            bail!("BATCH_SIZE, WORKER_CONCURRENCY and MAX_ATTEMPTS must be at least 1");
-        }
+        let worker = broadcast_app::worker_settings(
+            &get,
+            broadcast_app::worker_id(Some("admin-web"), &get),
+        )?;
         let session_hours: u64 = parse("ADMIN_SESSION_HOURS", get("ADMIN_SESSION_HOURS"), 12)?;
         if session_hours == 0 {
             bail!("ADMIN_SESSION_HOURS must be at least 1");
@@ -291,6 +242,13 @@ mod tests {
             ("ADMIN_API_TOKENS", "short", "token 1 is shorter"),
             ("PUBLIC_BASE_URL", "not a url", "PUBLIC_BASE_URL"),
             ("BATCH_SIZE", "0", "BATCH_SIZE"),
+            (
+                "RETRY_BASE_SECONDS",
+                "-1",
+                "RETRY_BASE_SECONDS=`-1` is not valid",
+            ),
+            ("LEASE_SECONDS", "NaN", "LEASE_SECONDS=`NaN` is not valid"),
+            ("BREAKER_RATIO", "2", "BREAKER_RATIO=`2` is not valid"),
         ] {
             let err = Settings::from_lookup(lookup(&[("ADMIN_SECRET_KEY", KEY), (name, value)]))
                 .unwrap_err();

@@ -1,7 +1,6 @@
 //! Settings from the environment and the composition of adapters into an orchestrator.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use broadcast_channels::ChannelSettings;
 use broadcast_domain::{Channel, SystemClock, UnsubscribeLinks};
@@ -50,64 +49,11 @@ pub(crate) struct Config {
     pub(crate) worker: Settings,
 }
 
-fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> CliResult<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|e| invalid(format!("{name}=`{v}` is not valid: {e}"))),
-        _ => Ok(default),
-    }
-}
-
 impl Config {
     pub(crate) fn from_env(database_url: String) -> CliResult<Self> {
-        let defaults = Settings::default();
-        let app_name = env_parse("APP_NAME", "Broadcast".to_owned())?;
-        let worker = Settings {
-            app_name,
-            batch_size: env_parse("BATCH_SIZE", defaults.batch_size)?,
-            concurrency: env_parse("WORKER_CONCURRENCY", defaults.concurrency)?,
-            max_attempts: env_parse("MAX_ATTEMPTS", defaults.max_attempts)?,
-            retry_base: Duration::from_secs_f64(env_parse(
-                "RETRY_BASE_SECONDS",
-                defaults.retry_base.as_secs_f64(),
-            )?),
-            retry_max: Duration::from_secs_f64(env_parse(
-                "RETRY_MAX_SECONDS",
-                defaults.retry_max.as_secs_f64(),
-            )?),
-            lease: Duration::from_secs_f64(env_parse(
-                "LEASE_SECONDS",
-                defaults.lease.as_secs_f64(),
-            )?),
-            worker_id: env_parse("WORKER_ID", default_worker_id())?,
-            schedule_grace: Duration::from_secs_f64(env_parse(
-                "SCHEDULE_GRACE_SECONDS",
-                defaults.schedule_grace.as_secs_f64(),
-            )?),
-            breaker_consecutive: env_parse("BREAKER_CONSECUTIVE", defaults.breaker_consecutive)?,
-            breaker_window: env_parse("BREAKER_WINDOW", defaults.breaker_window)?,
-            breaker_ratio: env_parse("BREAKER_RATIO", defaults.breaker_ratio)?,
-            ..defaults
-        };
-        for (name, d) in [
-            ("RETRY_BASE_SECONDS", worker.retry_base),
-            ("RETRY_MAX_SECONDS", worker.retry_max),
-            ("LEASE_SECONDS", worker.lease),
-        ] {
-            if d.is_zero() {
-                return Err(invalid(format!("{name} must be more than 0")));
-            }
-        }
-        if worker.batch_size == 0 || worker.concurrency == 0 || worker.max_attempts < 1 {
-            return Err(invalid(
-                "BATCH_SIZE, WORKER_CONCURRENCY and MAX_ATTEMPTS must be at least 1",
-            ));
-        }
+        let env = |name: &str| std::env::var(name).ok();
+        let worker = broadcast_app::worker_settings(env, broadcast_app::worker_id(None, env))
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(Self {
             database_url,
             channels: ChannelSettings::from_lookup(|name| std::env::var(name).ok())
@@ -115,17 +61,6 @@ impl Config {
             worker,
         })
     }
-}
-
-/// `<host>-<pid>`: unique among the workers sharing a database.
-fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".to_owned());
-    format!("{host}-{}", std::process::id())
 }
 
 /// Everything a command needs.

@@ -979,3 +979,24 @@ fn a_worker_delivers_what_was_launched_and_exits_with_once() {
     let err = fails(&cli(d, &["worker", "--concurrency", "0"]), 2);
     assert!(err.contains("--concurrency must be at least 1"), "{err}");
 }
+
+#[test]
+fn a_bad_worker_setting_is_an_error_naming_it() {
+    let dir = demo_dir();
+    let d = dir.path();
+    for (name, value) in [
+        ("RETRY_BASE_SECONDS", "-1"),
+        ("RETRY_MAX_SECONDS", "inf"),
+        ("LEASE_SECONDS", "0"),
+        ("BATCH_SIZE", "-3"),
+        ("BREAKER_RATIO", "1.5"),
+    ] {
+        let out = run(d, &["worker", "--once"], &[(name, value)], "");
+        let err = fails(&out, 2);
+        assert!(
+            err.contains(&format!("{name}=`{value}` is not valid")),
+            "{name}={value}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -257,6 +257,11 @@ const ROUND: Duration = Duration::from_secs(2);
 /// Progress events of a broadcast during delivery come at most this often.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
+/// The note of a row held back because its channel has a fault.
+fn fault_note(kind: ChannelKind, fault: &str) -> String {
+    format!("held back: the {kind} channel has a fault: {fault}")
+}
+
 impl Orchestrator {
     /// Builds an orchestrator over the given ports.
     pub fn new(ports: Ports, settings: Settings) -> Self {
@@ -1277,12 +1282,7 @@ impl Orchestrator {
             .lock()
             .expect("faults poisoned")
             .get(&row.channel)
-            .map(|fault| {
-                format!(
-                    "held back: the {} channel has a fault: {fault}",
-                    row.channel
-                )
-            })
+            .map(|fault| fault_note(row.channel, fault))
     }
 
     /// Sends one marked row and classifies the answer. The row holds its channel's in-flight
@@ -1356,11 +1356,7 @@ impl Orchestrator {
                     .expect("faults poisoned")
                     .entry(row.channel)
                     .or_insert_with(|| e.message.clone());
-                let why = format!(
-                    "held back: the {} channel has a fault: {}",
-                    row.channel, e.message
-                );
-                let mut result = self.released(&row, why);
+                let mut result = self.released(&row, fault_note(row.channel, &e.message));
                 result.uncertain = e.outcome_unknown;
                 result
             }

@@ -6,8 +6,8 @@
 //! 1/s, and the achieved rate at least 98 % of the limit.
 //!
 //! Full size (3,000 messages at 30/s, about 100 s; 30,000 at 1000/s) with
-//! `STRICT_PACING_FULL=1` (`.ci/run` sets it); otherwise a tenth of that, so that a developer's
-//! `cargo test` stays quick.
+//! `STRICT_PACING_FULL=1`; otherwise a tenth of that, so that `cargo test` (and `.ci/run`)
+//! stays quick.
 
 use std::collections::HashMap;
 use std::sync::Arc;
