@@ -19,27 +19,8 @@ use crate::output::json;
 /// Rows read per query.
 const PAGE: u64 = 10_000;
 
-/// The columns of the CSV export, in order; JSON lines carry the same names.
-pub(crate) const COLUMNS: &[&str] = &[
-    "id",
-    "broadcast_id",
-    "user_id",
-    "registration_id",
-    "channel",
-    "address",
-    "status",
-    "skip_reason",
-    "attempts",
-    "error_kind",
-    "last_error",
-    "provider_message_id",
-    "sent_at",
-    "next_attempt_at",
-    "uncertain_sends",
-    "updated_at",
-];
-
-/// One exported row: the ledger row without the lease bookkeeping.
+/// One JSON lines row: the ledger row without the lease bookkeeping, with the fields of
+/// [`broadcast_app::export::COLUMNS`] in their order.
 #[derive(Debug, Serialize)]
 struct Row<'a> {
     id: i64,
@@ -97,7 +78,7 @@ impl Sink {
                 let mut w = csv::WriterBuilder::new()
                     .has_headers(false)
                     .from_writer(out);
-                w.write_record(COLUMNS)?;
+                w.write_record(broadcast_app::export::COLUMNS)?;
                 Sink::Csv(Box::new(w))
             }
             ExportFormat::Jsonl => Sink::Jsonl(out),
@@ -105,11 +86,12 @@ impl Sink {
     }
 
     fn write(&mut self, r: &Recipient) -> std::io::Result<()> {
-        let row = Row::from(r);
         match self {
-            Sink::Csv(w) => w.serialize(&row).map_err(std::io::Error::other),
+            Sink::Csv(w) => w
+                .write_record(broadcast_app::export::record(r))
+                .map_err(std::io::Error::other),
             Sink::Jsonl(w) => {
-                serde_json::to_writer(&mut *w, &row)?;
+                serde_json::to_writer(&mut *w, &Row::from(r))?;
                 w.write_all(b"\n")
             }
         }

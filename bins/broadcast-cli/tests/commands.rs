@@ -389,6 +389,17 @@ fn export_writes_every_row_as_csv_or_json_lines() {
         .collect();
     assert_eq!(parsed.len() as u64, sent_rows);
     for row in &parsed {
+        let names: Vec<&str> = row
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut columns: Vec<&str> = header.iter().map(String::as_str).collect();
+        columns.sort_unstable();
+        let mut names = names;
+        names.sort_unstable();
+        assert_eq!(names, columns, "JSON lines carry the CSV's columns");
         assert_eq!(row["status"], "sent");
         assert!(row["sent_at"].is_string() && row["address"].is_string());
     }

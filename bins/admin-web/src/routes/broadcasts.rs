@@ -774,63 +774,6 @@ pub(crate) async fn recipients(
     Ok(state.views.render("recipients.html", &ctx)?.into_response())
 }
 
-/// Neutralises text a spreadsheet would run as a formula.
-fn cell(text: &str) -> String {
-    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) && text.parse::<f64>().is_err() {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    }
-}
-
-const CSV_HEADER: [&str; 16] = [
-    "id",
-    "broadcast_id",
-    "user_id",
-    "registration_id",
-    "channel",
-    "address",
-    "status",
-    "skip_reason",
-    "attempts",
-    "next_attempt_at",
-    "error_kind",
-    "last_error",
-    "provider_message_id",
-    "sent_at",
-    "uncertain_sends",
-    "updated_at",
-];
-
-fn csv_chunk(rows: &[broadcast_domain::Recipient], header: bool) -> Result<Vec<u8>, csv::Error> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    if header {
-        w.write_record(CSV_HEADER)?;
-    }
-    let opt = |v: Option<String>| v.unwrap_or_default();
-    for r in rows {
-        w.write_record([
-            r.id.to_string(),
-            r.broadcast_id.to_string(),
-            r.user_id.to_string(),
-            opt(r.registration_id.map(|v| v.to_string())),
-            r.channel.to_string(),
-            cell(&r.address),
-            r.status.to_string(),
-            opt(r.skip_reason.map(|v| v.to_string())),
-            r.attempts.to_string(),
-            r.next_attempt_at.to_rfc3339(),
-            opt(r.error_kind.map(|v| v.to_string())),
-            cell(r.last_error.as_deref().unwrap_or_default()),
-            cell(r.provider_message_id.as_deref().unwrap_or_default()),
-            opt(r.sent_at.map(|v| v.to_rfc3339())),
-            r.uncertain_sends.to_string(),
-            r.updated_at.to_rfc3339(),
-        ])?;
-    }
-    w.into_inner().map_err(|e| e.into_error().into())
-}
-
 /// `GET /broadcasts/{id}/recipients.csv`: every matching row, streamed in chunks.
 pub(crate) async fn recipients_csv(
     State(state): State<AppState>,
@@ -866,7 +809,8 @@ pub(crate) async fn recipients_csv(
                     return Some((Err(std::io::Error::other(e.to_string())), None));
                 }
             };
-            let chunk = csv_chunk(&rows, first).map_err(|e| std::io::Error::other(e.to_string()));
+            let chunk = broadcast_app::export::csv_chunk(&rows, first)
+                .map_err(|e| std::io::Error::other(e.to_string()));
             let next = match rows.last() {
                 Some(last) if rows.len() as u64 == EXPORT_CHUNK => Some((last.id, false)),
                 _ => None,
@@ -891,14 +835,6 @@ pub(crate) async fn recipients_csv(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cells_cannot_become_formulas() {
-        assert_eq!(cell("=HYPERLINK(1)"), "'=HYPERLINK(1)");
-        assert_eq!(cell("-100123"), "-100123");
-        assert_eq!(cell("ann@example.org"), "ann@example.org");
-        assert_eq!(cell("@x"), "'@x");
-    }
 
     #[test]
     fn test_targets_are_parsed() {

@@ -447,7 +447,13 @@ async fn a_broadcast_is_built_with_the_filter_form_launched_and_delivered_to_the
             .contains(&format!("broadcast-{id}-recipients.csv"))
     );
     let mut reader = csv::Reader::from_reader(csv.body.as_bytes());
-    assert_eq!(reader.headers().unwrap().get(0), Some("id"));
+    let header: Vec<String> = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(header, broadcast_app::export::COLUMNS, "the CLI's columns");
     let records = reader.records().count() as u64;
     assert_eq!(records, stats["total"].as_u64().unwrap());
 
