@@ -33,9 +33,10 @@ ci:
 
 # Benchmarks of docs/performance.md on this machine, one table at the end: `just bench` (every
 # scenario at full size, about 12 minutes after the build) or `just bench quick` (smaller N, about 3 minutes).
-# Extra arguments go to the driver, e.g. `just bench quick --only engine,email`.
+# Extra arguments go to the driver, e.g. `just bench quick --only engine,email`. Binaries and
+# the JSON go to `$CARGO_TARGET_DIR` when it is set, `target/` otherwise.
 bench MODE="full" *ARGS:
-    cargo build --release -p broadcast-cli -p broadcast-testkit --bins --features broadcast-testkit/bench
+    cargo build --release -p broadcast-cli -p broadcast-testkit -p broadcast-bench --bins
     -cargo build --release -p broadcast-admin-web
     cargo bench -p broadcast-render --bench render --no-run
-    target/release/bench {{MODE}} --json target/bench-{{MODE}}.json {{ARGS}}
+    "${CARGO_TARGET_DIR:-target}/release/bench" {{MODE}} --json "${CARGO_TARGET_DIR:-target}/bench-{{MODE}}.json" {{ARGS}}
