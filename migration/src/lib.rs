@@ -17,6 +17,7 @@ mod m20261128_000004_create_admin;
 mod m20261128_000005_create_send_budgets;
 mod m20261128_000006_ledger_counters;
 mod m20261203_000007_uncertain_sends;
+mod m20261203_000008_folded_keys;
 
 /// Every table the migrations create, in creation order.
 pub const TABLES: [&str; 10] = [
@@ -56,6 +57,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000005_create_send_budgets::Migration),
             Box::new(m20261128_000006_ledger_counters::Migration),
             Box::new(m20261203_000007_uncertain_sends::Migration),
+            Box::new(m20261203_000008_folded_keys::Migration),
         ]
     }
 }

@@ -33,11 +33,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use broadcast_channels::SignedUnsubscribeLinks;
-use broadcast_domain::{Channel, ChannelKind, SendBudget, SystemClock};
-use broadcast_filter::SqlAudience;
-use broadcast_orchestrator::{Channels, Orchestrator, Ports};
-use broadcast_render::TeraRenderer;
-use broadcast_store::Store;
+use broadcast_domain::{Channel, ChannelKind};
+use broadcast_orchestrator::Orchestrator;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -59,56 +56,35 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     settings.check()?;
-    let store = Store::connect(&settings.database_url)
-        .await
-        .context("cannot open the database")?;
-    store
-        .migrate()
-        .await
-        .context("cannot migrate the database")?;
+    let store = broadcast_app::compose::open_store(&settings.database_url).await?;
 
     let metrics = Arc::new(Metrics::new());
-    // Rates of the real channels are shared by every worker through the database (as in the CLI).
-    let (shared_rates, pacing_margin) = settings.channels.share_rates();
     let built = settings
         .channels
         .build()
         .context("cannot build the channels")?;
     let channel_descriptions: Vec<(ChannelKind, String)> =
         built.iter().map(|c| (c.kind(), c.describe())).collect();
-    let mut channels = Channels::new();
-    for c in built {
-        let metered: Arc<dyn Channel> = Arc::new(MeteredChannel::new(c, metrics.clone()));
-        channels = channels.with(metered);
-    }
+    let metered: Vec<Arc<dyn Channel>> = built
+        .into_iter()
+        .map(|c| Arc::new(MeteredChannel::new(c, metrics.clone())) as Arc<dyn Channel>)
+        .collect();
     let links = SignedUnsubscribeLinks::new(
         settings.public_base_url.clone(),
         settings.secret_key.clone(),
     )
     .context("cannot set up unsubscribe links (PUBLIC_BASE_URL, ADMIN_SECRET_KEY)")?;
-    let shared = Arc::new(store.clone());
-    let budget: Arc<dyn SendBudget> = shared.clone();
-    let audit: Arc<dyn broadcast_domain::AuditLog> = shared.clone();
-    let ports = Ports {
-        templates: shared.clone(),
-        broadcasts: shared.clone(),
-        deliveries: shared.clone(),
-        audience: shared,
-        source: Arc::new(SqlAudience::new(store.conn().clone())),
-        renderer: Arc::new(TeraRenderer::new()),
-        channels,
-        clock: Arc::new(SystemClock),
-        links: Some(Arc::new(links.clone())),
-        budget: Some(budget),
-        audit: Some(audit),
-    };
-    let mut worker_settings = settings.worker.clone();
-    worker_settings.shared_rates.extend(shared_rates);
-    worker_settings.pacing_margin = pacing_margin;
-    let orchestrator = Arc::new(Orchestrator::new(ports, worker_settings));
+    // Rates of the real channels are shared by every worker through the database (as in the CLI).
+    let orchestrator = Arc::new(broadcast_app::compose::orchestrator(
+        &store,
+        &mut settings.channels,
+        &metered,
+        Some(Arc::new(links.clone())),
+        settings.worker.clone(),
+    ));
     // A hash of a random password, checked when a login names an unknown user.
     let dummy_hash = tokio::task::spawn_blocking(|| {
-        broadcast_store::password::hash_password(&auth::random_token())
+        broadcast_app::password::hash_password(&auth::random_token())
     })
     .await
     .context("hashing panicked")??;

@@ -54,22 +54,9 @@ fn main() -> ExitCode {
 
 /// Completes on Ctrl-C or SIGTERM.
 async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
+    let stop = broadcast_app::compose::shutdown_signal().await;
+    tracing::info!(
+        ?stop,
+        "stopping: finishing the requests and the batch in flight"
+    );
 }

@@ -1,18 +1,16 @@
 //! What the HTML pages and the JSON API both do, written once: load a broadcast, run a lifecycle
-//! action and write its audit entry, create, update and delete a template (audited), check a
-//! template before it is stored, read a page of recipients. Every function answers with the
+//! action or a template change through the orchestrator (which writes its audit entry, naming
+//! the session's admin or the API token), check a template before it is stored, read a page of
+//! recipients. Every function answers with the
 //! domain error; each handler turns it into its own error type (a page or the API's JSON).
 
-use std::sync::Arc;
-
 use broadcast_domain::{
-    Broadcast, BroadcastId, ChannelKind, DeliveryStatus, Error, ErrorKind, MessageTemplate,
+    Actor, Broadcast, BroadcastId, ChannelKind, DeliveryStatus, Error, ErrorKind, MessageTemplate,
     NewBroadcast, NewTemplate, Page, Recipient, RecipientId, RecipientQuery, Result,
-    TemplateContent, TemplateError, TemplateId, TemplateName, TemplateStore,
+    TemplateContent, TemplateError, TemplateId, TemplateName,
 };
 use broadcast_orchestrator::LaunchReport;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use crate::present::ProgressView;
 use crate::state::AppState;
@@ -35,126 +33,78 @@ pub(crate) async fn progress(state: &AppState, id: BroadcastId) -> Result<Progre
 
 /// One template by id.
 pub(crate) async fn template(state: &AppState, id: TemplateId) -> Result<MessageTemplate> {
-    templates(state).get_template(id).await
+    state.orchestrator.ports().templates.get_template(id).await
 }
 
-/// Writes the audit entry of `action` on broadcast `id`.
-async fn audit_broadcast(
-    state: &AppState,
-    actor: &str,
-    action: &str,
-    id: BroadcastId,
-    details: serde_json::Value,
-) {
-    state
-        .audit(actor, action, "broadcast", Some(id), details)
-        .await;
+/// The acting admin (a session's user name) or API token (`api:<id>`), as the audit log names
+/// them.
+fn actor(name: &str) -> Result<Actor> {
+    Actor::new(name)
 }
 
 /// Creates a broadcast (`broadcast.create`).
 pub(crate) async fn create_broadcast(
     state: &AppState,
-    actor: &str,
+    actor_name: &str,
     new: NewBroadcast,
 ) -> Result<Broadcast> {
-    let b = state.orchestrator.create_broadcast(new).await?;
-    audit_broadcast(
-        state,
-        actor,
-        "broadcast.create",
-        b.id,
-        json!({
-            "name": b.name,
-            "template_id": b.template_id,
-            "channel_policy": b.channel_policy,
-            "filter": b.filter,
-            "scheduled_at": b.scheduled_at,
-        }),
-    )
-    .await;
-    Ok(b)
+    state
+        .orchestrator
+        .create_broadcast(&actor(actor_name)?, new)
+        .await
 }
 
 /// Launches a broadcast (`broadcast.launch`).
-pub(crate) async fn launch(state: &AppState, actor: &str, id: BroadcastId) -> Result<LaunchReport> {
-    let report = state.orchestrator.launch(id).await?;
-    audit_broadcast(
-        state,
-        actor,
-        "broadcast.launch",
-        id,
-        json!({
-            "queued": report.materialised.queued,
-            "skipped": report.materialised.skipped,
-        }),
-    )
-    .await;
-    Ok(report)
+pub(crate) async fn launch(
+    state: &AppState,
+    actor_name: &str,
+    id: BroadcastId,
+) -> Result<LaunchReport> {
+    state.orchestrator.launch(&actor(actor_name)?, id).await
 }
 
 /// Pauses a running broadcast (`broadcast.pause`); without a reason, "paused by <actor>".
 pub(crate) async fn pause(
     state: &AppState,
-    actor: &str,
+    actor_name: &str,
     id: BroadcastId,
     reason: Option<String>,
 ) -> Result<Broadcast> {
-    let reason = reason
-        .filter(|r| !r.trim().is_empty())
-        .unwrap_or_else(|| format!("paused by {actor}"));
-    let b = state.orchestrator.pause(id, Some(reason)).await?;
-    audit_broadcast(state, actor, "broadcast.pause", id, json!({})).await;
-    Ok(b)
+    state
+        .orchestrator
+        .pause(&actor(actor_name)?, id, reason)
+        .await
 }
 
 /// Resumes a paused broadcast (`broadcast.resume`).
-pub(crate) async fn resume(state: &AppState, actor: &str, id: BroadcastId) -> Result<Broadcast> {
-    let b = state.orchestrator.resume(id).await?;
-    audit_broadcast(state, actor, "broadcast.resume", id, json!({})).await;
-    Ok(b)
+pub(crate) async fn resume(
+    state: &AppState,
+    actor_name: &str,
+    id: BroadcastId,
+) -> Result<Broadcast> {
+    state.orchestrator.resume(&actor(actor_name)?, id).await
 }
 
 /// Cancels a broadcast (`broadcast.cancel`): the broadcast and how many rows were cancelled.
 pub(crate) async fn cancel(
     state: &AppState,
-    actor: &str,
+    actor_name: &str,
     id: BroadcastId,
 ) -> Result<(Broadcast, u64)> {
-    let (b, cancelled) = state.orchestrator.cancel(id).await?;
-    audit_broadcast(
-        state,
-        actor,
-        "broadcast.cancel",
-        id,
-        json!({ "cancelled_rows": cancelled }),
-    )
-    .await;
-    Ok((b, cancelled))
+    state.orchestrator.cancel(&actor(actor_name)?, id).await
 }
 
 /// Sets (or with `None` removes) the start time of a broadcast (`broadcast.schedule`).
 pub(crate) async fn schedule(
     state: &AppState,
-    actor: &str,
+    actor_name: &str,
     id: BroadcastId,
     at: Option<DateTime<Utc>>,
-    now: DateTime<Utc>,
 ) -> Result<Broadcast> {
-    let b = state
+    state
         .orchestrator
-        .ports()
-        .broadcasts
-        .set_schedule(id, at, now)
-        .await?;
-    audit_broadcast(
-        state,
-        actor,
-        "broadcast.schedule",
-        id,
-        json!({ "scheduled_at": at }),
-    )
-    .await;
-    Ok(b)
+        .schedule(&actor(actor_name)?, id, at)
+        .await
 }
 
 /// `raw` (trimmed) parsed, or `None` when it is empty.
@@ -277,62 +227,39 @@ pub(crate) fn check_template(
     }
 }
 
-/// The template store.
-fn templates(state: &AppState) -> &Arc<dyn TemplateStore> {
-    &state.orchestrator.ports().templates
-}
-
 /// Creates a template (`template.create`).
 pub(crate) async fn create_template(
     state: &AppState,
-    actor: &str,
+    actor_name: &str,
     new: NewTemplate,
 ) -> Result<MessageTemplate> {
-    let t = templates(state).create_template(new).await?;
     state
-        .audit(
-            actor,
-            "template.create",
-            "template",
-            Some(t.id),
-            json!({ "name": t.name }),
-        )
-        .await;
-    Ok(t)
+        .orchestrator
+        .create_template(&actor(actor_name)?, new)
+        .await
 }
 
 /// Replaces a template (`template.update`).
 pub(crate) async fn update_template(
     state: &AppState,
-    actor: &str,
+    actor_name: &str,
     id: TemplateId,
     new: NewTemplate,
 ) -> Result<MessageTemplate> {
-    let t = templates(state).update_template(id, new).await?;
     state
-        .audit(
-            actor,
-            "template.update",
-            "template",
-            Some(t.id),
-            json!({ "name": t.name, "version": t.version }),
-        )
-        .await;
-    Ok(t)
+        .orchestrator
+        .update_template(&actor(actor_name)?, id, new)
+        .await
 }
 
 /// Deletes a template (`template.delete`).
-pub(crate) async fn delete_template(state: &AppState, actor: &str, id: TemplateId) -> Result<()> {
-    let t = template(state, id).await?;
-    templates(state).delete_template(id).await?;
+pub(crate) async fn delete_template(
+    state: &AppState,
+    actor_name: &str,
+    id: TemplateId,
+) -> Result<()> {
     state
-        .audit(
-            actor,
-            "template.delete",
-            "template",
-            Some(id),
-            json!({ "name": t.name }),
-        )
-        .await;
-    Ok(())
+        .orchestrator
+        .delete_template(&actor(actor_name)?, id)
+        .await
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use broadcast_domain::{
     Channel, ChannelKind, Delivered, DeliveryError, DeliveryStatus, OutgoingMessage, SystemClock,
 };
-use broadcast_filter::SqlAudience;
 use broadcast_orchestrator::{Channels, Orchestrator, Ports, Settings};
 use broadcast_render::TeraRenderer;
 use broadcast_store::Store;
@@ -172,7 +171,7 @@ pub(crate) fn child_engine(args: &[String]) -> Res<()> {
             broadcasts: shared.clone(),
             deliveries: timed.clone(),
             audience: timed.clone(),
-            source: Arc::new(SqlAudience::new(store.conn().clone())),
+            source: shared.clone(),
             renderer: Arc::new(TeraRenderer::new()),
             channels: Channels::new()
                 .with(Arc::new(InstantChannel(ChannelKind::Telegram)))

@@ -82,57 +82,62 @@ pub(crate) fn child_naive(args: &[String]) -> Res<()> {
 }
 
 async fn naive_launch(store: &Store, broadcast: i64, n: u64) -> Res<u64> {
-    use broadcast_store::entity::{broadcast_recipients, users};
-    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+    use broadcast_domain::{AudienceStore as _, ChannelKind};
+    use sea_orm::sea_query::{Alias, Expr, Query};
     let conn = store.conn();
     let filter = AudienceFilter {
         competition_ids: vec![1],
         ..AudienceFilter::default()
     };
-    let mut select = broadcast_filter::compile::audience_query(&filter);
+    let mut select = broadcast_filter::audience_query(&filter);
     select.limit(n);
     let ids = conn.query_all(&select).await.map_err(err)?;
     let now = chrono::Utc::now();
     let mut done = 0;
+    // One read and one insert per recipient, as a hand-written loop would do it.
     for row in ids {
         let user_id: i64 = row.try_get("", "user_id").map_err(err)?;
         let registration_id: Option<i64> = row.try_get("", "registration_id").map_err(err)?;
-        let user = users::Entity::find_by_id(user_id)
-            .one(conn)
-            .await
-            .map_err(err)?
-            .ok_or("user vanished")?;
-        let reachable = user.email.is_some()
-            && user.email_unsubscribed_at.is_none()
-            && user.email_bounced_at.is_none();
-        let skip = match (
-            &user.email,
-            user.email_unsubscribed_at,
-            user.email_bounced_at,
-        ) {
-            (None, _, _) => Some("no_email"),
-            (_, Some(_), _) => Some("email_unsubscribed"),
-            (_, _, Some(_)) => Some("email_bounced"),
-            _ => None,
+        let user = store.get_user(user_id).await.map_err(err)?;
+        let (status, skip, address) = match user.address(ChannelKind::Email) {
+            Ok(address) => ("pending", None, address),
+            Err(reason) => ("skipped", Some(reason.as_str()), String::new()),
         };
-        broadcast_recipients::ActiveModel {
-            broadcast_id: Set(broadcast),
-            user_id: Set(user_id),
-            registration_id: Set(registration_id),
-            channel: Set("email".into()),
-            address: Set(user.email.clone().unwrap_or_default()),
-            status: Set(if reachable { "pending" } else { "skipped" }.into()),
-            skip_reason: Set(skip.map(str::to_owned)),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            uncertain_sends: Set(0),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(conn)
-        .await
-        .map_err(err)?;
+        let insert = Query::insert()
+            .into_table(Alias::new("broadcast_recipients"))
+            .columns(
+                [
+                    "broadcast_id",
+                    "user_id",
+                    "registration_id",
+                    "channel",
+                    "address",
+                    "status",
+                    "skip_reason",
+                    "attempts",
+                    "next_attempt_at",
+                    "uncertain_sends",
+                    "created_at",
+                    "updated_at",
+                ]
+                .map(Alias::new),
+            )
+            .values_panic([
+                Expr::val(broadcast),
+                Expr::val(user_id),
+                Expr::val(registration_id),
+                Expr::val("email"),
+                Expr::val(address),
+                Expr::val(status),
+                Expr::val(skip),
+                Expr::val(0),
+                Expr::val(now),
+                Expr::val(0),
+                Expr::val(now),
+                Expr::val(now),
+            ])
+            .to_owned();
+        conn.execute(&insert).await.map_err(err)?;
         done += 1;
     }
     Ok(done)

@@ -1,6 +1,6 @@
 //! `admin create-user|set-password|list`: administrators of the admin panel. Passwords are read
 //! without echo (or from stdin with `--password-stdin`), hashed with argon2id by
-//! `broadcast_store::password` and never printed.
+//! `broadcast_app::password` and never printed.
 
 use std::io::BufRead as _;
 
@@ -8,8 +8,8 @@ use chrono::Utc;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
+use broadcast_app::password::hash_password;
 use broadcast_domain::{AdminStore as _, AuditEntry, AuditLog as _};
-use broadcast_store::password::hash_password;
 
 use crate::app::{App, CliError, CliResult, invalid};
 use crate::cli::AdminCmd;
@@ -83,19 +83,11 @@ pub(crate) async fn admin(app: &App, cmd: AdminCmd, j: bool) -> CliResult<()> {
     Ok(())
 }
 
-/// Who runs the CLI, for the audit log: `cli:<login>`.
-pub(crate) fn actor() -> String {
-    match std::env::var("USER") {
-        Ok(u) if !u.is_empty() => format!("cli:{u}"),
-        _ => "cli".to_owned(),
-    }
-}
-
 async fn audit(app: &App, action: &str, id: i64, username: &str) -> CliResult<()> {
     app.store
         .record(AuditEntry {
             id: 0,
-            actor: actor(),
+            actor: app.actor.to_string(),
             action: action.to_owned(),
             target_type: "admin_user".to_owned(),
             target_id: Some(id),

@@ -2,11 +2,10 @@
 
 use std::sync::Arc;
 
+use broadcast_app::compose;
 use broadcast_channels::ChannelSettings;
-use broadcast_domain::{Channel, SystemClock, UnsubscribeLinks};
-use broadcast_filter::SqlAudience;
-use broadcast_orchestrator::{Channels, Orchestrator, Ports, Settings};
-use broadcast_render::TeraRenderer;
+use broadcast_domain::{Actor, Channel, UnsubscribeLinks};
+use broadcast_orchestrator::{Orchestrator, Settings};
 use broadcast_store::Store;
 
 /// A failure of a command: invalid input (exit code 2) or anything else (exit code 1).
@@ -34,6 +33,15 @@ impl From<anyhow::Error> for CliError {
     fn from(e: anyhow::Error) -> Self {
         Self::Failed(e)
     }
+}
+
+/// `cli:<login>` from `USER`, or `cli` when it is unset or not a valid name.
+pub(crate) fn cli_actor() -> Actor {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .and_then(|u| Actor::new(format!("cli:{u}")).ok())
+        .unwrap_or_else(|| Actor::new("cli").expect("a valid actor name"))
 }
 
 /// Shorthand for an invalid-input error.
@@ -70,20 +78,16 @@ pub(crate) struct App {
     pub(crate) store: Store,
     pub(crate) orchestrator: Orchestrator,
     pub(crate) channels: Vec<Arc<dyn Channel>>,
+    /// Who runs the CLI, as the audit log names them: `cli:<login>`.
+    pub(crate) actor: Actor,
 }
 
 impl App {
     /// Connects to the database (applying pending migrations) and builds the orchestrator.
     pub(crate) async fn build(mut config: Config) -> CliResult<Self> {
-        let store = Store::connect(&config.database_url)
+        let store = compose::open_store(&config.database_url)
             .await
-            .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot open the database: {e}")))?;
-        store
-            .migrate()
-            .await
-            .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot migrate the database: {e}")))?;
-        // Rates of the real channels are shared by every worker through the database.
-        let (shared_rates, pacing_margin) = config.channels.share_rates();
+            .map_err(|e| CliError::Failed(e.into()))?;
         let channels = config
             .channels
             .build()
@@ -93,35 +97,19 @@ impl App {
             .unsubscribe_links()
             .map_err(|e| invalid(e.to_string()))?
             .map(|l| Arc::new(l) as Arc<dyn UnsubscribeLinks>);
-        let mut set = Channels::new();
-        for c in &channels {
-            set = set.with(c.clone());
-        }
-        let shared = Arc::new(store.clone());
-        let shared_budget: Arc<dyn broadcast_domain::SendBudget> = shared.clone();
-        let shared_audit: Arc<dyn broadcast_domain::AuditLog> = shared.clone();
-        let ports = Ports {
-            templates: shared.clone(),
-            broadcasts: shared.clone(),
-            deliveries: shared.clone(),
-            audience: shared,
-            source: Arc::new(SqlAudience::new(store.conn().clone())),
-            renderer: Arc::new(TeraRenderer::new()),
-            channels: set,
-            clock: Arc::new(SystemClock),
+        let orchestrator = compose::orchestrator(
+            &store,
+            &mut config.channels,
+            &channels,
             links,
-            budget: Some(shared_budget),
-            audit: Some(shared_audit),
-        };
-        let mut settings = config.worker.clone();
-        settings.shared_rates.extend(shared_rates);
-        settings.pacing_margin = pacing_margin;
-        let orchestrator = Orchestrator::new(ports, settings);
+            config.worker.clone(),
+        );
         Ok(Self {
             config,
             store,
             orchestrator,
             channels,
+            actor: cli_actor(),
         })
     }
 

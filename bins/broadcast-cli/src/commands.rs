@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use broadcast_app::compose::Stop;
+use broadcast_app::csv_import;
 use broadcast_domain::Broadcast;
 use broadcast_domain::{
     AudienceFilter, AudienceStore as _, BroadcastStatus, BroadcastStore as _, ChannelKind,
@@ -14,9 +16,8 @@ use broadcast_domain::{
     ParseMode, RecipientQuery, RegistrationStatus, Role, TemplateContent, TemplateName,
     TemplateStore as _, UserQuery,
 };
-use broadcast_domain::{EmailAddress, ErrorKind, TelegramChatId};
+use broadcast_domain::{EmailAddress, ErrorKind, TelegramChatId, Transition};
 use broadcast_orchestrator::{LaunchReport, Preview, Progress, TestTarget};
-use broadcast_store::csv_import;
 use tokio::sync::broadcast;
 
 use crate::activity::{Activity, CountingReader, Unit};
@@ -214,14 +215,17 @@ async fn template(app: &App, cmd: TemplateCmd, j: bool) -> CliResult<()> {
         TemplateCmd::Create(args) => {
             let new = template_file(args)?.into_new(None)?;
             validate(app, &new.content)?;
-            let t = app.store.create_template(new).await?;
+            let t = app.orchestrator.create_template(&app.actor, new).await?;
             print_template(&t, j)?;
         }
         TemplateCmd::Update { template, args } => {
             let base = find_template(app, &template).await?;
             let new = template_file(args)?.into_new(Some(&base))?;
             validate(app, &new.content)?;
-            let t = app.store.update_template(base.id, new).await?;
+            let t = app
+                .orchestrator
+                .update_template(&app.actor, base.id, new)
+                .await?;
             print_template(&t, j)?;
         }
         TemplateCmd::List => {
@@ -282,7 +286,7 @@ async fn template(app: &App, cmd: TemplateCmd, j: bool) -> CliResult<()> {
         }
         TemplateCmd::Delete { template } => {
             let t = find_template(app, &template).await?;
-            app.store.delete_template(t.id).await?;
+            app.orchestrator.delete_template(&app.actor, t.id).await?;
             if j {
                 json(&serde_json::json!({ "deleted": t.id }))?;
             } else {
@@ -456,14 +460,17 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
                 })
                 .transpose()?;
             let b = orch
-                .create_broadcast(NewBroadcast {
-                    name,
-                    template_id: t.id,
-                    channel_policy: policy(channels),
-                    filter,
-                    scheduled_at,
-                    created_by: std::env::var("USER").ok().map(|u| format!("cli:{u}")),
-                })
+                .create_broadcast(
+                    &app.actor,
+                    NewBroadcast {
+                        name,
+                        template_id: t.id,
+                        channel_policy: policy(channels),
+                        filter,
+                        scheduled_at,
+                        created_by: Some(app.actor.to_string()),
+                    },
+                )
                 .await?;
             print_broadcast(app, b.id, j).await?;
         }
@@ -532,15 +539,7 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
         }
         BroadcastCmd::Launch { id, yes } => {
             let b = app.store.get_broadcast(id).await?;
-            if !matches!(
-                b.status,
-                BroadcastStatus::Draft | BroadcastStatus::Scheduled
-            ) {
-                return Err(invalid(format!(
-                    "broadcast {id} is {}; only a draft or scheduled broadcast can be launched",
-                    b.status
-                )));
-            }
+            Transition::Launch.check(id, b.status)?;
             orch.check_template(&template_of(app, &b).await?, b.channel_policy)?;
             if yes {
                 // No count for a question nobody is asked: the launch report gives the
@@ -564,10 +563,7 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
         }
         BroadcastCmd::Run { id, yes } => {
             let b = app.store.get_broadcast(id).await?;
-            let launch = matches!(
-                b.status,
-                BroadcastStatus::Draft | BroadcastStatus::Scheduled
-            );
+            let launch = Transition::Launch.allowed(b.status);
             if !launch && b.status != BroadcastStatus::Running {
                 return Err(invalid(format!(
                     "broadcast {id} is {}; only a draft, scheduled or running broadcast can be run",
@@ -612,6 +608,14 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
                 .into());
             }
             app.store.recount(id).await?;
+            app.orchestrator
+                .audit(
+                    &app.actor,
+                    "broadcast.recount",
+                    ("broadcast", Some(id)),
+                    serde_json::json!({}),
+                )
+                .await;
             print_stats(app, id, j).await?;
         }
         BroadcastCmd::Export {
@@ -636,19 +640,19 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
             } else {
                 at.map(|s| parse_time(&s)).transpose()?
             };
-            app.store.set_schedule(id, at, Utc::now()).await?;
+            orch.schedule(&app.actor, id, at).await?;
             print_broadcast(app, id, j).await?;
         }
         BroadcastCmd::Pause { id } => {
-            orch.pause(id, None).await?;
+            orch.pause(&app.actor, id, None).await?;
             print_broadcast(app, id, j).await?;
         }
         BroadcastCmd::Resume { id } => {
-            orch.resume(id).await?;
+            orch.resume(&app.actor, id).await?;
             print_broadcast(app, id, j).await?;
         }
         BroadcastCmd::Cancel { id } => {
-            let (_, cancelled) = orch.cancel(id).await?;
+            let (_, cancelled) = orch.cancel(&app.actor, id).await?;
             if j {
                 json(&serde_json::json!({ "broadcast_id": id, "cancelled_rows": cancelled }))?;
             } else {
@@ -663,7 +667,7 @@ async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
                         .map_err(|e| invalid(format!("--error-kind: {}", e.0)))
                 })
                 .collect::<CliResult<Vec<_>>>()?;
-            let queued = orch.retry(id, &kinds).await?;
+            let queued = orch.retry(&app.actor, id, &kinds).await?;
             if j {
                 json(&serde_json::json!({ "broadcast_id": id, "requeued_rows": queued }))?;
             } else {
@@ -812,7 +816,7 @@ async fn launch_with_spinner(app: &App, id: i64) -> CliResult<LaunchReport> {
         None,
         format!("launching broadcast {id}: writing the recipient rows"),
     );
-    let report = app.orchestrator.launch(id).await;
+    let report = app.orchestrator.launch(&app.actor, id).await;
     activity.finish(None);
     Ok(report?)
 }
@@ -872,27 +876,11 @@ async fn worker(app: &App, once: bool) -> CliResult<()> {
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
+/// Completes on SIGINT or SIGTERM, telling the operator that the batch in flight finishes.
 pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => eprintln!("interrupted: finishing the batch in flight"),
-        () = term => eprintln!("terminated: finishing the batch in flight"),
+    match broadcast_app::compose::shutdown_signal().await {
+        Stop::Interrupted => eprintln!("interrupted: finishing the batch in flight"),
+        Stop::Terminated => eprintln!("terminated: finishing the batch in flight"),
     }
 }
 
@@ -1026,12 +1014,13 @@ async fn audience(app: &App, cmd: AudienceCmd, j: bool) -> CliResult<()> {
                 ));
             }
             let mut report = serde_json::Map::new();
-            let now = Utc::now();
+            let (orch, me) = (&app.orchestrator, &app.actor);
             // Competitions and users first: registrations refer to them.
             if let Some(p) = competitions {
                 let rows = parse_csv(&p, csv_import::parse_competitions).await?;
+                let file = p.display().to_string();
                 let r =
-                    write_rows(&p, rows.len(), app.store.import_competitions(rows, now)).await?;
+                    write_rows(&p, rows.len(), orch.import_competitions(me, &file, rows)).await?;
                 report.insert(
                     "competitions".into(),
                     serde_json::to_value(r).context("report")?,
@@ -1039,13 +1028,15 @@ async fn audience(app: &App, cmd: AudienceCmd, j: bool) -> CliResult<()> {
             }
             if let Some(p) = users {
                 let rows = parse_csv(&p, csv_import::parse_users).await?;
-                let r = write_rows(&p, rows.len(), app.store.import_users(rows, now)).await?;
+                let file = p.display().to_string();
+                let r = write_rows(&p, rows.len(), orch.import_users(me, &file, rows)).await?;
                 report.insert("users".into(), serde_json::to_value(r).context("report")?);
             }
             if let Some(p) = registrations {
                 let rows = parse_csv(&p, csv_import::parse_registrations).await?;
+                let file = p.display().to_string();
                 let r =
-                    write_rows(&p, rows.len(), app.store.import_registrations(rows, now)).await?;
+                    write_rows(&p, rows.len(), orch.import_registrations(me, &file, rows)).await?;
                 report.insert(
                     "registrations".into(),
                     serde_json::to_value(r).context("report")?,
@@ -1124,9 +1115,7 @@ async fn audience(app: &App, cmd: AudienceCmd, j: bool) -> CliResult<()> {
 /// Parses a CSV file off the async threads, with a progress bar over the bytes read.
 async fn parse_csv<T: Send + 'static>(
     p: &Path,
-    parse: fn(
-        CountingReader<std::fs::File>,
-    ) -> Result<Vec<T>, broadcast_store::csv_import::CsvError>,
+    parse: fn(CountingReader<std::fs::File>) -> Result<Vec<T>, broadcast_app::csv_import::CsvError>,
 ) -> CliResult<Vec<T>> {
     let file = open(p)?;
     let len = file.metadata().ok().map(|m| m.len());

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead as _, Write as _};
 
-use broadcast_domain::{Broadcast, BroadcastStatus, ChannelKind, DeliveryStatus};
+use broadcast_domain::{Broadcast, ChannelKind, DeliveryStatus, Transition};
 
 use crate::app::{App, CliError, CliResult, invalid};
 use crate::output::{Table, duration};
@@ -116,10 +116,7 @@ impl Plan {
 /// What launching or running `b` would send.
 pub(crate) async fn plan(app: &App, b: &Broadcast) -> CliResult<Plan> {
     let channels = b.channel_policy.channels();
-    if matches!(
-        b.status,
-        BroadcastStatus::Draft | BroadcastStatus::Scheduled
-    ) {
+    if Transition::Launch.allowed(b.status) {
         let count = app.orchestrator.count_audience(&b.filter).await?;
         let (telegram, email) = count.messages(b.channel_policy);
         let messages = channels

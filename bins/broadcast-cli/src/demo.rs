@@ -1,13 +1,11 @@
 //! `broadcast-cli demo`: a real broadcast end to end with nothing configured. The demo audience
 //! and templates are compiled into the binary, so it works from any directory.
 
-use chrono::Utc;
-
+use broadcast_app::csv_import;
 use broadcast_domain::{
     AudienceFilter, AudienceStore as _, ChannelPolicy, NewBroadcast, RegistrationStatus,
     TemplateName, TemplateStore as _, UserQuery,
 };
-use broadcast_store::csv_import;
 
 use crate::app::{App, CliError, CliResult, Config};
 use crate::commands::{TemplateFile, print_stats};
@@ -62,7 +60,6 @@ pub(crate) async fn run(config: Config, reset: bool, json: bool) -> CliResult<()
     }
     let app = App::build(config).await?;
     app.announce_channels();
-    let now = Utc::now();
     let users = app
         .store
         .list_users(&UserQuery {
@@ -78,15 +75,18 @@ pub(crate) async fn run(config: Config, reset: bool, json: bool) -> CliResult<()
         let users = csv_import::parse_users(USERS.as_bytes()).map_err(|e| bad("users.csv", &e))?;
         let regs = csv_import::parse_registrations(REGISTRATIONS.as_bytes())
             .map_err(|e| bad("registrations.csv", &e))?;
-        app.store.import_competitions(comps, now).await?;
-        let report = app.store.import_users(users, now).await?;
-        app.store.import_registrations(regs, now).await?;
+        let (orch, me) = (&app.orchestrator, &app.actor);
+        orch.import_competitions(me, "demo competitions.csv", comps)
+            .await?;
+        let report = orch.import_users(me, "demo users.csv", users).await?;
+        orch.import_registrations(me, "demo registrations.csv", regs)
+            .await?;
         eprintln!("loaded the demo audience: {} users", report.inserted);
     }
     for (file, text) in TEMPLATES {
         let new = TemplateFile::parse(text, file)?.into_new(None)?;
         if app.store.find_template(&new.name).await?.is_none() {
-            app.store.create_template(new).await?;
+            app.orchestrator.create_template(&app.actor, new).await?;
         }
     }
     let template = app
@@ -115,20 +115,23 @@ pub(crate) async fn run(config: Config, reset: bool, json: bool) -> CliResult<()
     };
     let broadcast = app
         .orchestrator
-        .create_broadcast(NewBroadcast {
-            name: format!("Reminder: {}", competition.name),
-            template_id: template.id,
-            channel_policy: ChannelPolicy::Both,
-            filter,
-            scheduled_at: None,
-            created_by: Some("demo".into()),
-        })
+        .create_broadcast(
+            &app.actor,
+            NewBroadcast {
+                name: format!("Reminder: {}", competition.name),
+                template_id: template.id,
+                channel_policy: ChannelPolicy::Both,
+                filter,
+                scheduled_at: None,
+                created_by: Some("demo".into()),
+            },
+        )
         .await?;
     eprintln!(
         "broadcast {} `{}` to confirmed participants of {} over Telegram and e-mail",
         broadcast.id, broadcast.name, competition.name
     );
-    app.orchestrator.launch(broadcast.id).await?;
+    app.orchestrator.launch(&app.actor, broadcast.id).await?;
     app.orchestrator.run_until_done(broadcast.id).await?;
     print_stats(&app, broadcast.id, json).await?;
     let outbox = app.config.channels.outbox_dir.clone();

@@ -614,7 +614,7 @@ async fn admin_users_get_argon2_hashes_and_the_password_is_never_shown() {
     use broadcast_domain::AdminStore as _;
     let admin = store.find_admin("alice").await.unwrap().unwrap();
     assert!(admin.password_hash.starts_with("$argon2id$"));
-    assert!(broadcast_store::password::verify_password(
+    assert!(broadcast_app::password::verify_password(
         password,
         &admin.password_hash
     ));
@@ -628,11 +628,11 @@ async fn admin_users_get_argon2_hashes_and_the_password_is_never_shown() {
     );
     ok(&out, &["admin", "set-password"]);
     let admin = store.find_admin("alice").await.unwrap().unwrap();
-    assert!(broadcast_store::password::verify_password(
+    assert!(broadcast_app::password::verify_password(
         "another password",
         &admin.password_hash
     ));
-    assert!(!broadcast_store::password::verify_password(
+    assert!(!broadcast_app::password::verify_password(
         password,
         &admin.password_hash
     ));
@@ -1010,4 +1010,154 @@ fn a_bad_worker_setting_is_an_error_naming_it() {
         );
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// The audit log's entries after the first `skip` (oldest first): actor, action, target id.
+async fn audit_after(dir: &Path, skip: usize) -> Vec<(String, String, Option<i64>)> {
+    use broadcast_domain::AuditLog as _;
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.join("data/broadcast.db").display()
+    );
+    let store = broadcast_store::Store::connect(&url).await.unwrap();
+    let mut all = store.recent(10_000, 0).await.unwrap();
+    all.reverse();
+    all.into_iter()
+        .skip(skip)
+        .map(|e| (e.actor, e.action, e.target_id))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_change_from_the_cli_writes_one_audit_entry_naming_the_user() {
+    let dir = demo_dir();
+    let d = dir.path();
+    let mut seen = audit_after(d, 0).await.len();
+    let as_alice = |args: &[&str]| -> Value {
+        let out = run(d, args, &[("USER", "alice")], "");
+        ok(&out, args);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    };
+    let expect = async |seen: &mut usize, action: &str, target: Option<i64>| {
+        let new = audit_after(d, *seen).await;
+        assert_eq!(
+            new,
+            vec![("cli:alice".to_owned(), action.to_owned(), target)],
+            "after {action}"
+        );
+        *seen += 1;
+    };
+
+    let t = as_alice(&[
+        "template",
+        "create",
+        "--name",
+        "audited",
+        "--telegram-text",
+        "Hi",
+        "--subject",
+        "Hi",
+        "--text",
+        "Hi",
+        "--json",
+    ]);
+    let template = t["id"].as_i64().unwrap();
+    expect(&mut seen, "template.create", Some(template)).await;
+    as_alice(&[
+        "template",
+        "update",
+        "audited",
+        "--telegram-text",
+        "Hello",
+        "--json",
+    ]);
+    expect(&mut seen, "template.update", Some(template)).await;
+
+    std::fs::write(
+        d.join("more.csv"),
+        "external_id,first_name,email\naudit-1,Ann,audit-1@example.org\n",
+    )
+    .unwrap();
+    as_alice(&["audience", "import", "--users", "more.csv", "--json"]);
+    expect(&mut seen, "audience.import", None).await;
+
+    let b = as_alice(&[
+        "broadcast",
+        "create",
+        "--name",
+        "Audited",
+        "--template",
+        "audited",
+        "--channels",
+        "email",
+        "--role",
+        "judge",
+        "--json",
+    ]);
+    let id = b["id"].as_i64().unwrap();
+    let ids = id.to_string();
+    expect(&mut seen, "broadcast.create", Some(id)).await;
+    for (args, action) in [
+        (
+            vec![
+                "broadcast",
+                "schedule",
+                &ids,
+                "--at",
+                "2099-01-01T10:00:00Z",
+                "--json",
+            ],
+            "broadcast.schedule",
+        ),
+        (
+            vec!["broadcast", "schedule", &ids, "--clear", "--json"],
+            "broadcast.schedule",
+        ),
+        (
+            vec!["broadcast", "launch", &ids, "--yes", "--json"],
+            "broadcast.launch",
+        ),
+        (
+            vec!["broadcast", "pause", &ids, "--json"],
+            "broadcast.pause",
+        ),
+        (
+            vec!["broadcast", "recount", &ids, "--json"],
+            "broadcast.recount",
+        ),
+        (
+            vec!["broadcast", "retry", &ids, "--json"],
+            "broadcast.retry",
+        ),
+        (
+            vec!["broadcast", "resume", &ids, "--json"],
+            "broadcast.resume",
+        ),
+        (
+            vec!["broadcast", "cancel", &ids, "--json"],
+            "broadcast.cancel",
+        ),
+    ] {
+        as_alice(&args);
+        expect(&mut seen, action, Some(id)).await;
+    }
+
+    // A refused change writes nothing.
+    let out = run(d, &["broadcast", "resume", &ids], &[("USER", "alice")], "");
+    fails(&out, 2);
+    assert_eq!(audit_after(d, seen).await, vec![]);
+
+    let unused = as_alice(&[
+        "template",
+        "create",
+        "--name",
+        "unused",
+        "--telegram-text",
+        "Hi",
+        "--json",
+    ]);
+    let unused = unused["id"].as_i64().unwrap();
+    expect(&mut seen, "template.create", Some(unused)).await;
+    as_alice(&["template", "delete", "unused", "--json"]);
+    expect(&mut seen, "template.delete", Some(unused)).await;
 }

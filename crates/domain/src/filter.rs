@@ -4,14 +4,17 @@
 //! registration fields (`competition_ids`, `roles`, `registration_statuses`) must hold for one
 //! and the same registration: "judges of competition 3" means a registration to competition 3
 //! with the role judge, not a judge somewhere and a registration to 3 elsewhere. An empty list is
-//! the same as an absent field. Countries and cities match case-insensitively.
+//! the same as an absent field. Countries, cities and e-mail addresses match case-insensitively,
+//! as [`fold_case`] defines it; [`AudienceFilter::matches`] is the definition every store (and
+//! the SQL compiler's tests) follow.
 
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::types::{CompetitionId, EmailAddress, RegistrationStatus, Role, UserId};
+use crate::model::{Registration, User};
+use crate::types::{CompetitionId, EmailAddress, RegistrationId, RegistrationStatus, Role, UserId};
 
 /// Which users a broadcast goes to. Build it with [`AudienceFilter::from_json`] or field by field.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +50,13 @@ pub struct AudienceFilter {
     /// None of these users.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude_user_ids: Vec<UserId>,
+}
+
+/// How text is compared without regard to case: trimmed, then in Unicode lower case (`Łódź`,
+/// `ŁÓDŹ` and ` łódź ` are one city). Stores keep this form of the country, city and e-mail
+/// address next to the original, so that every backend compares the same way.
+pub fn fold_case(text: &str) -> String {
+    text.trim().to_lowercase()
 }
 
 /// A filter that could not be read; the message names the field.
@@ -163,6 +173,54 @@ impl AudienceFilter {
         self
     }
 
+    /// Whether `user` belongs to the audience, and through which registration: `None` when not;
+    /// `Some(None)` when it does and the filter has no registration fields; `Some(Some(id))` with
+    /// the smallest id among the user's registrations that meet every registration field at
+    /// once. `registrations` may hold other users' registrations too; they are ignored.
+    pub fn matches<'r>(
+        &self,
+        user: &User,
+        registrations: impl IntoIterator<Item = &'r Registration>,
+    ) -> Option<Option<RegistrationId>> {
+        fn folded_in(list: &[String], value: Option<&str>) -> bool {
+            list.is_empty()
+                || value.is_some_and(|v| {
+                    let v = fold_case(v);
+                    list.iter().any(|x| fold_case(x) == v)
+                })
+        }
+        fn listed<T: PartialEq>(list: &[T], value: &T) -> bool {
+            list.is_empty() || list.contains(value)
+        }
+        let emails: Vec<String> = self.emails.iter().map(|e| fold_case(e.as_ref())).collect();
+        let user_ok = folded_in(&self.countries, user.country.as_deref())
+            && folded_in(&self.cities, user.city.as_deref())
+            && folded_in(&emails, user.email.as_ref().map(AsRef::as_ref))
+            && self.has_email.is_none_or(|b| b == user.email.is_some())
+            && self
+                .has_telegram
+                .is_none_or(|b| b == user.telegram_chat_id.is_some())
+            && listed(&self.user_ids, &user.id)
+            && !self.exclude_user_ids.contains(&user.id);
+        if !user_ok {
+            return None;
+        }
+        if !self.uses_registrations() {
+            return Some(None);
+        }
+        registrations
+            .into_iter()
+            .filter(|r| {
+                r.user_id == user.id
+                    && listed(&self.competition_ids, &r.competition_id)
+                    && listed(&self.roles, &r.role)
+                    && listed(&self.registration_statuses, &r.status)
+            })
+            .map(|r| r.id)
+            .min()
+            .map(Some)
+    }
+
     /// True when the filter constrains registrations (so the audience comes from them).
     pub fn uses_registrations(&self) -> bool {
         !self.competition_ids.is_empty()
@@ -220,6 +278,86 @@ fn kind_of(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::Utc;
+
+    fn user(id: UserId, city: &str, email: Option<&str>) -> User {
+        User {
+            id,
+            external_id: None,
+            telegram_chat_id: None,
+            email: email.map(|e| EmailAddress::parse(e).unwrap()),
+            first_name: String::new(),
+            last_name: String::new(),
+            username: None,
+            language: None,
+            country: None,
+            city: Some(city.to_owned()),
+            attributes: Default::default(),
+            telegram_blocked_at: None,
+            email_unsubscribed_at: None,
+            email_bounced_at: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn registration(id: i64, user_id: UserId, competition_id: i64, role: Role) -> Registration {
+        Registration {
+            id,
+            user_id,
+            competition_id,
+            role,
+            status: RegistrationStatus::Confirmed,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn matching_folds_unicode_case_and_takes_the_smallest_matching_registration() {
+        let lodz = user(1, " Łódź", Some("Zoë.Ü@Example.org"));
+        let by_city = |c: &str| AudienceFilter {
+            cities: vec![c.to_owned()],
+            ..AudienceFilter::default()
+        };
+        for spelling in ["Łódź", "ŁÓDŹ", "łódź ", "ŁóDź"] {
+            assert_eq!(
+                by_city(spelling).matches(&lodz, []),
+                Some(None),
+                "{spelling}"
+            );
+        }
+        assert_eq!(by_city("Lodz").matches(&lodz, []), None);
+        let by_email = AudienceFilter {
+            emails: vec![EmailAddress::parse("zoË.ü@example.ORG").unwrap()],
+            ..AudienceFilter::default()
+        };
+        assert_eq!(by_email.matches(&lodz, []), Some(None));
+
+        let regs = [
+            registration(9, 1, 3, Role::Judge),
+            registration(4, 2, 3, Role::Judge),
+            registration(7, 1, 3, Role::Judge),
+            registration(5, 1, 3, Role::Participant),
+            registration(2, 1, 8, Role::Judge),
+        ];
+        let judges_of_3 = AudienceFilter {
+            competition_ids: vec![3],
+            roles: vec![Role::Judge],
+            ..AudienceFilter::default()
+        };
+        assert_eq!(judges_of_3.matches(&lodz, &regs), Some(Some(7)));
+        assert_eq!(judges_of_3.matches(&user(3, "x", None), &regs), None);
+        let excluded = AudienceFilter {
+            exclude_user_ids: vec![1],
+            ..judges_of_3
+        };
+        assert_eq!(excluded.matches(&lodz, &regs), None);
+        let has_telegram = AudienceFilter {
+            has_telegram: Some(true),
+            ..AudienceFilter::default()
+        };
+        assert_eq!(has_telegram.matches(&lodz, []), None);
+    }
 
     #[test]
     fn parses_every_field() {

@@ -6,12 +6,16 @@
 
 mod error;
 mod filter;
+mod import;
+mod lifecycle;
 mod model;
 mod ports;
 mod types;
 
 pub use error::{DeliveryError, Error, FailureKind, Result, TemplateError, TemplateErrorKind};
-pub use filter::{AudienceFilter, FilterError};
+pub use filter::{AudienceFilter, FilterError, fold_case};
+pub use import::*;
+pub use lifecycle::Transition;
 pub use model::*;
 pub use ports::*;
 pub use types::*;

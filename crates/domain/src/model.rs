@@ -50,6 +50,26 @@ pub struct User {
 }
 
 impl User {
+    /// Where a message on `channel` goes (the chat id or the address), or why the user cannot
+    /// be reached there: no chat id or address, blocked the bot, unsubscribed, bounced.
+    pub fn address(&self, channel: ChannelKind) -> Result<String, SkipReason> {
+        match channel {
+            ChannelKind::Telegram => match (self.telegram_chat_id, self.telegram_blocked_at) {
+                (None, _) => Err(SkipReason::NoTelegram),
+                (Some(_), Some(_)) => Err(SkipReason::TelegramBlocked),
+                (Some(id), None) => Ok(id.to_string()),
+            },
+            ChannelKind::Email => match &self.email {
+                None => Err(SkipReason::NoEmail),
+                Some(_) if self.email_unsubscribed_at.is_some() => {
+                    Err(SkipReason::EmailUnsubscribed)
+                }
+                Some(_) if self.email_bounced_at.is_some() => Err(SkipReason::EmailBounced),
+                Some(e) => Ok(e.to_string()),
+            },
+        }
+    }
+
     /// First and last name joined by a space, without stray spaces.
     pub fn full_name(&self) -> String {
         match (self.first_name.trim(), self.last_name.trim()) {

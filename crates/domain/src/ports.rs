@@ -271,6 +271,47 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
 }
 
+/// Who does an operation, as the audit log names them: an admin's user name, `cli:<user>`,
+/// `api:<token id>`, `worker:<id>`, or whatever name an embedding program gives itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Actor(String);
+
+impl Actor {
+    /// Checks a name: 1 to 200 characters, no control characters, no surrounding spaces.
+    pub fn new(name: impl Into<String>) -> crate::Result<Self> {
+        let name = name.into();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(crate::Error::Invalid(format!(
+                "an actor name has 1 to 200 characters, got {}",
+                name.chars().count()
+            )));
+        }
+        if name.trim() != name || name.chars().any(char::is_control) {
+            return Err(crate::Error::Invalid(format!(
+                "the actor name {name:?} has surrounding spaces or control characters"
+            )));
+        }
+        Ok(Self(name))
+    }
+
+    /// The worker with this id (`worker:<id>`), for what the engine does on its own.
+    pub fn worker(id: &str) -> Self {
+        Self(format!("worker:{id}"))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// Who did what, when.
 #[async_trait]
 pub trait AuditLog: Send + Sync + Debug {

@@ -1,25 +1,25 @@
-//! Audience filters compiled to set-based SQL: the [`AudienceSource`] port over the store's
-//! tables, for SQLite and PostgreSQL from the same code.
+//! Audience filters compiled to set-based SQL, for SQLite and PostgreSQL from the same code.
 //!
-//! [`SqlAudience`] counts an audience in one aggregate query without loading it, materialises a
-//! broadcast's recipient rows with one `INSERT ... SELECT ... ON CONFLICT DO NOTHING` per channel,
-//! and samples recipients for previews. All SQL is composed in [`compile`].
+//! A pure compiler: it turns an [`AudienceFilter`](broadcast_domain::AudienceFilter) into
+//! sea-query statements and runs none of them. The store (`broadcast-store`) executes them: it
+//! counts an audience in one aggregate query, materialises a broadcast's recipient rows with one
+//! `INSERT ... SELECT` per channel under its own writer lock and counters, and samples
+//! recipients for previews. The statements follow [`AudienceFilter::matches`], the domain's
+//! definition of the audience, which the store's tests use as their oracle.
 //!
-//! ```no_run
-//! # async fn demo(conn: sea_orm::DatabaseConnection) -> broadcast_domain::Result<()> {
-//! use broadcast_domain::{AudienceFilter, AudienceSource};
-//! use broadcast_filter::SqlAudience;
+//! ```
+//! use broadcast_domain::AudienceFilter;
+//! use sea_orm::sea_query::PostgresQueryBuilder;
 //!
-//! let audience = SqlAudience::new(conn);
-//! let filter = AudienceFilter::from_json(r#"{"roles":["judge"],"countries":["germany"]}"#)?;
-//! let count = audience.count(&filter).await?;
-//! println!("{} judges in Germany, {} reachable on Telegram", count.users, count.telegram);
-//! # Ok(()) }
+//! let filter = AudienceFilter::from_json(r#"{"roles":["judge"],"countries":["Germany"]}"#)?;
+//! let sql = broadcast_filter::audience_query(&filter).to_string(PostgresQueryBuilder);
+//! assert!(sql.contains(r#""users"."country_key" IN ('germany')"#));
+//! # Ok::<(), broadcast_domain::FilterError>(())
 //! ```
 //!
-//! [`AudienceSource`]: broadcast_domain::AudienceSource
+//! [`AudienceFilter::matches`]: broadcast_domain::AudienceFilter::matches
 
-pub mod compile;
-mod source;
+mod compile;
+pub mod schema;
 
-pub use source::SqlAudience;
+pub use compile::*;

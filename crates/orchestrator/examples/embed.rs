@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use broadcast_domain::{
-    AudienceFilter, AudienceStore as _, ChannelKind, ChannelPolicy, CompiledTemplate, Delivered,
-    DeliveryError, DeliveryStats, DeliveryStatus, EmailMessage, FailureKind, MessageBody,
-    NewBroadcast, NewTemplate, NewUser, OutgoingMessage, ParseMode, RecipientContext, RenderEnv,
-    Renderer, SkipReason, SystemClock, TelegramChatId, TelegramMessage, TemplateContent,
-    TemplateError, TemplateErrorKind, TemplateName, TemplatePart, TemplateStore as _, VariableInfo,
+    Actor, AudienceFilter, ChannelKind, ChannelPolicy, CompiledTemplate, Delivered, DeliveryError,
+    DeliveryStats, DeliveryStatus, EmailMessage, FailureKind, MessageBody, NewBroadcast,
+    NewTemplate, NewUser, OutgoingMessage, ParseMode, RecipientContext, RenderEnv, Renderer,
+    SkipReason, SystemClock, TelegramChatId, TelegramMessage, TemplateContent, TemplateError,
+    TemplateErrorKind, TemplateName, TemplatePart, VariableInfo,
 };
 use broadcast_orchestrator::memory::MemoryStore;
 use broadcast_orchestrator::{Channels, Orchestrator, Ports, Settings};
@@ -88,7 +88,7 @@ pub(crate) async fn run() -> Result<Report, Box<dyn std::error::Error>> {
         clock: Arc::new(SystemClock),
         links: None,
         budget: None,
-        audit: None,
+        audit: Some(store.clone()),
     };
     let settings = Settings {
         app_name: "Embed example".to_owned(),
@@ -127,32 +127,42 @@ pub(crate) async fn run() -> Result<Report, Box<dyn std::error::Error>> {
             },
         )
         .collect::<Result<Vec<_>, _>>()?;
-    store.import_users(rows, chrono::Utc::now()).await?;
+    // Every change names who makes it; the audit log (the store here) records it.
+    let me = Actor::new("embed-example")?;
+    orchestrator.import_users(&me, "inline rows", rows).await?;
 
     // 4. A template and a broadcast to everyone, on the Telegram-kind channel (the webhook).
-    let template = store
-        .create_template(NewTemplate {
-            name: TemplateName::parse("welcome")?,
-            description: "greets everyone".to_owned(),
-            content: TemplateContent {
-                telegram_text: Some("Hi {{ first_name }}, welcome to {{ broadcast_name }}!".into()),
-                parse_mode: ParseMode::Plain,
-                link_preview: false,
-                email_subject: None,
-                email_html: None,
-                email_text: None,
+    let template = orchestrator
+        .create_template(
+            &me,
+            NewTemplate {
+                name: TemplateName::parse("welcome")?,
+                description: "greets everyone".to_owned(),
+                content: TemplateContent {
+                    telegram_text: Some(
+                        "Hi {{ first_name }}, welcome to {{ broadcast_name }}!".into(),
+                    ),
+                    parse_mode: ParseMode::Plain,
+                    link_preview: false,
+                    email_subject: None,
+                    email_html: None,
+                    email_text: None,
+                },
             },
-        })
+        )
         .await?;
     let broadcast = orchestrator
-        .create_broadcast(NewBroadcast {
-            name: "the club".to_owned(),
-            template_id: template.id,
-            channel_policy: ChannelPolicy::Telegram,
-            filter: AudienceFilter::default(),
-            scheduled_at: None,
-            created_by: Some("embed example".to_owned()),
-        })
+        .create_broadcast(
+            &me,
+            NewBroadcast {
+                name: "the club".to_owned(),
+                template_id: template.id,
+                channel_policy: ChannelPolicy::Telegram,
+                filter: AudienceFilter::default(),
+                scheduled_at: None,
+                created_by: Some("embed example".to_owned()),
+            },
+        )
         .await?;
 
     // 5. Follow progress, launch, deliver to the end.
@@ -168,7 +178,7 @@ pub(crate) async fn run() -> Result<Report, Box<dyn std::error::Error>> {
             }
         }
     });
-    let launched = orchestrator.launch(broadcast.id).await?;
+    let launched = orchestrator.launch(&me, broadcast.id).await?;
     println!("queued {:?}", launched.materialised.queued);
     let stats = orchestrator.run_until_done(broadcast.id).await?;
     // The last snapshot says `completed`; do not wait for ever if it was missed.

@@ -145,10 +145,12 @@
 //!     email_unsubscribed: false,
 //! };
 //! let users = vec![user("a", "Ada", Some(42)), user("b", "Bo", None)];
-//! store.import_users(users, chrono::Utc::now()).await?;
+//! // Every change names who makes it, for the audit log (when the ports have one).
+//! let me = Actor::new("docs")?;
+//! orchestrator.import_users(&me, "inline", users).await?;
 //!
-//! let template = store
-//!     .create_template(NewTemplate {
+//! let template = orchestrator
+//!     .create_template(&me, NewTemplate {
 //!         name: TemplateName::parse("hello")?,
 //!         description: String::new(),
 //!         content: TemplateContent {
@@ -162,7 +164,7 @@
 //!     })
 //!     .await?;
 //! let broadcast = orchestrator
-//!     .create_broadcast(NewBroadcast {
+//!     .create_broadcast(&me, NewBroadcast {
 //!         name: "Hello".into(),
 //!         template_id: template.id,
 //!         channel_policy: ChannelPolicy::Telegram,
@@ -172,7 +174,7 @@
 //!     })
 //!     .await?;
 //!
-//! orchestrator.launch(broadcast.id).await?; // freezes the template, writes the ledger rows
+//! orchestrator.launch(&me, broadcast.id).await?; // freezes the template, writes the ledger rows
 //! let stats = orchestrator.run_until_done(broadcast.id).await?; // prints "to 42: Hi Ada!"
 //! assert_eq!(stats.count(DeliveryStatus::Sent), 1);
 //! assert_eq!(stats.by_skip_reason[&SkipReason::NoTelegram], 1); // Bo has no chat

@@ -5,9 +5,10 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use broadcast_domain::{
-    AudienceStore, Competition, Error, ImportReport, NewCompetition, NewRegistration, NewUser,
-    Page, Recipient, RecipientContext, Registration, Result, TelegramChatId, User, UserId,
-    UserQuery,
+    AudienceStore, Competition, Error, Holder, ImportReport, NewCompetition, NewRegistration,
+    NewUser, Page, Recipient, RecipientContext, Registration, Result, TelegramChatId, User, UserId,
+    UserQuery, check_competitions, check_holders, check_registrations, check_users, fold_case,
+    unknown_in_import,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
@@ -21,47 +22,6 @@ use crate::convert;
 use crate::entity::{competitions, registrations, users};
 use crate::error::{db_err, unique_or};
 use crate::store::{CHUNK, paged};
-
-/// Where an imported row came from: its file line, or its position when it has no line.
-fn at(line: u64, index: usize) -> String {
-    if line > 0 {
-        format!("line {line}")
-    } else {
-        format!("row {}", index + 1)
-    }
-}
-
-/// Remembers the first place of each key and reports a repeat naming both places.
-struct Seen<K> {
-    first: HashMap<K, String>,
-}
-
-impl<K: std::hash::Hash + Eq> Seen<K> {
-    fn new() -> Self {
-        Seen {
-            first: HashMap::new(),
-        }
-    }
-
-    fn check(
-        &mut self,
-        key: K,
-        place: &str,
-        column: &str,
-        what: impl FnOnce() -> String,
-    ) -> Result<()> {
-        match self.first.get(&key) {
-            Some(first) => Err(Error::Invalid(format!(
-                "{place}, column `{column}`: {} is also on {first}",
-                what()
-            ))),
-            None => {
-                self.first.insert(key, place.to_owned());
-                Ok(())
-            }
-        }
-    }
-}
 
 /// Loads models whose `column` is in `keys`, in chunks.
 async fn find_in<E, V>(
@@ -85,10 +45,12 @@ where
     Ok(out)
 }
 
-fn describe_user(m: &users::Model) -> String {
-    match &m.external_id {
-        Some(ext) => format!("user `{ext}`"),
-        None => format!("user {}", m.id),
+fn holder(m: &users::Model) -> Holder<'_> {
+    Holder {
+        id: m.id,
+        external_id: m.external_id.as_deref(),
+        telegram_chat_id: m.telegram_chat_id,
+        email: m.email.as_deref(),
     }
 }
 
@@ -121,29 +83,7 @@ impl Store {
         rows: Vec<NewUser>,
         now: DateTime<Utc>,
     ) -> Result<ImportReport> {
-        // Checks inside the batch.
-        let mut ext_seen = Seen::new();
-        let mut chat_seen = Seen::new();
-        let mut email_seen = Seen::new();
-        for (i, row) in rows.iter().enumerate() {
-            let place = at(row.line, i);
-            if row.external_id.trim().is_empty() {
-                return Err(Error::Invalid(format!(
-                    "{place}, column `external_id`: a value is required"
-                )));
-            }
-            ext_seen.check(row.external_id.clone(), &place, "external_id", || {
-                format!("`{}`", row.external_id)
-            })?;
-            if let Some(chat) = row.telegram_chat_id {
-                chat_seen.check(chat, &place, "telegram_chat_id", || chat.to_string())?;
-            }
-            if let Some(email) = &row.email {
-                email_seen.check(email.as_ref().to_lowercase(), &place, "email", || {
-                    format!("`{email}`")
-                })?;
-            }
-        }
+        check_users(&rows)?;
 
         let ext_ids: Vec<String> = rows.iter().map(|r| r.external_id.clone()).collect();
         let existing: HashMap<String, users::Model> =
@@ -161,66 +101,24 @@ impl Store {
             .collect();
         let chat_holders =
             find_in::<users::Entity, _>(db, users::Column::TelegramChatId, chats).await?;
-        let mut release = Vec::new();
-        let mut chat_owner: HashMap<i64, &users::Model> = HashMap::new();
-        for holder in &chat_holders {
-            let chat = holder.telegram_chat_id.unwrap_or_default();
-            match holder
-                .external_id
-                .as_deref()
-                .filter(|e| in_batch.contains(e))
-            {
-                // Rewritten by this import: if it gives its chat id to another row, the id is
-                // released first so that the unique index never sees it twice.
-                Some(_) => release.push(holder.id),
-                None => {
-                    chat_owner.insert(chat, holder);
-                }
-            }
-        }
-        let mut email_owner: HashMap<String, users::Model> = HashMap::new();
         let emails: Vec<String> = rows
             .iter()
-            .filter_map(|r| r.email.as_ref().map(|e| e.as_ref().to_lowercase()))
+            .filter_map(|r| r.email.as_ref().map(|e| fold_case(e.as_ref())))
             .collect();
-        for chunk in emails.chunks(CHUNK) {
-            let holders = users::Entity::find()
-                .filter(
-                    Expr::expr(Func::lower(Expr::col(users::Column::Email)))
-                        .is_in(chunk.iter().cloned()),
-                )
-                .all(db)
-                .await
-                .map_err(db_err)?;
-            for holder in holders {
-                let rewritten = holder
-                    .external_id
+        let email_holders =
+            find_in::<users::Entity, _>(db, users::Column::EmailKey, emails).await?;
+        check_holders(&rows, chat_holders.iter().chain(&email_holders).map(holder))?;
+        // Holders rewritten by this import: if one gives its chat id to another row, the id is
+        // released first so that the unique index never sees it twice.
+        let mut release: Vec<i64> = chat_holders
+            .iter()
+            .filter(|h| {
+                h.external_id
                     .as_deref()
-                    .is_some_and(|e| in_batch.contains(e));
-                if let (false, Some(email)) = (rewritten, &holder.email) {
-                    email_owner.insert(email.to_lowercase(), holder);
-                }
-            }
-        }
-        for (i, row) in rows.iter().enumerate() {
-            let place = at(row.line, i);
-            if let Some(chat) = row.telegram_chat_id
-                && let Some(owner) = chat_owner.get(&chat.get())
-            {
-                return Err(Error::Invalid(format!(
-                    "{place}, column `telegram_chat_id`: chat id {chat} already belongs to {}",
-                    describe_user(owner)
-                )));
-            }
-            if let Some(email) = &row.email
-                && let Some(owner) = email_owner.get(&email.as_ref().to_lowercase())
-            {
-                return Err(Error::Invalid(format!(
-                    "{place}, column `email`: `{email}` already belongs to {}",
-                    describe_user(owner)
-                )));
-            }
-        }
+                    .is_some_and(|e| in_batch.contains(e))
+            })
+            .map(|h| h.id)
+            .collect();
 
         // Release only the chat ids that change hands inside the batch.
         let new_chat: HashMap<&str, Option<i64>> = rows
@@ -263,6 +161,9 @@ impl Store {
             match existing.get(&row.external_id) {
                 Some(old) => {
                     let mut m = old.clone().into_active_model();
+                    m.country_key = Set(row.country.as_deref().map(fold_case));
+                    m.city_key = Set(row.city.as_deref().map(fold_case));
+                    m.email_key = Set(row.email.as_ref().map(|e| fold_case(e.as_ref())));
                     m.telegram_chat_id = Set(row.telegram_chat_id.map(TelegramChatId::get));
                     m.email = Set(row.email.map(|e| e.as_ref().to_owned()));
                     m.first_name = Set(row.first_name);
@@ -282,6 +183,9 @@ impl Store {
                 }
                 None => {
                     inserts.push(users::ActiveModel {
+                        country_key: Set(row.country.as_deref().map(fold_case)),
+                        city_key: Set(row.city.as_deref().map(fold_case)),
+                        email_key: Set(row.email.as_ref().map(|e| fold_case(e.as_ref()))),
                         external_id: Set(Some(row.external_id)),
                         telegram_chat_id: Set(row.telegram_chat_id.map(TelegramChatId::get)),
                         email: Set(row.email.map(|e| e.as_ref().to_owned())),
@@ -312,23 +216,7 @@ impl Store {
         rows: Vec<NewCompetition>,
         now: DateTime<Utc>,
     ) -> Result<ImportReport> {
-        let mut seen = Seen::new();
-        for (i, row) in rows.iter().enumerate() {
-            let place = at(row.line, i);
-            if row.slug.trim().is_empty() {
-                return Err(Error::Invalid(format!(
-                    "{place}, column `slug`: a value is required"
-                )));
-            }
-            if row.name.trim().is_empty() {
-                return Err(Error::Invalid(format!(
-                    "{place}, column `name`: a value is required"
-                )));
-            }
-            seen.check(row.slug.clone(), &place, "slug", || {
-                format!("`{}`", row.slug)
-            })?;
-        }
+        check_competitions(&rows)?;
         let slugs: Vec<String> = rows.iter().map(|r| r.slug.clone()).collect();
         let existing: HashMap<String, competitions::Model> =
             find_in::<competitions::Entity, _>(db, competitions::Column::Slug, slugs)
@@ -370,20 +258,7 @@ impl Store {
         rows: Vec<NewRegistration>,
         now: DateTime<Utc>,
     ) -> Result<ImportReport> {
-        let mut seen = Seen::new();
-        for (i, row) in rows.iter().enumerate() {
-            seen.check(
-                (row.user_external_id.clone(), row.competition_slug.clone()),
-                &at(row.line, i),
-                "competition_slug",
-                || {
-                    format!(
-                        "the registration of user `{}` to `{}`",
-                        row.user_external_id, row.competition_slug
-                    )
-                },
-            )?;
-        }
+        check_registrations(&rows)?;
         let ext_ids: Vec<String> = rows.iter().map(|r| r.user_external_id.clone()).collect();
         let user_ids: HashMap<String, i64> =
             find_in::<users::Entity, _>(db, users::Column::ExternalId, ext_ids)
@@ -400,18 +275,21 @@ impl Store {
                 .collect();
         let mut resolved = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
-            let place = at(row.line, i);
             let Some(&user) = user_ids.get(&row.user_external_id) else {
-                return Err(Error::Invalid(format!(
-                    "{place}: unknown user `{}`",
-                    row.user_external_id
-                )));
+                return Err(unknown_in_import(
+                    row.line,
+                    i,
+                    "user",
+                    &row.user_external_id,
+                ));
             };
             let Some(&competition) = competition_ids.get(&row.competition_slug) else {
-                return Err(Error::Invalid(format!(
-                    "{place}: unknown competition `{}`",
-                    row.competition_slug
-                )));
+                return Err(unknown_in_import(
+                    row.line,
+                    i,
+                    "competition",
+                    &row.competition_slug,
+                ));
             };
             resolved.push((user, competition, row));
         }

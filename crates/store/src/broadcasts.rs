@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use broadcast_domain::{
     Broadcast, BroadcastId, BroadcastStatus, BroadcastStore, Error, NewBroadcast, Result,
-    StatusChange,
+    StatusChange, Transition,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Func};
@@ -164,23 +164,19 @@ impl BroadcastStore for Store {
         } else {
             BroadcastStatus::Draft
         };
-        let editable = [BroadcastStatus::Draft, BroadcastStatus::Scheduled];
+
         let rows = Entity::update_many()
             .col_expr(Column::ScheduledAt, Expr::val(at))
             .col_expr(Column::Status, Expr::val(status.as_str()))
             .col_expr(Column::UpdatedAt, Expr::val(now))
             .filter(Column::Id.eq(id))
-            .filter(Column::Status.is_in(names(&editable)))
+            .filter(Column::Status.is_in(names(Transition::Schedule.from())))
             .exec_with_returning(self.conn())
             .await
             .map_err(db_err)?;
         if let Some(model) = rows.into_iter().next() {
             return convert::broadcast(model);
         }
-        let current = self.current_status(id).await?;
-        Err(Error::Conflict(format!(
-            "broadcast {id} is {current}; only draft and scheduled broadcasts can be scheduled \
-             or unscheduled"
-        )))
+        Err(Transition::Schedule.refused(id, self.current_status(id).await?))
     }
 }

@@ -61,7 +61,7 @@ pub(crate) fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<serd
 }
 
 /// A `users` row as a domain [`User`].
-pub fn user(m: users::Model) -> Result<User> {
+pub(crate) fn user(m: users::Model) -> Result<User> {
     const T: &str = "users";
     let id = m.id;
     let attributes = match m.attributes {
@@ -108,7 +108,7 @@ pub fn user(m: users::Model) -> Result<User> {
 }
 
 /// A `competitions` row as a domain [`Competition`].
-pub fn competition(m: competitions::Model) -> Competition {
+pub(crate) fn competition(m: competitions::Model) -> Competition {
     Competition {
         id: m.id,
         slug: m.slug,
@@ -121,7 +121,7 @@ pub fn competition(m: competitions::Model) -> Competition {
 }
 
 /// A `registrations` row as a domain [`Registration`].
-pub fn registration(m: registrations::Model) -> Result<Registration> {
+pub(crate) fn registration(m: registrations::Model) -> Result<Registration> {
     const T: &str = "registrations";
     Ok(Registration {
         id: m.id,

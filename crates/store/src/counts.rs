@@ -47,7 +47,7 @@ use crate::entity::{broadcast_counts, broadcast_recipients};
 use crate::error::db_err;
 
 /// Counter rows per key on PostgreSQL (SQLite, with one writer, uses shard 0 only).
-pub const SHARDS: i32 = 16;
+pub(crate) const SHARDS: i32 = 16;
 
 /// The statuses whose error kind is part of the key.
 const KEYED_ERROR_STATUSES: [DeliveryStatus; 2] = [DeliveryStatus::Failed, DeliveryStatus::Pending];
@@ -274,19 +274,19 @@ impl Change {
 
 /// Changes to the counters, added up per key, written by one upsert in key order.
 #[derive(Debug, Clone, Default)]
-pub struct CountChanges {
+pub(crate) struct CountChanges {
     by_key: BTreeMap<Key, Change>,
 }
 
 impl CountChanges {
     /// No changes.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// `rows` new ledger rows of `broadcast` in this state, without an error kind and with no
     /// expired lease (negative: that many fewer). What a launch writes.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         broadcast: BroadcastId,
         channel: ChannelKind,
@@ -337,13 +337,8 @@ impl CountChanges {
         self.add_counted(after, 1);
     }
 
-    /// True when nothing would change.
-    pub fn is_empty(&self) -> bool {
-        self.by_key.values().all(Change::is_noop)
-    }
-
     /// The upsert that applies the changes, in key order; `None` when nothing changes.
-    pub fn statement(&self, backend: DatabaseBackend) -> Option<Statement> {
+    pub(crate) fn statement(&self, backend: DatabaseBackend) -> Option<Statement> {
         let postgres = backend == DatabaseBackend::Postgres;
         let shard = shard_sql(backend);
         let mut values: Vec<Value> = Vec::new();
@@ -383,7 +378,7 @@ impl CountChanges {
     }
 
     /// Applies the changes on `conn` (a transaction, normally).
-    pub async fn apply<C: ConnectionTrait>(&self, conn: &C) -> Result<()> {
+    pub(crate) async fn apply<C: ConnectionTrait>(&self, conn: &C) -> Result<()> {
         if let Some(stmt) = self.statement(conn.get_database_backend()) {
             conn.execute_raw(stmt).await.map_err(db_err)?;
         }
@@ -393,7 +388,7 @@ impl CountChanges {
 
 /// What the counters of one broadcast say, shards added up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LedgerCounts {
+pub(crate) struct LedgerCounts {
     /// Rows per channel, status, error kind (failed and pending rows only) and skip reason;
     /// only keys with rows, ordered by channel, status, error kind and skip reason.
     pub counts: Vec<StatusCount>,
@@ -407,7 +402,7 @@ pub struct LedgerCounts {
 
 impl LedgerCounts {
     /// Rows in total.
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.counts.iter().map(|c| c.count).sum()
     }
 }
@@ -434,7 +429,10 @@ where
 
 /// Reads the counters of `broadcast` (tens of rows). An unknown broadcast has none; callers
 /// that must tell it from an empty one check that it exists.
-pub async fn read<C: ConnectionTrait>(conn: &C, broadcast: BroadcastId) -> Result<LedgerCounts> {
+pub(crate) async fn read<C: ConnectionTrait>(
+    conn: &C,
+    broadcast: BroadcastId,
+) -> Result<LedgerCounts> {
     let models = broadcast_counts::Entity::find()
         .filter(broadcast_counts::Column::BroadcastId.eq(broadcast))
         .all(conn)
@@ -668,7 +666,6 @@ mod tests {
             got,
             [("pending", "transient", -1, 0), ("sending", "", 1, 1)]
         );
-        assert!(!c.is_empty());
         let stmt = c.statement(DatabaseBackend::Sqlite).expect("a statement");
         assert_eq!(stmt.values.map(|v| v.0.len()), Some(18), "two rows of nine");
         assert!(

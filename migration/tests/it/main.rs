@@ -2,6 +2,7 @@
 
 mod constraints;
 mod counters;
+mod folded_keys;
 mod schema;
 
 use broadcast_testkit::TestDb;

@@ -5,8 +5,9 @@ use broadcast_testkit::TestDb;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use sea_orm_migration::{MigrationStatus, MigratorTrait, SchemaManager};
 
-const INDEXES: [(&str, &str); 8] = [
+const INDEXES: [(&str, &str); 9] = [
     ("users", "idx_users_email"),
+    ("users", "idx_users_email_key"),
     ("registrations", "uq_registrations_user_competition"),
     ("registrations", "idx_registrations_competition_role_status"),
     ("broadcasts", "idx_broadcasts_status_scheduled_at"),
@@ -62,7 +63,7 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
         let statuses = Migrator::get_migration_with_status(db.conn())
             .await
             .expect("status");
-        assert_eq!(statuses.len(), 7, "{backend}");
+        assert_eq!(statuses.len(), 8, "{backend}");
         assert!(
             statuses
                 .iter()
@@ -79,6 +80,21 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
                 "{backend}: index {index} should be gone"
             );
         }
+
+        // Migration 8 adds the folded keys (its own test checks the backfill); down takes
+        // them and their index away.
+        Migrator::down(db.conn(), Some(1)).await.expect("down 8");
+        assert!(
+            !manager
+                .has_column("users", "email_key")
+                .await
+                .expect("has_column")
+                && !manager
+                    .has_index("users", "idx_users_email_key")
+                    .await
+                    .expect("has_index"),
+            "{backend}"
+        );
 
         // Migration 7 adds `send_started_at` (and renames a column); down takes it away.
         assert!(

@@ -385,7 +385,7 @@ async fn schedule(
     Id(id): Id,
     ApiJson(input): ApiJson<ScheduleInput>,
 ) -> ApiResult<Response> {
-    let b = service::schedule(&state, &caller.actor, id, input.scheduled_at, Utc::now()).await?;
+    let b = service::schedule(&state, &caller.actor, id, input.scheduled_at).await?;
     Ok(Json(b).into_response())
 }
 

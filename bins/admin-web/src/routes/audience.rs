@@ -4,8 +4,8 @@
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use broadcast_domain::{Error, ImportReport, User, UserQuery};
-use broadcast_store::csv_import::{self, CsvError};
+use broadcast_app::csv_import::{self, CsvError};
+use broadcast_domain::{Actor, Error, ImportReport, User, UserQuery};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Session, csrf_refused};
@@ -224,19 +224,21 @@ pub(crate) async fn import(
             }),
         }
     };
-    let audience = &state.orchestrator.ports().audience;
-    let now = chrono::Utc::now();
+    // The orchestrator imports all rows or none and writes the audit entry.
+    let orch = &state.orchestrator;
+    let actor = Actor::new(session.username.as_str())?;
+    let file = file_name.as_str();
     let result: Result<Result<ImportReport, Error>, ImportError> = match kind.as_str() {
         "users" => match csv_import::parse_users(bytes.as_slice()) {
-            Ok(rows) => Ok(audience.import_users(rows, now).await),
+            Ok(rows) => Ok(orch.import_users(&actor, file, rows).await),
             Err(e) => Err(csv_error(e)),
         },
         "competitions" => match csv_import::parse_competitions(bytes.as_slice()) {
-            Ok(rows) => Ok(audience.import_competitions(rows, now).await),
+            Ok(rows) => Ok(orch.import_competitions(&actor, file, rows).await),
             Err(e) => Err(csv_error(e)),
         },
         _ => match csv_import::parse_registrations(bytes.as_slice()) {
-            Ok(rows) => Ok(audience.import_registrations(rows, now).await),
+            Ok(rows) => Ok(orch.import_registrations(&actor, file, rows).await),
             Err(e) => Err(csv_error(e)),
         },
     };
@@ -256,18 +258,6 @@ pub(crate) async fn import(
         Ok(Ok(report)) => report,
     };
     state.forget_locations();
-    state
-        .audit(
-            &session.username,
-            "audience.import",
-            "audience",
-            None,
-            serde_json::json!({
-                "kind": kind, "file": file_name,
-                "inserted": report.inserted, "updated": report.updated,
-            }),
-        )
-        .await;
     let view = ReportView {
         kind: kind.clone(),
         inserted: report.inserted,

@@ -11,7 +11,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use broadcast_domain::{
     Broadcast, BroadcastStatus, ChannelKind, ChannelPolicy, DeliveryStatus, EmailAddress,
-    ErrorKind, NewBroadcast, RegistrationStatus, Role, TelegramChatId,
+    ErrorKind, NewBroadcast, RegistrationStatus, Role, TelegramChatId, Transition,
 };
 use broadcast_orchestrator::TestTarget;
 use futures::StreamExt;
@@ -384,15 +384,14 @@ pub(crate) async fn show(
             .map(|s| s.as_str())
             .collect::<Vec<_>>(),
     );
-    use BroadcastStatus as S;
     ctx.insert(
         "actions",
         &serde_json::json!({
-            "launch": matches!(b.status, S::Draft | S::Scheduled),
-            "pause": b.status == S::Running,
-            "resume": b.status == S::Paused,
-            "cancel": !b.status.is_final(),
-            "schedule": matches!(b.status, S::Draft | S::Scheduled),
+            "launch": Transition::Launch.allowed(b.status),
+            "pause": Transition::Pause.allowed(b.status),
+            "resume": Transition::Resume.allowed(b.status),
+            "cancel": Transition::Cancel.allowed(b.status),
+            "schedule": Transition::Schedule.allowed(b.status),
             "test": b.frozen_template.is_some() || b.template_id.is_some(),
         }),
     );
@@ -416,15 +415,7 @@ pub(crate) async fn confirm_launch(
     Path(id): Path<i64>,
 ) -> PageResult {
     let b = service::broadcast(&state, id).await?;
-    if !matches!(
-        b.status,
-        BroadcastStatus::Draft | BroadcastStatus::Scheduled
-    ) {
-        return Err(PageError::Conflict(format!(
-            "Broadcast {id} is {}; only a draft or scheduled broadcast can be launched.",
-            b.status
-        )));
-    }
+    Transition::Launch.check(id, b.status)?;
     let count = state.orchestrator.count_audience(&b.filter).await?;
     let view = CountView::new(&count, b.channel_policy, &b.filter);
     let (template_name, problem) = match b.template_id {
@@ -534,7 +525,7 @@ pub(crate) async fn schedule(
         }
         Some(at)
     };
-    service::schedule(&state, &session.username, id, at, now).await?;
+    service::schedule(&state, &session.username, id, at).await?;
     let done = if at.is_some() {
         "broadcast_scheduled"
     } else {

@@ -168,7 +168,7 @@ pub(crate) async fn submit(
         .map_or_else(|| state.dummy_hash.clone(), |a| a.password_hash.clone());
     let password = form.password;
     let matches = tokio::task::spawn_blocking(move || {
-        broadcast_store::password::verify_password(&password, &hash)
+        broadcast_app::password::verify_password(&password, &hash)
     })
     .await
     .map_err(|e| anyhow::anyhow!("password check panicked: {e}"))?;

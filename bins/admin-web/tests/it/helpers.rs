@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use broadcast_admin_web::{Settings, ThrottleSettings};
+use broadcast_app::csv_import::{parse_competitions, parse_registrations, parse_users};
 use broadcast_domain::{AdminStore, AudienceStore, Broadcast, BroadcastStore, User, UserQuery};
 use broadcast_store::Store;
-use broadcast_store::csv_import::{parse_competitions, parse_registrations, parse_users};
 use broadcast_testkit::TestDb;
 use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
@@ -195,7 +195,7 @@ pub(crate) async fn spawn_app_with(db: TestDb, options: Options) -> TestApp {
     init_test_log();
     let store = Store::from_conn(db.conn().clone());
     load_fixtures(&store).await;
-    let hash = broadcast_store::password::hash_password(PASSWORD).expect("hash");
+    let hash = broadcast_app::password::hash_password(PASSWORD).expect("hash");
     store
         .create_admin(ADMIN, &hash, chrono::Utc::now())
         .await
@@ -492,10 +492,8 @@ impl TestApp {
             templates: shared.clone(),
             broadcasts: shared.clone(),
             deliveries: shared.clone(),
-            audience: shared,
-            source: std::sync::Arc::new(broadcast_filter::SqlAudience::new(
-                self.store.conn().clone(),
-            )),
+            audience: shared.clone(),
+            source: shared,
             renderer: std::sync::Arc::new(broadcast_render::TeraRenderer::new()),
             channels: Channels::new()
                 .with(std::sync::Arc::new(

@@ -3,6 +3,7 @@
 //! directory, and headless Chromium for the browser flow.
 
 mod api;
+mod audit;
 mod auth;
 mod browser;
 mod helpers;

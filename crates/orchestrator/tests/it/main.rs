@@ -39,6 +39,11 @@ fn user(ext: &str, first: &str, chat: Option<i64>, email: Option<&str>) -> NewUs
     }
 }
 
+/// The operator of these tests, as the audit log names them.
+fn op() -> Actor {
+    Actor::new("tester").unwrap()
+}
+
 fn content() -> TemplateContent {
     TemplateContent {
         telegram_text: Some("Hi {{ first_name }}, {{ broadcast_name }}".into()),
@@ -97,7 +102,7 @@ impl Harness {
             clock: Arc::new(clock.clone()),
             links: None,
             budget: None,
-            audit: None,
+            audit: Some(Arc::new(store.clone())),
         };
         let orch = Orchestrator::new(ports, settings);
         Self {
@@ -125,14 +130,17 @@ impl Harness {
             .await
             .unwrap();
         self.orch
-            .create_broadcast(NewBroadcast {
-                name: "Spring news".into(),
-                template_id: t.id,
-                channel_policy: policy,
-                filter: AudienceFilter::default(),
-                scheduled_at: None,
-                created_by: None,
-            })
+            .create_broadcast(
+                &op(),
+                NewBroadcast {
+                    name: "Spring news".into(),
+                    template_id: t.id,
+                    channel_policy: policy,
+                    filter: AudienceFilter::default(),
+                    scheduled_at: None,
+                    created_by: None,
+                },
+            )
             .await
             .unwrap()
             .id
@@ -155,7 +163,7 @@ impl Harness {
 async fn delivers_on_both_channels_and_explains_every_user() {
     let h = Harness::new().await;
     let id = h.broadcast(ChannelPolicy::Both).await;
-    let report = h.orch.launch(id).await.unwrap();
+    let report = h.orch.launch(&op(), id).await.unwrap();
     assert_eq!(report.materialised.queued[&ChannelKind::Telegram], 3);
     assert_eq!(report.materialised.queued[&ChannelKind::Email], 4);
     assert_eq!(report.materialised.skipped[&SkipReason::NoTelegram], 2);
@@ -216,8 +224,8 @@ async fn delivers_on_both_channels_and_explains_every_user() {
 async fn launch_is_refused_when_not_draft_or_template_lacks_a_part() {
     let h = Harness::new().await;
     let id = h.broadcast(ChannelPolicy::Telegram).await;
-    h.orch.launch(id).await.unwrap();
-    let err = h.orch.launch(id).await.unwrap_err();
+    h.orch.launch(&op(), id).await.unwrap();
+    let err = h.orch.launch(&op(), id).await.unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     assert!(err.to_string().contains("is running"), "{err}");
 
@@ -234,14 +242,17 @@ async fn launch_is_refused_when_not_draft_or_template_lacks_a_part() {
         .unwrap();
     let err = h
         .orch
-        .create_broadcast(NewBroadcast {
-            name: "x".into(),
-            template_id: t.id,
-            channel_policy: ChannelPolicy::Both,
-            filter: AudienceFilter::default(),
-            scheduled_at: None,
-            created_by: None,
-        })
+        .create_broadcast(
+            &op(),
+            NewBroadcast {
+                name: "x".into(),
+                template_id: t.id,
+                channel_policy: ChannelPolicy::Both,
+                filter: AudienceFilter::default(),
+                scheduled_at: None,
+                created_by: None,
+            },
+        )
         .await
         .unwrap_err();
     assert!(err.to_string().contains("e-mail subject"), "{err}");
@@ -254,7 +265,7 @@ async fn transient_errors_back_off_then_succeed_and_give_up_at_the_limit() {
         .fail_next("101", &[FailureKind::Transient, FailureKind::Transient]);
     h.telegram.fail_always("102", FailureKind::Transient);
     let id = h.broadcast(ChannelPolicy::Telegram).await;
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
 
     let t = h.orch.tick(Some(id)).await.unwrap();
     assert_eq!((t.claimed, t.sent, t.retried), (3, 1, 2));
@@ -304,7 +315,7 @@ async fn rate_limits_requeue_without_using_an_attempt() {
         }],
     );
     let id = h.broadcast(ChannelPolicy::Telegram).await;
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
     h.orch.tick(Some(id)).await.unwrap();
     let row = h
         .store
@@ -337,7 +348,7 @@ async fn blocked_and_bounced_users_are_flagged_and_skipped_next_time() {
     h.email
         .fail_always("farid@example.org", FailureKind::Permanent);
     let id = h.broadcast(ChannelPolicy::Both).await;
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
     let stats = h.orch.run_until_done(id).await.unwrap();
     assert_eq!(stats.by_error_kind[&ErrorKind::Blocked], 1);
     assert_eq!(stats.by_error_kind[&ErrorKind::InvalidAddress], 1);
@@ -354,7 +365,7 @@ async fn blocked_and_bounced_users_are_flagged_and_skipped_next_time() {
     );
 
     let next = h.broadcast(ChannelPolicy::Both).await;
-    let report = h.orch.launch(next).await.unwrap();
+    let report = h.orch.launch(&op(), next).await.unwrap();
     assert_eq!(report.materialised.skipped[&SkipReason::TelegramBlocked], 2);
     assert_eq!(report.materialised.skipped[&SkipReason::EmailBounced], 1);
 }
@@ -363,30 +374,30 @@ async fn blocked_and_bounced_users_are_flagged_and_skipped_next_time() {
 async fn pause_resume_and_cancel() {
     let h = Harness::new().await;
     let id = h.broadcast(ChannelPolicy::Both).await;
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
     h.orch.tick(Some(id)).await.unwrap();
-    h.orch.pause(id, None).await.unwrap();
+    h.orch.pause(&op(), id, None).await.unwrap();
     assert_eq!(
         h.orch.tick(None).await.unwrap().claimed,
         0,
         "paused rows are not claimed"
     );
-    let err = h.orch.pause(id, None).await.unwrap_err();
+    let err = h.orch.pause(&op(), id, None).await.unwrap_err();
     assert!(err.to_string().contains("is paused"), "{err}");
-    h.orch.resume(id).await.unwrap();
-    let err = h.orch.resume(id).await.unwrap_err();
+    h.orch.resume(&op(), id).await.unwrap();
+    let err = h.orch.resume(&op(), id).await.unwrap_err();
     assert!(err.to_string().contains("is running"), "{err}");
     assert_eq!(h.orch.tick(Some(id)).await.unwrap().claimed, 3);
-    let (b, cancelled) = h.orch.cancel(id).await.unwrap();
+    let (b, cancelled) = h.orch.cancel(&op(), id).await.unwrap();
     assert_eq!(b.status, BroadcastStatus::Cancelled);
     assert_eq!(cancelled, 1);
-    let err = h.orch.cancel(id).await.unwrap_err();
+    let err = h.orch.cancel(&op(), id).await.unwrap_err();
     assert!(err.to_string().contains("is cancelled"), "{err}");
 
     let id = h.broadcast(ChannelPolicy::Both).await;
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
     h.orch.tick(Some(id)).await.unwrap();
-    let (_, cancelled) = h.orch.cancel(id).await.unwrap();
+    let (_, cancelled) = h.orch.cancel(&op(), id).await.unwrap();
     assert_eq!(cancelled, 4);
     assert_eq!(h.orch.tick(None).await.unwrap().claimed, 0);
     let stats = h.orch.stats(id).await.unwrap();
@@ -398,7 +409,7 @@ async fn pause_resume_and_cancel() {
 async fn a_worker_round_delivers_batch_after_batch_until_the_queue_is_dry() {
     let h = Harness::new().await;
     let id = h.broadcast(ChannelPolicy::Both).await;
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
     // 7 rows in batches of 3: one round claims the next batch while sending, and checks for
     // completion once a claim comes back short.
     assert!(h.orch.work_once().await.unwrap());
@@ -406,7 +417,7 @@ async fn a_worker_round_delivers_batch_after_batch_until_the_queue_is_dry() {
     assert_eq!(h.status(id).await, BroadcastStatus::Completed);
     // A single tick still takes one batch.
     let id = h.broadcast(ChannelPolicy::Both).await;
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
     assert_eq!(h.orch.tick(Some(id)).await.unwrap().claimed, 3);
 }
 
@@ -421,7 +432,7 @@ async fn a_stopping_worker_finishes_sends_in_flight_and_hands_back_the_rest() {
     })
     .await;
     let id = h.broadcast(ChannelPolicy::Both).await;
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
     let tg_gate = h.telegram.close_gate();
     let mail_gate = h.email.close_gate();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -483,7 +494,7 @@ async fn a_stopping_worker_finishes_sends_in_flight_and_hands_back_the_rest() {
 async fn expired_leases_are_taken_over_and_only_started_sends_count_as_possible_duplicates() {
     let h = Harness::new().await;
     let id = h.broadcast(ChannelPolicy::Telegram).await;
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
     // A worker that claimed rows and died.
     let dead = h
         .store
@@ -572,7 +583,7 @@ async fn preview_renders_without_sending_and_frozen_template_survives_edits() {
     );
     assert!(h.telegram.sent_to().is_empty() && h.email.sent_to().is_empty());
 
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
     let b = h.store.get_broadcast(id).await.unwrap();
     let mut edited = content();
     edited.telegram_text = Some("EDITED {{ first_name }}".into());
@@ -592,6 +603,100 @@ async fn preview_renders_without_sending_and_frozen_template_survives_edits() {
     assert!(sent.iter().all(|m| matches!(&m.body, MessageBody::Telegram { message, .. } if message.text.starts_with("Hi "))));
 }
 
+/// The audit log's entries from `from` on (oldest first): actor, action, target id.
+async fn audit_since(h: &Harness, from: usize) -> Vec<(String, String, Option<i64>)> {
+    let mut all = h.store.recent(10_000, 0).await.unwrap();
+    all.reverse();
+    all.into_iter()
+        .skip(from)
+        .map(|e| (e.actor, e.action, e.target_id))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_change_through_the_embedding_api_writes_one_audit_entry_naming_the_actor() {
+    let h = Harness::new().await;
+    let alice = Actor::new("alice").unwrap();
+    let entry = |action: &str, id: Option<i64>| ("alice".to_owned(), action.to_owned(), id);
+    let seen = std::cell::Cell::new(audit_since(&h, 0).await.len());
+    let expect_one = async |what: (String, String, Option<i64>)| {
+        let new = audit_since(&h, seen.get()).await;
+        assert_eq!(new, vec![what]);
+        seen.set(seen.get() + 1);
+    };
+
+    let t = h
+        .orch
+        .create_template(
+            &alice,
+            NewTemplate {
+                name: TemplateName::parse("audited").unwrap(),
+                description: String::new(),
+                content: content(),
+            },
+        )
+        .await
+        .unwrap();
+    expect_one(entry("template.create", Some(t.id))).await;
+    let update = NewTemplate {
+        name: TemplateName::parse("audited").unwrap(),
+        description: "v2".into(),
+        content: content(),
+    };
+    h.orch.update_template(&alice, t.id, update).await.unwrap();
+    expect_one(entry("template.update", Some(t.id))).await;
+    let rows = vec![user("u7", "Gus", Some(107), None)];
+    h.orch.import_users(&alice, "gus.csv", rows).await.unwrap();
+    expect_one(entry("audience.import", None)).await;
+
+    let new = NewBroadcast {
+        name: "audited".into(),
+        template_id: t.id,
+        channel_policy: ChannelPolicy::Telegram,
+        filter: AudienceFilter::default(),
+        scheduled_at: None,
+        created_by: Some("alice".into()),
+    };
+    let id = h.orch.create_broadcast(&alice, new).await.unwrap().id;
+    expect_one(entry("broadcast.create", Some(id))).await;
+    let later = h.clock.now() + chrono::Duration::hours(1);
+    h.orch.schedule(&alice, id, Some(later)).await.unwrap();
+    expect_one(entry("broadcast.schedule", Some(id))).await;
+    h.orch.launch(&alice, id).await.unwrap();
+    expect_one(entry("broadcast.launch", Some(id))).await;
+    let paused = h.orch.pause(&alice, id, None).await.unwrap();
+    assert_eq!(paused.status_reason.as_deref(), Some("paused by alice"));
+    expect_one(entry("broadcast.pause", Some(id))).await;
+    h.orch.resume(&alice, id).await.unwrap();
+    expect_one(entry("broadcast.resume", Some(id))).await;
+    h.telegram.fail_next("101", &[FailureKind::Permanent]);
+    h.orch.run_until_done(id).await.unwrap();
+    assert_eq!(
+        audit_since(&h, seen.get()).await,
+        vec![],
+        "delivery itself is not audited"
+    );
+    h.orch.retry(&alice, id, &[]).await.unwrap();
+    expect_one(entry("broadcast.retry", Some(id))).await;
+    h.orch.cancel(&alice, id).await.unwrap();
+    expect_one(entry("broadcast.cancel", Some(id))).await;
+
+    // A refused action changes nothing and writes nothing.
+    assert!(h.orch.launch(&alice, id).await.is_err());
+    assert!(h.orch.pause(&alice, id, None).await.is_err());
+    assert_eq!(audit_since(&h, seen.get()).await, vec![]);
+
+    let other = NewTemplate {
+        name: TemplateName::parse("unused").unwrap(),
+        description: String::new(),
+        content: content(),
+    };
+    let unused = h.orch.create_template(&alice, other).await.unwrap();
+    expect_one(entry("template.create", Some(unused.id))).await;
+    h.orch.delete_template(&alice, unused.id).await.unwrap();
+    expect_one(entry("template.delete", Some(unused.id))).await;
+}
+
 #[tokio::test]
 async fn an_empty_audience_completes_at_launch_and_progress_is_published() {
     let h = Harness::new().await;
@@ -601,22 +706,25 @@ async fn an_empty_audience_completes_at_launch_and_progress_is_published() {
     let t = h.store.get_template(b.template_id.unwrap()).await.unwrap();
     let empty = h
         .orch
-        .create_broadcast(NewBroadcast {
-            name: "nobody".into(),
-            template_id: t.id,
-            channel_policy: ChannelPolicy::Telegram,
-            filter: AudienceFilter {
-                user_ids: vec![9999],
-                ..Default::default()
+        .create_broadcast(
+            &op(),
+            NewBroadcast {
+                name: "nobody".into(),
+                template_id: t.id,
+                channel_policy: ChannelPolicy::Telegram,
+                filter: AudienceFilter {
+                    user_ids: vec![9999],
+                    ..Default::default()
+                },
+                scheduled_at: None,
+                created_by: None,
             },
-            scheduled_at: None,
-            created_by: None,
-        })
+        )
         .await
         .unwrap();
-    let report = h.orch.launch(empty.id).await.unwrap();
+    let report = h.orch.launch(&op(), empty.id).await.unwrap();
     assert_eq!(report.broadcast.status, BroadcastStatus::Completed);
-    h.orch.launch(id).await.unwrap();
+    h.orch.launch(&op(), id).await.unwrap();
     h.orch.run_until_done(id).await.unwrap();
     let mut last = None;
     while let Ok(p) = rx.try_recv() {
@@ -643,7 +751,7 @@ mod durable {
         h.telegram.fail_always("106", FailureKind::Blocked);
         h.telegram.fail_always("101", FailureKind::Transient);
         let id = h.broadcast(ChannelPolicy::TelegramThenEmail).await;
-        let report = h.orch.launch(id).await.unwrap();
+        let report = h.orch.launch(&op(), id).await.unwrap();
         // Telegram for everyone; e-mail rows only for those Telegram cannot reach at launch.
         assert_eq!(report.materialised.queued[&ChannelKind::Telegram], 3);
         assert_eq!(
@@ -681,7 +789,7 @@ mod durable {
         let h = Harness::new().await;
         h.telegram.fail_always("101", FailureKind::Permanent);
         let id = h.broadcast(ChannelPolicy::Both).await;
-        h.orch.launch(id).await.unwrap();
+        h.orch.launch(&op(), id).await.unwrap();
         h.orch.run_until_done(id).await.unwrap();
         assert!(h.email.sent_to().contains(&"anna@example.org".to_owned()));
         assert_eq!(h.email.sent_to().len(), 4, "no extra fallback rows");
@@ -708,7 +816,7 @@ mod durable {
             h.email.fail_always(addr, FailureKind::Permanent);
         }
         let id = h.broadcast(ChannelPolicy::Email).await;
-        h.orch.launch(id).await.unwrap();
+        h.orch.launch(&op(), id).await.unwrap();
         h.orch.run_until_done(id).await.unwrap();
         let b = h.store.get_broadcast(id).await.unwrap();
         assert_eq!(b.status, BroadcastStatus::Paused);
@@ -724,7 +832,7 @@ mod durable {
 
         // The operator fixes the cause and resumes; the rest goes out.
         h.email.clear("farid@example.org");
-        h.orch.resume(id).await.unwrap();
+        h.orch.resume(&op(), id).await.unwrap();
         h.orch.run_until_done(id).await.unwrap();
         let stats = h.orch.stats(id).await.unwrap();
         assert_eq!(stats.count(DeliveryStatus::Failed), 3);
@@ -738,16 +846,26 @@ mod durable {
         h.telegram.fail_always("101", FailureKind::Permanent);
         h.telegram.fail_always("102", FailureKind::Blocked);
         let id = h.broadcast(ChannelPolicy::Telegram).await;
-        h.orch.launch(id).await.unwrap();
+        h.orch.launch(&op(), id).await.unwrap();
         h.orch.run_until_done(id).await.unwrap();
         assert_eq!(h.status(id).await, BroadcastStatus::Completed);
-        let err = h.orch.retry(id + 1000, &[]).await.unwrap_err();
+        let err = h.orch.retry(&op(), id + 1000, &[]).await.unwrap_err();
         assert!(matches!(err, Error::NotFound { .. }), "{err}");
 
-        assert_eq!(h.orch.retry(id, &[ErrorKind::Transient]).await.unwrap(), 0);
+        assert_eq!(
+            h.orch
+                .retry(&op(), id, &[ErrorKind::Transient])
+                .await
+                .unwrap(),
+            0
+        );
         assert_eq!(h.status(id).await, BroadcastStatus::Completed);
         h.telegram.clear("101");
-        let ok = h.orch.retry(id, &[ErrorKind::Permanent]).await.unwrap();
+        let ok = h
+            .orch
+            .retry(&op(), id, &[ErrorKind::Permanent])
+            .await
+            .unwrap();
         assert_eq!(ok, 1, "the blocked row stays failed");
         assert_eq!(h.status(id).await, BroadcastStatus::Running);
         let row = h
@@ -758,7 +876,7 @@ mod durable {
             .unwrap();
         assert_eq!((row.status, row.attempts), (DeliveryStatus::Pending, 0));
 
-        let running = h.orch.retry(id, &[]).await.unwrap_err();
+        let running = h.orch.retry(&op(), id, &[]).await.unwrap_err();
         assert!(running.to_string().contains("is running"), "{running}");
         h.orch.run_until_done(id).await.unwrap();
         let row = h
@@ -795,7 +913,7 @@ mod durable {
             .unwrap();
         assert_eq!(h.orch.launch_due().await.unwrap(), 1);
         // The operator launches the stale one by hand.
-        h.orch.launch(id).await.unwrap();
+        h.orch.launch(&op(), id).await.unwrap();
         assert_eq!(h.status(id).await, BroadcastStatus::Running);
     }
 
@@ -803,16 +921,16 @@ mod durable {
     async fn lifecycle_transitions_are_refused_with_clear_errors() {
         let h = Harness::new().await;
         let id = h.broadcast(ChannelPolicy::Telegram).await;
-        let err = h.orch.resume(id).await.unwrap_err();
+        let err = h.orch.resume(&op(), id).await.unwrap_err();
         assert!(err.to_string().contains("is draft"), "{err}");
-        let err = h.orch.pause(id, None).await.unwrap_err();
+        let err = h.orch.pause(&op(), id, None).await.unwrap_err();
         assert!(err.to_string().contains("is draft"), "{err}");
-        h.orch.launch(id).await.unwrap();
+        h.orch.launch(&op(), id).await.unwrap();
         h.orch.run_until_done(id).await.unwrap();
         for err in [
-            h.orch.cancel(id).await.map(|_| ()).unwrap_err(),
-            h.orch.launch(id).await.map(|_| ()).unwrap_err(),
-            h.orch.pause(id, None).await.map(|_| ()).unwrap_err(),
+            h.orch.cancel(&op(), id).await.map(|_| ()).unwrap_err(),
+            h.orch.launch(&op(), id).await.map(|_| ()).unwrap_err(),
+            h.orch.pause(&op(), id, None).await.map(|_| ()).unwrap_err(),
             h.store
                 .set_schedule(id, Some(h.clock.now()), h.clock.now())
                 .await

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use broadcast_domain::*;
-use broadcast_filter::SqlAudience;
 use broadcast_orchestrator::{Channels, Orchestrator, Ports, Settings};
 use broadcast_render::TeraRenderer;
 use broadcast_store::Store;
 use broadcast_testkit::TestDb;
 
 use crate::doubles::{ManualClock, ScriptedChannel};
+use crate::op;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures");
 
@@ -32,10 +32,10 @@ async fn setups() -> Vec<Sql> {
         let now = clock.now();
         let read = |f: &str| std::fs::File::open(format!("{FIXTURES}/{f}")).unwrap();
         let comps =
-            broadcast_store::csv_import::parse_competitions(read("competitions.csv")).unwrap();
-        let users = broadcast_store::csv_import::parse_users(read("users.csv")).unwrap();
+            broadcast_app::csv_import::parse_competitions(read("competitions.csv")).unwrap();
+        let users = broadcast_app::csv_import::parse_users(read("users.csv")).unwrap();
         let regs =
-            broadcast_store::csv_import::parse_registrations(read("registrations.csv")).unwrap();
+            broadcast_app::csv_import::parse_registrations(read("registrations.csv")).unwrap();
         store.import_competitions(comps, now).await.unwrap();
         store.import_users(users, now).await.unwrap();
         store.import_registrations(regs, now).await.unwrap();
@@ -47,7 +47,7 @@ async fn setups() -> Vec<Sql> {
             broadcasts: shared.clone(),
             deliveries: shared.clone(),
             audience: shared.clone(),
-            source: Arc::new(SqlAudience::new(db.conn().clone())),
+            source: shared.clone(),
             renderer: Arc::new(TeraRenderer::new()),
             channels: Channels::new().with(telegram.clone()).with(email.clone()),
             clock: Arc::new(clock.clone()),
@@ -105,14 +105,17 @@ impl Sql {
             .await
             .unwrap();
         self.orch
-            .create_broadcast(NewBroadcast {
-                name: "Reminder".into(),
-                template_id: t.id,
-                channel_policy: policy,
-                filter,
-                scheduled_at: None,
-                created_by: None,
-            })
+            .create_broadcast(
+                &op(),
+                NewBroadcast {
+                    name: "Reminder".into(),
+                    template_id: t.id,
+                    channel_policy: policy,
+                    filter,
+                    scheduled_at: None,
+                    created_by: None,
+                },
+            )
             .await
             .unwrap()
             .id
@@ -138,7 +141,7 @@ async fn delivers_on_every_backend_and_statistics_match_what_the_channels_got() 
             .count_audience(&confirmed_at_first_competition())
             .await
             .unwrap();
-        let report = h.orch.launch(id).await.unwrap();
+        let report = h.orch.launch(&op(), id).await.unwrap();
         assert_eq!(
             report.materialised.queued[&ChannelKind::Telegram],
             count.telegram
@@ -195,7 +198,7 @@ async fn retries_and_failures_are_recorded_in_the_ledger() {
     for h in setups().await {
         let filter = confirmed_at_first_competition();
         let id = h.broadcast(ChannelPolicy::Telegram, filter).await;
-        h.orch.launch(id).await.unwrap();
+        h.orch.launch(&op(), id).await.unwrap();
         let rows = h
             .store
             .list_recipients(
@@ -275,7 +278,7 @@ async fn pause_cancel_and_lease_takeover_on_every_backend() {
         let id = h
             .broadcast(ChannelPolicy::Email, confirmed_at_first_competition())
             .await;
-        h.orch.launch(id).await.unwrap();
+        h.orch.launch(&op(), id).await.unwrap();
         // A worker that dies holding a lease.
         let dead = h
             .store
@@ -299,9 +302,9 @@ async fn pause_cancel_and_lease_takeover_on_every_backend() {
             .unwrap();
         assert_eq!(marked.len(), 3);
         h.orch.tick(Some(id)).await.unwrap();
-        h.orch.pause(id, None).await.unwrap();
+        h.orch.pause(&op(), id, None).await.unwrap();
         assert_eq!(h.orch.tick(None).await.unwrap().claimed, 0);
-        h.orch.resume(id).await.unwrap();
+        h.orch.resume(&op(), id).await.unwrap();
         h.clock.advance(Duration::from_secs(61));
         let stats = h.orch.run_until_done(id).await.unwrap();
         assert_eq!(
@@ -317,9 +320,9 @@ async fn pause_cancel_and_lease_takeover_on_every_backend() {
         let id = h
             .broadcast(ChannelPolicy::Email, confirmed_at_first_competition())
             .await;
-        h.orch.launch(id).await.unwrap();
+        h.orch.launch(&op(), id).await.unwrap();
         h.orch.tick(Some(id)).await.unwrap();
-        let (_, cancelled) = h.orch.cancel(id).await.unwrap();
+        let (_, cancelled) = h.orch.cancel(&op(), id).await.unwrap();
         assert!(cancelled > 0);
         let stats = h.orch.stats(id).await.unwrap();
         assert_eq!(stats.count(DeliveryStatus::Cancelled), cancelled);

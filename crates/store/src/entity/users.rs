@@ -29,6 +29,12 @@ pub struct Model {
     pub country: Option<String>,
     /// City.
     pub city: Option<String>,
+    /// `fold_case(country)`, what filters compare.
+    pub country_key: Option<String>,
+    /// `fold_case(city)`, what filters compare.
+    pub city_key: Option<String>,
+    /// `fold_case(email)`, what filters and the import's uniqueness check compare.
+    pub email_key: Option<String>,
     /// Free-form JSON object.
     #[sea_orm(column_type = "JsonBinary")]
     pub attributes: Json,

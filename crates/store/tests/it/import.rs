@@ -1,12 +1,12 @@
 //! AudienceStore: CSV import (happy path, upserts, every kind of bad row leaving the tables
 //! unchanged), users, registrations and recipient contexts.
 
+use broadcast_app::csv_import::{parse_competitions, parse_registrations, parse_users};
 use broadcast_domain::{
     AudienceStore, ChannelKind, DeliveryStatus, Error, ImportReport, Recipient, RegistrationStatus,
     Role, TelegramChatId, UserQuery,
 };
 use broadcast_store::Store;
-use broadcast_store::csv_import::{parse_competitions, parse_registrations, parse_users};
 use broadcast_store::entity::{competitions, registrations, users};
 use sea_orm::{EntityTrait, PaginatorTrait};
 

@@ -1,4 +1,6 @@
-//! [`SqlAudience`]: the [`AudienceSource`] port over a sea-orm connection.
+//! [`AudienceSource`] for [`Store`]: the audience filter compiled by `broadcast-filter`, run
+//! here, so the ledger rows and counters of a launch are written by the store alone, under its
+//! SQLite writer lock and in one transaction with their counters.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -7,55 +9,24 @@ use broadcast_domain::{
     AudienceCount, AudienceFilter, AudienceSource, BroadcastId, ChannelKind, ChannelPolicy,
     DeliveryStatus, Error, MaterialiseReport, RecipientContext, Result, SkipReason,
 };
-use broadcast_store::entity::{competitions, registrations, users};
+use broadcast_filter as compile;
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{
+    Expr, ExprTrait, Func, InsertStatement, OnConflict, Query, SelectStatement, UpdateStatement,
+    Value,
+};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryResult, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter, QueryResult,
 };
 
-use crate::compile::{self, Rows};
-use broadcast_store::counts::{self, CountChanges, LedgerCounts};
-use broadcast_store::{convert, db_err as db_error};
+use crate::Store;
+use crate::convert;
+use crate::counts::{self, CountChanges, LedgerCounts};
+use crate::entity::{broadcast_recipients, broadcasts, competitions, registrations, users};
+use crate::error::db_err as db_error;
 
 /// Ids looked up per `IN (...)` query when loading sampled recipients.
 const LOOKUP_CHUNK: usize = 500;
-
-/// The audience of the store's `users` and `registrations` tables, queried with set-based SQL.
-///
-/// Cheap to clone (the connection is a pool handle).
-#[derive(Clone, Debug)]
-pub struct SqlAudience {
-    conn: DatabaseConnection,
-}
-
-impl SqlAudience {
-    /// An audience source over this connection (SQLite or PostgreSQL, migrated).
-    pub fn new(conn: DatabaseConnection) -> Self {
-        Self { conn }
-    }
-
-    /// The connection it queries.
-    pub fn connection(&self) -> &DatabaseConnection {
-        &self.conn
-    }
-}
-
-/// Rejects filters the database could not run: invalid values, or more text values than one
-/// statement can bind.
-fn check(filter: &AudienceFilter) -> Result<()> {
-    filter.validate()?;
-    let bound = compile::bound_values(filter);
-    if bound > compile::MAX_BOUND_VALUES {
-        return Err(Error::Invalid(format!(
-            "invalid audience filter: {bound} text values in `countries`, `cities`, `emails`, \
-             `roles` and `registration_statuses` together; at most {} are supported (split the \
-             audience, or use `user_ids`)",
-            compile::MAX_BOUND_VALUES
-        )));
-    }
-    Ok(())
-}
 
 fn get_u64(row: &QueryResult, column: &str) -> Result<u64> {
     let v: i64 = row.try_get("", column).map_err(db_error)?;
@@ -87,7 +58,7 @@ async fn skipped(
 ) -> Result<BTreeMap<(ChannelKind, SkipReason), u64>> {
     let mut out = BTreeMap::new();
     for row in txn
-        .query_all(&compile::skipped_query(broadcast))
+        .query_all(&skipped_query(broadcast))
         .await
         .map_err(db_error)?
     {
@@ -171,12 +142,12 @@ fn report(policy: ChannelPolicy, counts: &LedgerCounts) -> MaterialiseReport {
 }
 
 #[async_trait]
-impl AudienceSource for SqlAudience {
+impl AudienceSource for Store {
     #[tracing::instrument(skip_all, fields(filter = %filter.describe()))]
     async fn count(&self, filter: &AudienceFilter) -> Result<AudienceCount> {
-        check(filter)?;
+        compile::check(filter)?;
         let row = self
-            .conn
+            .conn()
             .query_one(&compile::count_query(filter))
             .await
             .map_err(db_error)?
@@ -199,12 +170,13 @@ impl AudienceSource for SqlAudience {
         policy: ChannelPolicy,
         now: DateTime<Utc>,
     ) -> Result<MaterialiseReport> {
-        check(filter)?;
-        let txn = self.conn.begin().await.map_err(db_error)?;
+        compile::check(filter)?;
+        let _guard = self.sqlite_write_lock().await;
+        let txn = self.begin().await?;
         // A write first: it proves the broadcast exists, and on SQLite it takes the write lock
         // before anything is read, so the transaction never has to upgrade a read lock.
         let touched = txn
-            .execute(&compile::touch_broadcast(broadcast, now))
+            .execute(&touch_broadcast(broadcast, now))
             .await
             .map_err(db_error)?
             .rows_affected();
@@ -215,7 +187,7 @@ impl AudienceSource for SqlAudience {
         let before = skipped(&txn, broadcast).await?;
         let mut inserted = BTreeMap::new();
         for (channel, rows) in plan(policy) {
-            let insert = compile::insert_recipients(broadcast, filter, *channel, *rows, now);
+            let insert = insert_recipients(broadcast, filter, *channel, *rows, now);
             let n = txn
                 .execute(&insert)
                 .await
@@ -235,7 +207,7 @@ impl AudienceSource for SqlAudience {
         let total = counts.total();
         let total = i64::try_from(total)
             .map_err(|_| Error::Internal(format!("{total} recipient rows do not fit a BIGINT")))?;
-        txn.execute(&compile::set_total_recipients(broadcast, total))
+        txn.execute(&set_total_recipients(broadcast, total))
             .await
             .map_err(db_error)?;
         txn.commit().await.map_err(db_error)?;
@@ -251,13 +223,13 @@ impl AudienceSource for SqlAudience {
 
     #[tracing::instrument(skip(self, filter), fields(filter = %filter.describe()))]
     async fn sample(&self, filter: &AudienceFilter, limit: u64) -> Result<Vec<RecipientContext>> {
-        check(filter)?;
+        compile::check(filter)?;
         if limit == 0 {
             return Ok(Vec::new());
         }
         let mut picked = Vec::new();
         for row in self
-            .conn
+            .conn()
             .query_all(&compile::sample_query(filter, limit))
             .await
             .map_err(db_error)?
@@ -275,7 +247,7 @@ impl AudienceSource for SqlAudience {
         for chunk in user_ids.chunks(LOOKUP_CHUNK) {
             for m in users::Entity::find()
                 .filter(users::Column::Id.is_in(chunk.iter().copied()))
-                .all(&self.conn)
+                .all(self.conn())
                 .await
                 .map_err(db_error)?
             {
@@ -286,7 +258,7 @@ impl AudienceSource for SqlAudience {
         for chunk in registration_ids.chunks(LOOKUP_CHUNK) {
             for m in registrations::Entity::find()
                 .filter(registrations::Column::Id.is_in(chunk.iter().copied()))
-                .all(&self.conn)
+                .all(self.conn())
                 .await
                 .map_err(db_error)?
             {
@@ -301,7 +273,7 @@ impl AudienceSource for SqlAudience {
         for chunk in competition_ids.chunks(LOOKUP_CHUNK) {
             for m in competitions::Entity::find()
                 .filter(competitions::Column::Id.is_in(chunk.iter().copied()))
-                .all(&self.conn)
+                .all(self.conn())
                 .await
                 .map_err(db_error)?
             {
@@ -325,5 +297,176 @@ impl AudienceSource for SqlAudience {
                 })
             })
             .collect())
+    }
+}
+
+/// Which users get a row on a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    /// Every user of the audience.
+    Everyone,
+    /// Only users Telegram cannot reach (the e-mail part of `telegram_then_email`).
+    NotTelegramReachable,
+}
+
+/// `INSERT INTO broadcast_recipients (...) SELECT ... ON CONFLICT DO NOTHING` for one channel:
+/// a `pending` row with the address for reachable users, a `skipped` row with the reason (and an
+/// empty address when there is none) for the others.
+fn insert_recipients(
+    broadcast: BroadcastId,
+    filter: &AudienceFilter,
+    channel: ChannelKind,
+    rows: Rows,
+    now: DateTime<Utc>,
+) -> InsertStatement {
+    use broadcast_recipients::Column as R;
+    let [address, status, skip_reason] = compile::channel_columns(channel);
+    let mut select = compile::audience_from(filter);
+    select
+        .expr(Expr::Constant(Value::BigInt(Some(broadcast))))
+        .expr(Expr::col((users::Entity, users::Column::Id)))
+        .expr(compile::registration_id(filter))
+        .expr(Expr::val(channel.as_str()))
+        .expr(address)
+        .expr(status)
+        .expr(skip_reason)
+        .expr(Expr::Constant(0i32.into()))
+        .expr(Expr::val(now))
+        .expr(Expr::Constant(0i32.into()))
+        .expr(Expr::val(now))
+        .expr(Expr::val(now));
+    if rows == Rows::NotTelegramReachable {
+        select.cond_where(compile::telegram_reachable().not());
+    }
+    // SQLite needs a WHERE clause in INSERT ... SELECT ... ON CONFLICT, or it may read the ON of
+    // the upsert as the ON of a join.
+    if rows == Rows::Everyone && !compile::constrains_users(filter) {
+        select.and_where(Expr::cust("TRUE"));
+    }
+
+    Query::insert()
+        .into_table(broadcast_recipients::Entity)
+        .columns([
+            R::BroadcastId,
+            R::UserId,
+            R::RegistrationId,
+            R::Channel,
+            R::Address,
+            R::Status,
+            R::SkipReason,
+            R::Attempts,
+            R::NextAttemptAt,
+            R::UncertainSends,
+            R::CreatedAt,
+            R::UpdatedAt,
+        ])
+        .select_from(select)
+        .expect("the SELECT has one expression per column")
+        .on_conflict(
+            OnConflict::columns([R::BroadcastId, R::UserId, R::Channel])
+                .do_nothing()
+                .to_owned(),
+        )
+        .to_owned()
+}
+
+/// `SELECT channel, skip_reason, COUNT(*) AS n` over a broadcast's `skipped` rows, found through
+/// the index `(broadcast_id, status, next_attempt_at)`. Skipped rows are only ever inserted, so
+/// two of these around a launch's inserts tell which of the inserted rows were skipped, and why;
+/// the rest of each channel's inserted rows are pending. (Grouping every row of the broadcast
+/// instead reads the whole table: a second at a million rows.)
+fn skipped_query(broadcast: BroadcastId) -> SelectStatement {
+    use broadcast_recipients::Column as R;
+    Query::select()
+        .columns([R::Channel, R::SkipReason])
+        .expr_as(Func::count(Expr::col(sea_orm::sea_query::Asterisk)), "n")
+        .from(broadcast_recipients::Entity)
+        .and_where(Expr::col(R::BroadcastId).eq(broadcast))
+        .and_where(Expr::col(R::Status).eq(DeliveryStatus::Skipped.as_str()))
+        .group_by_col(R::Channel)
+        .group_by_col(R::SkipReason)
+        .take()
+}
+
+/// `UPDATE broadcasts SET updated_at = now`: proves the broadcast exists (one row updated).
+fn touch_broadcast(broadcast: BroadcastId, now: DateTime<Utc>) -> UpdateStatement {
+    Query::update()
+        .table(broadcasts::Entity)
+        .value(broadcasts::Column::UpdatedAt, now)
+        .and_where(Expr::col(broadcasts::Column::Id).eq(broadcast))
+        .to_owned()
+}
+
+/// `UPDATE broadcasts SET total_recipients = total`.
+fn set_total_recipients(broadcast: BroadcastId, total: i64) -> UpdateStatement {
+    Query::update()
+        .table(broadcasts::Entity)
+        .value(broadcasts::Column::TotalRecipients, total)
+        .and_where(Expr::col(broadcasts::Column::Id).eq(broadcast))
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use broadcast_domain::{RegistrationStatus, Role};
+    use expect_test::expect;
+    use sea_orm::sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+
+    use super::*;
+
+    /// One clause per line, for readable snapshots.
+    fn pretty(sql: &str) -> String {
+        let mut out = sql.to_owned();
+        for kw in [
+            " FROM ",
+            " INNER JOIN ",
+            " WHERE ",
+            " GROUP BY ",
+            " SELECT ",
+            " ON CONFLICT ",
+        ] {
+            out = out.replace(kw, &format!("\n{}", kw.trim_start()));
+        }
+        out
+    }
+
+    #[test]
+    fn materialise_inserts_one_row_per_user_and_skips_with_a_reason() {
+        let now = DateTime::parse_from_rfc3339("2027-03-01T09:00:00Z")
+            .unwrap()
+            .to_utc();
+        let f = AudienceFilter {
+            competition_ids: vec![2],
+            roles: vec![Role::Participant],
+            registration_statuses: vec![RegistrationStatus::Confirmed],
+            ..AudienceFilter::default()
+        };
+        let telegram = insert_recipients(7, &f, ChannelKind::Telegram, Rows::Everyone, now);
+        expect![[r#"
+            INSERT INTO "broadcast_recipients" ("broadcast_id", "user_id", "registration_id", "channel", "address", "status", "skip_reason", "attempts", "next_attempt_at", "uncertain_sends", "created_at", "updated_at")
+            SELECT 7, "users"."id", "matched"."registration_id", 'telegram', COALESCE(CAST("users"."telegram_chat_id" AS TEXT), ''), (CASE WHEN ("users"."telegram_chat_id" IS NULL) THEN 'skipped' WHEN ("users"."telegram_blocked_at" IS NOT NULL) THEN 'skipped' ELSE 'pending' END), (CASE WHEN ("users"."telegram_chat_id" IS NULL) THEN 'no_telegram' WHEN ("users"."telegram_blocked_at" IS NOT NULL) THEN 'telegram_blocked' END), 0, '2027-03-01 09:00:00.000000 +00:00', 0, '2027-03-01 09:00:00.000000 +00:00', '2027-03-01 09:00:00.000000 +00:00'
+            FROM "users"
+            INNER JOIN (SELECT "registrations"."user_id", MIN("registrations"."id") AS "registration_id"
+            FROM "registrations"
+            WHERE "registrations"."competition_id" IN (2) AND "registrations"."role" IN ('participant') AND "registrations"."status" IN ('confirmed')
+            GROUP BY "registrations"."user_id") AS "matched" ON "matched"."user_id" = "users"."id"
+            WHERE TRUE
+            ON CONFLICT ("broadcast_id", "user_id", "channel") DO NOTHING"#]]
+        .assert_eq(&pretty(&telegram.to_string(SqliteQueryBuilder)));
+
+        let email = insert_recipients(
+            7,
+            &AudienceFilter::default(),
+            ChannelKind::Email,
+            Rows::NotTelegramReachable,
+            now,
+        );
+        expect![[r#"
+            INSERT INTO "broadcast_recipients" ("broadcast_id", "user_id", "registration_id", "channel", "address", "status", "skip_reason", "attempts", "next_attempt_at", "uncertain_sends", "created_at", "updated_at")
+            SELECT 7, "users"."id", CAST(NULL AS BIGINT), 'email', COALESCE("users"."email", ''), (CASE WHEN ("users"."email" IS NULL) THEN 'skipped' WHEN ("users"."email_unsubscribed_at" IS NOT NULL) THEN 'skipped' WHEN ("users"."email_bounced_at" IS NOT NULL) THEN 'skipped' ELSE 'pending' END), (CASE WHEN ("users"."email" IS NULL) THEN 'no_email' WHEN ("users"."email_unsubscribed_at" IS NOT NULL) THEN 'email_unsubscribed' WHEN ("users"."email_bounced_at" IS NOT NULL) THEN 'email_bounced' END), 0, '2027-03-01 09:00:00.000000 +00:00', 0, '2027-03-01 09:00:00.000000 +00:00', '2027-03-01 09:00:00.000000 +00:00'
+            FROM "users"
+            WHERE NOT ("users"."telegram_chat_id" IS NOT NULL AND "users"."telegram_blocked_at" IS NULL)
+            ON CONFLICT ("broadcast_id", "user_id", "channel") DO NOTHING"#]]
+        .assert_eq(&pretty(&email.to_string(PostgresQueryBuilder)));
     }
 }

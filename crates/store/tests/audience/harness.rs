@@ -3,15 +3,16 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use broadcast_app::csv_import;
 use broadcast_domain::{
     AudienceCount, AudienceFilter, AudienceStore, BroadcastId, ChannelKind, ChannelPolicy,
-    DeliveryStatus, DeliveryStore, ErrorKind, NewRegistration, NewUser, SkipReason,
+    DeliveryStatus, DeliveryStore, ErrorKind, NewRegistration, NewUser, Registration, SkipReason,
+    User,
 };
-use broadcast_filter::SqlAudience;
+use broadcast_store::Store;
 use broadcast_store::entity::{
     broadcast_recipients, broadcasts, competitions, registrations, users,
 };
-use broadcast_store::{Store, csv_import};
 use broadcast_testkit::{Backend, TestDb};
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
@@ -36,6 +37,31 @@ pub(crate) struct KnownUser {
     pub(crate) bounced: bool,
 }
 
+impl KnownUser {
+    /// The user as the domain sees it, from the CSV row alone.
+    pub(crate) fn domain(&self) -> User {
+        let r = &self.row;
+        User {
+            id: self.id,
+            external_id: Some(r.external_id.clone()),
+            telegram_chat_id: r.telegram_chat_id,
+            email: r.email.clone(),
+            first_name: r.first_name.clone(),
+            last_name: r.last_name.clone(),
+            username: r.username.clone(),
+            language: r.language.clone(),
+            country: r.country.clone(),
+            city: r.city.clone(),
+            attributes: r.attributes.clone(),
+            telegram_blocked_at: r.telegram_blocked.then(now),
+            email_unsubscribed_at: r.email_unsubscribed.then(now),
+            email_bounced_at: self.bounced.then(now),
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+}
+
 /// A registration as the test knows it.
 #[derive(Debug, Clone)]
 pub(crate) struct KnownRegistration {
@@ -45,12 +71,26 @@ pub(crate) struct KnownRegistration {
     pub(crate) row: NewRegistration,
 }
 
+impl KnownRegistration {
+    fn domain(&self) -> Registration {
+        Registration {
+            id: self.id,
+            user_id: self.user_id,
+            competition_id: self.competition_id,
+            role: self.row.role,
+            status: self.row.status,
+            created_at: now(),
+        }
+    }
+}
+
 /// The fixtures loaded into one database.
 #[derive(Debug)]
 pub(crate) struct Loaded {
     pub(crate) db: TestDb,
     pub(crate) store: Store,
-    pub(crate) audience: SqlAudience,
+    /// The store as the audience source (the same store as `store`).
+    pub(crate) audience: Store,
     pub(crate) users: Vec<KnownUser>,
     pub(crate) registrations: Vec<KnownRegistration>,
     pub(crate) competitions: BTreeMap<String, i64>,
@@ -130,7 +170,7 @@ impl Loaded {
                 }
             })
             .collect();
-        let audience = SqlAudience::new(db.conn().clone());
+        let audience = store.clone();
         Loaded {
             db,
             store,
@@ -156,61 +196,18 @@ impl Loaded {
             .unwrap_or_else(|| panic!("no fixture user {external_id}"))
     }
 
-    /// The expected audience: user id -> the smallest id of the registrations matching every
-    /// registration field at once (`None` without registration fields).
+    /// The expected audience by the domain's definition ([`AudienceFilter::matches`]) over the
+    /// parsed CSV rows: user id -> the matched registration (`None` without registration fields).
     pub(crate) fn expected(&self, f: &AudienceFilter) -> BTreeMap<i64, Option<i64>> {
-        let lower_in = |values: &[String], v: &Option<String>| {
-            values.is_empty()
-                || v.as_ref().is_some_and(|v| {
-                    // Unicode case-insensitive. (SQLite's LOWER() folds ASCII only, so the cases
-                    // here change the case of ASCII letters only; `country_and_city_ignore_case`
-                    // covers the rest.)
-                    values
-                        .iter()
-                        .any(|x| x.trim().to_lowercase() == v.to_lowercase())
-                })
-        };
-        let mut out = BTreeMap::new();
-        for u in &self.users {
-            let r = &u.row;
-            let keep = lower_in(&f.countries, &r.country)
-                && lower_in(&f.cities, &r.city)
-                && f.has_email.is_none_or(|b| r.email.is_some() == b)
-                && f.has_telegram
-                    .is_none_or(|b| r.telegram_chat_id.is_some() == b)
-                && (f.user_ids.is_empty() || f.user_ids.contains(&u.id))
-                && (f.emails.is_empty()
-                    || r.email.as_ref().is_some_and(|e| {
-                        f.emails
-                            .iter()
-                            .any(|x| x.as_ref().to_lowercase() == e.as_ref().to_lowercase())
-                    }))
-                && !f.exclude_user_ids.contains(&u.id);
-            if !keep {
-                continue;
-            }
-            if !f.uses_registrations() {
-                out.insert(u.id, None);
-                continue;
-            }
-            let matched = self
-                .registrations
-                .iter()
-                .filter(|reg| {
-                    reg.user_id == u.id
-                        && (f.competition_ids.is_empty()
-                            || f.competition_ids.contains(&reg.competition_id))
-                        && (f.roles.is_empty() || f.roles.contains(&reg.row.role))
-                        && (f.registration_statuses.is_empty()
-                            || f.registration_statuses.contains(&reg.row.status))
-                })
-                .map(|reg| reg.id)
-                .min();
-            if let Some(id) = matched {
-                out.insert(u.id, Some(id));
-            }
-        }
-        out
+        let registrations: Vec<Registration> = self
+            .registrations
+            .iter()
+            .map(KnownRegistration::domain)
+            .collect();
+        self.users
+            .iter()
+            .filter_map(|u| Some((u.id, f.matches(&u.domain(), &registrations)?)))
+            .collect()
     }
 
     /// The expected count of a filter.

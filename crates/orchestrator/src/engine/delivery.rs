@@ -1,0 +1,346 @@
+//! One row's delivery: render it into a message (or its final result when it cannot be sent),
+//! hold it back while its channel has a fault or the worker stops, send it, and turn the
+//! channel's answer into an outcome (the retry policy: retry with backoff, wait out a rate
+//! limit, fail, flag the user, fall back to e-mail).
+
+use super::*;
+
+impl Orchestrator {
+    /// Renders a claimed row into the message to send, or its final result when it cannot be
+    /// sent (the template does not compile or render, the address is malformed).
+    pub(super) fn prepare(
+        &self,
+        row: Recipient,
+        context: &RecipientContext,
+        compiled: Option<Arc<Compiled>>,
+    ) -> std::result::Result<Ready, Done> {
+        let fail = |row: &Recipient, kind: ErrorKind, error: String| {
+            let outcome = Outcome::Failed {
+                at: self.ports.clock.now(),
+                kind,
+                error,
+            };
+            Done::early(self.result(row, outcome, false))
+        };
+        let Some(compiled) = compiled else {
+            let error = format!(
+                "the template of broadcast {} does not compile",
+                row.broadcast_id
+            );
+            return Err(fail(&row, ErrorKind::Render, error));
+        };
+        let body = match self.body_for(&row, context, &compiled) {
+            Ok(body) => body,
+            Err((kind, error)) => return Err(fail(&row, kind, error)),
+        };
+        if let Err(e) = self.channel(row.channel) {
+            return Err(fail(&row, ErrorKind::Permanent, e.to_string()));
+        }
+        let message = OutgoingMessage {
+            broadcast_id: Some(row.broadcast_id),
+            recipient_id: Some(row.id),
+            user_id: Some(row.user_id),
+            body,
+        };
+        Ok(Ready {
+            row,
+            message,
+            compiled,
+        })
+    }
+
+    pub(super) fn result(
+        &self,
+        row: &Recipient,
+        outcome: Outcome,
+        uncertain: bool,
+    ) -> DeliveryResult {
+        DeliveryResult {
+            recipient_id: row.id,
+            worker_id: self.settings.worker_id.clone(),
+            outcome,
+            uncertain,
+        }
+    }
+
+    /// The row handed back untried: pending, due now, no attempt and no error kind.
+    pub(super) fn released(&self, row: &Recipient, why: String) -> DeliveryResult {
+        let outcome = Outcome::Released {
+            next_attempt_at: self.ports.clock.now(),
+            note: why,
+        };
+        self.result(row, outcome, false)
+    }
+
+    /// Why a row must not be sent now, if it must not: the worker is stopping, the lane's
+    /// circuit breaker is open, or its channel has a fault.
+    pub(super) fn held_back(&self, row: &Recipient, stopping: bool) -> Option<String> {
+        if stopping {
+            return Some("held back: the worker is stopping".into());
+        }
+        let lane = (row.broadcast_id, row.channel);
+        if self
+            .breaker
+            .lock()
+            .expect("breaker poisoned")
+            .is_tripped(lane)
+        {
+            return Some("held back: the channel's circuit breaker tripped".into());
+        }
+        self.faults
+            .lock()
+            .expect("faults poisoned")
+            .get(&row.channel)
+            .map(|fault| fault_note(row.channel, fault))
+    }
+
+    /// Sends one marked row and classifies the answer. The row holds its channel's in-flight
+    /// place until the loop writes the result; the channel's send permit is released as soon
+    /// as the send returns.
+    pub(super) async fn send(&self, ready: Ready, stop: Option<&watch::Receiver<bool>>) -> Done {
+        let Ready {
+            row,
+            message,
+            compiled,
+        } = ready;
+        let now = || self.ports.clock.now();
+        let lane = (row.broadcast_id, row.channel);
+        let mut effects = Vec::new();
+        let done = |result: DeliveryResult, effects: Vec<Effect>| Done {
+            result,
+            in_flight: Some(row.channel),
+            effects,
+        };
+        let sending = match self.permits.get(&row.channel) {
+            Some(sem) => sem.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        // Checked with the send permit held: sends queued behind a failing one see the trip,
+        // and a stopping worker hands its rows back at once.
+        let stopping = stop.is_some_and(|s| *s.borrow());
+        if let Some(why) = self.held_back(&row, stopping) {
+            return done(self.released(&row, why), effects);
+        }
+        match self.take_slot(row.channel).await {
+            Ok(Some(slot)) => {
+                let wait = (slot - self.ports.clock.now()).to_std().unwrap_or_default();
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let why = format!("held back: no send slot: {e}");
+                return done(self.released(&row, why), effects);
+            }
+        }
+        let Ok(channel) = self.channel(row.channel) else {
+            unreachable!("prepare checked the channel");
+        };
+        let sent = channel.send(&message).await;
+        // The channel is free for the next message; the in-flight place stays taken until the
+        // result is written.
+        drop(sending);
+        let result = match sent {
+            Ok(delivered) => {
+                self.breaker.lock().expect("breaker poisoned").record(
+                    lane,
+                    false,
+                    self.limits(),
+                    "",
+                );
+                if let Some(new_chat) = delivered.migrated_to {
+                    effects.push(Effect::UpdateChat(row.user_id, new_chat));
+                }
+                let outcome = Outcome::Sent {
+                    at: now(),
+                    provider_message_id: delivered.provider_message_id,
+                };
+                self.result(&row, outcome, false)
+            }
+            Err(e) if e.kind == FailureKind::ChannelFault => {
+                tracing::warn!(channel = %row.channel, error = %e.message, "channel fault");
+                self.faults
+                    .lock()
+                    .expect("faults poisoned")
+                    .entry(row.channel)
+                    .or_insert_with(|| e.message.clone());
+                let mut result = self.released(&row, fault_note(row.channel, &e.message));
+                result.uncertain = e.outcome_unknown;
+                result
+            }
+            Err(e) => {
+                let counts = matches!(e.kind, FailureKind::Transient | FailureKind::Permanent);
+                let message = e.message.clone();
+                let uncertain = e.outcome_unknown;
+                match (row.channel, e.kind) {
+                    (ChannelKind::Telegram, FailureKind::Blocked) => {
+                        effects.push(Effect::MarkBlocked(row.user_id));
+                    }
+                    (ChannelKind::Email, FailureKind::InvalidAddress) => {
+                        effects.push(Effect::MarkBounced(row.user_id));
+                    }
+                    _ => {}
+                }
+                let outcome = self.outcome_of_failure(&row, e);
+                if counts {
+                    self.breaker.lock().expect("breaker poisoned").record(
+                        lane,
+                        true,
+                        self.limits(),
+                        &message,
+                    );
+                }
+                if matches!(outcome, Outcome::Failed { .. })
+                    && row.channel == ChannelKind::Telegram
+                    && compiled.policy == ChannelPolicy::TelegramThenEmail
+                {
+                    effects.push(Effect::Fallback(
+                        row.broadcast_id,
+                        row.user_id,
+                        row.registration_id,
+                    ));
+                }
+                self.result(&row, outcome, uncertain)
+            }
+        };
+        done(result, effects)
+    }
+
+    /// Applies a delivery's store update; a failure is logged, not fatal: the delivery result
+    /// itself is what must be recorded.
+    pub(super) async fn apply(&self, effect: Effect) {
+        let now = self.ports.clock.now();
+        let (user, what, res) = match effect {
+            Effect::MarkBlocked(u) => (
+                u,
+                "mark the user as blocked",
+                self.ports.audience.mark_telegram_blocked(u, now).await,
+            ),
+            Effect::MarkBounced(u) => (
+                u,
+                "mark the address as bounced",
+                self.ports.audience.mark_email_bounced(u, now).await,
+            ),
+            Effect::UpdateChat(u, chat) => (
+                u,
+                "store the migrated chat id",
+                self.ports.audience.update_chat_id(u, chat).await,
+            ),
+            Effect::Fallback(b, u, r) => (
+                u,
+                "add the e-mail fallback",
+                self.ports
+                    .deliveries
+                    .add_email_fallback(b, u, r, now)
+                    .await
+                    .map(|_| ()),
+            ),
+        };
+        if let Err(e) = res {
+            tracing::warn!(user, error = %e, "could not {what}");
+        }
+    }
+
+    pub(super) fn limits(&self) -> Limits {
+        Limits {
+            consecutive: self.settings.breaker_consecutive,
+            window: self.settings.breaker_window,
+            ratio: self.settings.breaker_ratio,
+        }
+    }
+
+    pub(super) fn outcome_of_failure(&self, row: &Recipient, e: DeliveryError) -> Outcome {
+        let now = self.ports.clock.now();
+        let kind = e.kind.error_kind();
+        let error = e.message;
+        match e.kind {
+            FailureKind::RateLimited { retry_after } => Outcome::Retry {
+                next_attempt_at: now + chrono::Duration::from_std(retry_after).unwrap_or_default(),
+                kind,
+                error,
+                count_attempt: false,
+            },
+            FailureKind::Transient => {
+                let attempt = row.attempts + 1;
+                if attempt >= self.settings.max_attempts {
+                    Outcome::Failed {
+                        at: now,
+                        kind,
+                        error: format!("{error} (gave up after {attempt} attempts)"),
+                    }
+                } else {
+                    let delay = self.backoff.delay(attempt, row.id);
+                    Outcome::Retry {
+                        next_attempt_at: now
+                            + chrono::Duration::from_std(delay).unwrap_or_default(),
+                        kind,
+                        error,
+                        count_attempt: true,
+                    }
+                }
+            }
+            // `send` holds the row back itself; here for completeness.
+            FailureKind::ChannelFault => Outcome::Released {
+                next_attempt_at: now,
+                note: format!("held back: channel fault: {error}"),
+            },
+            FailureKind::Blocked | FailureKind::InvalidAddress | FailureKind::Permanent => {
+                Outcome::Failed {
+                    at: now,
+                    kind,
+                    error,
+                }
+            }
+        }
+    }
+
+    pub(super) fn body_for(
+        &self,
+        row: &Recipient,
+        context: &RecipientContext,
+        compiled: &Compiled,
+    ) -> std::result::Result<MessageBody, (ErrorKind, String)> {
+        let env = self.env(&compiled.broadcast_name);
+        let url = self.unsubscribe_url(row.user_id);
+        let render_err = |e: TemplateError| (ErrorKind::Render, e.to_string());
+        let bad_address = |e: broadcast_domain::ParseError| (ErrorKind::InvalidAddress, e.0);
+        Ok(match row.channel {
+            ChannelKind::Telegram => MessageBody::Telegram {
+                chat_id: TelegramChatId::parse(&row.address).map_err(bad_address)?,
+                message: compiled
+                    .template
+                    .render_telegram(context, &env, url.as_deref())
+                    .map_err(render_err)?,
+            },
+            ChannelKind::Email => MessageBody::Email {
+                to: EmailAddress::parse(&row.address).map_err(bad_address)?,
+                to_name: Some(context.user.full_name()).filter(|n| !n.is_empty()),
+                message: compiled
+                    .template
+                    .render_email(context, &env, url.as_deref())
+                    .map_err(render_err)?,
+                unsubscribe_url: url,
+            },
+        })
+    }
+
+    pub(super) fn channel(&self, kind: ChannelKind) -> Result<&Arc<dyn Channel>> {
+        self.ports
+            .channels
+            .get(kind)
+            .ok_or_else(|| Error::Invalid(format!("no {kind} channel is configured")))
+    }
+
+    pub(super) fn env(&self, broadcast_name: &str) -> RenderEnv {
+        RenderEnv {
+            broadcast_name: broadcast_name.to_owned(),
+            app_name: self.settings.app_name.clone(),
+            current_date: self.ports.clock.now().date_naive(),
+        }
+    }
+
+    pub(super) fn unsubscribe_url(&self, user: UserId) -> Option<String> {
+        self.ports.links.as_ref().and_then(|l| l.url_for(user))
+    }
+}

@@ -1,0 +1,95 @@
+//! The worker loop: rounds of about [`ROUND`] over every running broadcast, scheduled
+//! launches, the idle poll, and a graceful stop; and delivering one broadcast to the end.
+
+use super::*;
+
+impl Orchestrator {
+    /// Delivers one broadcast to the end: ticks until no row is open, waiting for retries that
+    /// are not yet due. Returns when the broadcast is completed, paused or cancelled.
+    pub async fn run_until_done(&self, id: BroadcastId) -> Result<DeliveryStats> {
+        loop {
+            let b = self.ports.broadcasts.get_broadcast(id).await?;
+            if b.status != BroadcastStatus::Running {
+                break;
+            }
+            let tick = self.round(Some(id), None).await?;
+            if tick.claimed == 0 {
+                if self.complete_if_done(id).await? {
+                    self.publish(id, true).await?;
+                    break;
+                }
+                tokio::time::sleep(self.settings.idle_poll).await;
+            }
+        }
+        self.stats(id).await
+    }
+
+    /// The worker loop: launches scheduled broadcasts whose time has come and delivers every
+    /// running broadcast, until `shutdown` completes. A batch in progress is finished and
+    /// recorded before returning.
+    pub async fn run_worker(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        // Poll once before working: signal handlers are installed on the first poll, so a
+        // signal during the first batch stops the worker gracefully instead of killing it.
+        if futures::poll!(&mut shutdown).is_ready() {
+            return Ok(());
+        }
+        let (stop, stopping) = watch::channel(false);
+        loop {
+            // The round runs while `shutdown` is watched: on shutdown it stops claiming, hands
+            // back rows not yet sent, and finishes (and records) the sends in flight.
+            let round = self.work_round(Some(stopping.clone()));
+            tokio::pin!(round);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut round => break outcome,
+                    () = &mut shutdown, if !*stop.borrow() => {
+                        let _ = stop.send(true);
+                    }
+                }
+            };
+            let idle = match outcome {
+                Ok(did_work) => !did_work,
+                Err(e) if matches!(e, Error::Unavailable(_)) => {
+                    tracing::warn!(error = %e, "store unavailable; retrying");
+                    true
+                }
+                Err(e) => return Err(e),
+            };
+            if *stop.borrow() {
+                return Ok(());
+            }
+            if idle {
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(self.settings.idle_poll) => {}
+                }
+            } else if futures::poll!(&mut shutdown).is_ready() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// One round of the worker loop: launches the scheduled broadcasts that are due, then
+    /// delivers batches back to back for a couple of seconds (fewer when the queue runs dry).
+    /// True when something was done.
+    pub async fn work_once(&self) -> Result<bool> {
+        self.work_round(None).await
+    }
+
+    pub(super) async fn work_round(&self, stop: Option<watch::Receiver<bool>>) -> Result<bool> {
+        let launched = self.launch_due().await?;
+        let tick = self.round(None, stop).await?;
+        if tick.claimed == 0 {
+            for b in self
+                .ports
+                .broadcasts
+                .list_broadcasts(&[BroadcastStatus::Running], 1000)
+                .await?
+            {
+                self.complete_if_done(b.id).await?;
+            }
+        }
+        Ok(launched > 0 || tick.claimed > 0)
+    }
+}

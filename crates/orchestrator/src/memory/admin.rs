@@ -1,0 +1,87 @@
+//! [`AdminStore`] and [`AuditLog`]: administrators and the audit log.
+
+use async_trait::async_trait;
+use broadcast_domain::*;
+use chrono::{DateTime, Utc};
+
+use super::MemoryStore;
+
+#[async_trait]
+impl AdminStore for MemoryStore {
+    async fn create_admin(
+        &self,
+        username: &str,
+        password_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AdminUser> {
+        let mut s = self.lock();
+        if s.admins.iter().any(|a| a.username == username) {
+            return Err(Error::Conflict(format!(
+                "an admin named `{username}` already exists"
+            )));
+        }
+        let a = AdminUser {
+            id: s.id(),
+            username: username.to_owned(),
+            password_hash: password_hash.to_owned(),
+            created_at: now,
+            last_login_at: None,
+        };
+        s.admins.push(a.clone());
+        Ok(a)
+    }
+
+    async fn find_admin(&self, username: &str) -> Result<Option<AdminUser>> {
+        Ok(self
+            .lock()
+            .admins
+            .iter()
+            .find(|a| a.username == username)
+            .cloned())
+    }
+
+    async fn set_admin_password(&self, username: &str, password_hash: &str) -> Result<()> {
+        let mut s = self.lock();
+        let a = s
+            .admins
+            .iter_mut()
+            .find(|a| a.username == username)
+            .ok_or_else(|| Error::not_found("admin", username))?;
+        a.password_hash = password_hash.to_owned();
+        Ok(())
+    }
+
+    async fn record_login(&self, username: &str, at: DateTime<Utc>) -> Result<()> {
+        let mut s = self.lock();
+        if let Some(a) = s.admins.iter_mut().find(|a| a.username == username) {
+            a.last_login_at = Some(at);
+        }
+        Ok(())
+    }
+
+    async fn list_admins(&self) -> Result<Vec<AdminUser>> {
+        Ok(self.lock().admins.clone())
+    }
+}
+
+#[async_trait]
+impl AuditLog for MemoryStore {
+    async fn record(&self, mut entry: AuditEntry) -> Result<()> {
+        let mut s = self.lock();
+        entry.id = s.id();
+        s.audit.push(entry);
+        Ok(())
+    }
+
+    async fn recent(&self, limit: u64, offset: u64) -> Result<Vec<AuditEntry>> {
+        Ok(self
+            .lock()
+            .audit
+            .iter()
+            .rev()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .cloned()
+            .collect())
+    }
+}

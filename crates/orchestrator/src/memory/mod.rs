@@ -1,0 +1,118 @@
+//! In-memory implementations of every store port and of the audience source.
+//!
+//! For unit tests, examples and programs that embed the orchestrator without a database. It
+//! keeps the same semantics as the SQL store (leases, compare-and-set transitions, one row per
+//! user and channel, the domain's audience and import rules), which `broadcast-store`'s contract
+//! suite checks on both, but nothing survives the process. One module per port.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+
+use broadcast_domain::*;
+
+mod admin;
+mod audience;
+mod broadcasts;
+mod budget;
+mod deliveries;
+mod source;
+mod templates;
+
+/// Every store port and [`AudienceSource`] over maps in memory. Clones share the same data.
+///
+/// Implements [`TemplateStore`], [`BroadcastStore`], [`DeliveryStore`], [`AudienceStore`],
+/// [`AudienceSource`], [`AdminStore`], [`AuditLog`] and [`SendBudget`], so one
+/// `Arc<MemoryStore>` fills every store field of [`Ports`](crate::Ports) (see the crate
+/// documentation). Fill the audience with [`AudienceStore::import_users`] (and
+/// `import_competitions` / `import_registrations`) or [`MemoryStore::add_user`].
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: i64,
+    users: BTreeMap<UserId, User>,
+    competitions: BTreeMap<CompetitionId, Competition>,
+    registrations: BTreeMap<RegistrationId, Registration>,
+    templates: BTreeMap<TemplateId, MessageTemplate>,
+    broadcasts: BTreeMap<BroadcastId, Broadcast>,
+    recipients: BTreeMap<RecipientId, Recipient>,
+    admins: Vec<AdminUser>,
+    audit: Vec<AuditEntry>,
+    budgets: BTreeMap<String, DateTime<Utc>>,
+}
+
+impl State {
+    fn id(&mut self) -> i64 {
+        self.next_id += 1;
+        self.next_id
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("memory store poisoned")
+    }
+
+    /// Adds a user directly (for embedding programs that own their audience elsewhere).
+    pub fn add_user(&self, mut user: User) -> User {
+        let mut s = self.lock();
+        user.id = s.id();
+        s.users.insert(user.id, user.clone());
+        user
+    }
+
+    /// Every recipient row (for tests).
+    pub fn recipients(&self) -> Vec<Recipient> {
+        self.lock().recipients.values().cloned().collect()
+    }
+
+    /// Changes a recipient row in place (for tests that simulate crashes or clock skew).
+    pub fn update_recipient(&self, id: RecipientId, f: impl FnOnce(&mut Recipient)) {
+        if let Some(r) = self.lock().recipients.get_mut(&id) {
+            f(r);
+        }
+    }
+}
+
+impl State {
+    /// Users matching the filter with their matching registration ([`AudienceFilter::matches`]).
+    fn audience(&self, f: &AudienceFilter) -> Vec<(UserId, Option<RegistrationId>)> {
+        self.users
+            .values()
+            .filter_map(|u| Some((u.id, f.matches(u, self.registrations.values())?)))
+            .collect()
+    }
+
+    fn context(&self, user: UserId, reg: Option<RegistrationId>) -> Result<RecipientContext> {
+        let user = self
+            .users
+            .get(&user)
+            .cloned()
+            .ok_or_else(|| Error::not_found("user", user))?;
+        let registration = reg.and_then(|r| self.registrations.get(&r).cloned());
+        let competition = registration
+            .as_ref()
+            .and_then(|r| self.competitions.get(&r.competition_id).cloned());
+        Ok(RecipientContext {
+            user,
+            competition,
+            registration,
+        })
+    }
+
+    fn broadcast(&mut self, id: BroadcastId) -> Result<&mut Broadcast> {
+        self.broadcasts
+            .get_mut(&id)
+            .ok_or_else(|| Error::not_found("broadcast", id))
+    }
+}

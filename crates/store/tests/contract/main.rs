@@ -1,0 +1,463 @@
+//! The contract every store keeps, through the port traits alone, run on `MemoryStore`, SQLite
+//! and PostgreSQL (when reachable; `REQUIRE_POSTGRES=1` makes its absence a failure): imports
+//! that apply all rows or none with the same messages, case-insensitive matching of non-ASCII
+//! names, the lifecycle's refusals, and materialising with the same rows and reasons.
+//!
+//! The SQL-specific suites (`it`, `audience`) check more of the SQL store; this one is where
+//! `MemoryStore`, which embedding programs and unit tests use, is held to the same semantics.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use broadcast_app::csv_import::{parse_competitions, parse_registrations, parse_users};
+use broadcast_domain::{
+    AudienceFilter, AudienceSource, AudienceStore, BroadcastStatus, BroadcastStore, ChannelKind,
+    ChannelPolicy, DeliveryStatus, DeliveryStore, Error, ImportReport, MaterialiseReport,
+    NewBroadcast, NewTemplate, ParseMode, RecipientQuery, SkipReason, StatusChange,
+    TemplateContent, TemplateName, TemplateStore, Transition, User, UserQuery,
+};
+use broadcast_orchestrator::memory::MemoryStore;
+use broadcast_store::Store;
+use broadcast_testkit::TestDb;
+use chrono::{DateTime, TimeZone, Utc};
+
+/// Every port a store implements.
+trait Contract:
+    TemplateStore + BroadcastStore + DeliveryStore + AudienceStore + AudienceSource
+{
+}
+impl<T: TemplateStore + BroadcastStore + DeliveryStore + AudienceStore + AudienceSource> Contract
+    for T
+{
+}
+
+/// One store under test, named for messages; keeps its database alive.
+struct Subject {
+    name: String,
+    store: Arc<dyn Contract>,
+    _db: Option<TestDb>,
+}
+
+async fn subjects() -> Vec<Subject> {
+    let mut out = vec![Subject {
+        name: "memory".into(),
+        store: Arc::new(MemoryStore::new()),
+        _db: None,
+    }];
+    for db in TestDb::all().await {
+        out.push(Subject {
+            name: db.backend().to_string(),
+            store: Arc::new(Store::from_conn(db.conn().clone())),
+            _db: Some(db),
+        });
+    }
+    out
+}
+
+fn t(minute: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 12, 3, 10, minute, 0).unwrap()
+}
+
+const USERS: &str = "\
+external_id,first_name,last_name,email,telegram_chat_id,country,city,telegram_blocked,email_unsubscribed
+u1,Ann,Smith,ann@example.org,101,Polska,Łódź,no,no
+u2,Bob,Jones,,102,POLSKA,ŁÓDŹ,yes,no
+u3,Cid,,Zoë@Example.org,,polska,łódź,no,yes
+u4,Dan,,dan@example.org,104,Deutschland,München,no,no
+";
+
+const COMPETITIONS: &str = "\
+slug,name,starts_on,city,country
+lodz-26,Łódź Open,2026-05-01,Łódź,Polska
+";
+
+const REGISTRATIONS: &str = "\
+user_external_id,competition_slug,role,status
+u1,lodz-26,judge,confirmed
+u2,lodz-26,participant,confirmed
+";
+
+async fn import_fixture(store: &dyn Contract) {
+    let users = parse_users(USERS.as_bytes()).unwrap();
+    assert_eq!(
+        store.import_users(users, t(0)).await.unwrap(),
+        ImportReport {
+            inserted: 4,
+            updated: 0
+        }
+    );
+    let comps = parse_competitions(COMPETITIONS.as_bytes()).unwrap();
+    store.import_competitions(comps, t(0)).await.unwrap();
+    let regs = parse_registrations(REGISTRATIONS.as_bytes()).unwrap();
+    store.import_registrations(regs, t(0)).await.unwrap();
+}
+
+async fn users(store: &dyn Contract) -> Vec<User> {
+    let mut users = store.list_users(&UserQuery::default()).await.unwrap().items;
+    users.sort_by_key(|u| u.external_id.clone());
+    users
+}
+
+#[tokio::test]
+async fn imports_apply_every_row_or_none_with_the_same_messages() {
+    for s in subjects().await {
+        let store = s.store.as_ref();
+        import_fixture(store).await;
+        let before = users(store).await;
+        assert_eq!(before.len(), 4, "{}", s.name);
+
+        let refused = [
+            (
+                "external_id,first_name,email\nu9,Eve,eve@example.org\nu10,Fay,EVE@example.org\n",
+                "line 3, column `email`: `EVE@example.org` is also on line 2",
+            ),
+            (
+                "external_id,first_name,email\nu9,Eve,ANN@example.org\n",
+                "line 2, column `email`: `ANN@example.org` already belongs to user `u1`",
+            ),
+            (
+                "external_id,first_name,email\nu9,Eve,zoë@EXAMPLE.org\n",
+                "line 2, column `email`: `zoë@example.org` already belongs to user `u3`",
+            ),
+            (
+                "external_id,first_name,telegram_chat_id\nu9,Eve,555\nu1,Ann,104\n",
+                "line 3, column `telegram_chat_id`: chat id 104 already belongs to user `u4`",
+            ),
+        ];
+        for (csv, expected) in refused {
+            let rows = parse_users(csv.as_bytes()).unwrap();
+            let err = store.import_users(rows, t(1)).await.unwrap_err();
+            assert!(
+                matches!(err, Error::Invalid(_)) && err.to_string() == expected,
+                "{}: {err:?}, expected {expected}",
+                s.name
+            );
+            assert_eq!(users(store).await, before, "{}: nothing written", s.name);
+        }
+
+        // Rows from two files (the CSV parser already refuses a repeat within one file).
+        let mut rows = parse_users("external_id,first_name\nu9,Eve\n".as_bytes()).unwrap();
+        rows.extend(parse_users("external_id,first_name\nu9,Eve again\n".as_bytes()).unwrap());
+        let err = store.import_users(rows, t(1)).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 2, column `external_id`: `u9` is also on line 2",
+            "{}",
+            s.name
+        );
+        assert_eq!(users(store).await, before, "{}: nothing written", s.name);
+
+        // A batch that moves a chat id from one of its rows to another is fine.
+        let swap = "external_id,first_name,telegram_chat_id\nu1,Ann,102\nu2,Bob,101\n";
+        let report = store
+            .import_users(parse_users(swap.as_bytes()).unwrap(), t(2))
+            .await
+            .unwrap();
+        assert_eq!(report.updated, 2, "{}", s.name);
+        let after = users(store).await;
+        assert_eq!(
+            after
+                .iter()
+                .map(|u| u.telegram_chat_id.map(|c| c.get()))
+                .collect::<Vec<_>>(),
+            [Some(102), Some(101), None, Some(104)],
+            "{}",
+            s.name
+        );
+
+        let regs = "user_external_id,competition_slug,role,status\n\
+                    u3,lodz-26,judge,confirmed\nu7,lodz-26,judge,confirmed\n";
+        let err = store
+            .import_registrations(parse_registrations(regs.as_bytes()).unwrap(), t(3))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "line 3: unknown user `u7`", "{}", s.name);
+        let regs = "user_external_id,competition_slug,role,status\nu3,nope,judge,confirmed\n";
+        let err = store
+            .import_registrations(parse_registrations(regs.as_bytes()).unwrap(), t(3))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 2: unknown competition `nope`",
+            "{}",
+            s.name
+        );
+        let u3 = after
+            .iter()
+            .find(|u| u.external_id.as_deref() == Some("u3"));
+        let regs_of_u3 = store.registrations_of(u3.unwrap().id).await.unwrap();
+        assert!(regs_of_u3.is_empty(), "{}: nothing written", s.name);
+    }
+}
+
+#[tokio::test]
+async fn non_ascii_names_match_in_any_case_everywhere() {
+    for s in subjects().await {
+        let store = s.store.as_ref();
+        import_fixture(store).await;
+        let count = async |filter: AudienceFilter| store.count(&filter).await.unwrap().users;
+        for city in ["Łódź", "ŁÓDŹ", "łódź", " ŁóDź "] {
+            let filter = AudienceFilter {
+                cities: vec![city.into()],
+                ..AudienceFilter::default()
+            };
+            assert_eq!(count(filter).await, 3, "{} / {city}", s.name);
+        }
+        let munich = AudienceFilter {
+            cities: vec!["MÜNCHEN".into()],
+            countries: vec!["deutschland".into()],
+            ..AudienceFilter::default()
+        };
+        assert_eq!(count(munich).await, 1, "{}", s.name);
+        let zoe = AudienceFilter::from_json(r#"{"emails":["ZOË@example.org"]}"#).unwrap();
+        let sample = store.sample(&zoe, 10).await.unwrap();
+        assert_eq!(
+            sample
+                .iter()
+                .map(|c| c.user.external_id.as_deref())
+                .collect::<Vec<_>>(),
+            [Some("u3")],
+            "{}",
+            s.name
+        );
+        let judges = AudienceFilter::from_json(r#"{"roles":["judge"],"cities":["ŁÓDŹ"]}"#).unwrap();
+        let sample = store.sample(&judges, 10).await.unwrap();
+        assert_eq!(sample.len(), 1, "{}", s.name);
+        assert_eq!(
+            sample[0].competition.as_ref().map(|c| c.name.as_str()),
+            Some("Łódź Open"),
+            "{}",
+            s.name
+        );
+    }
+}
+
+fn content() -> TemplateContent {
+    TemplateContent {
+        telegram_text: Some("Hi {{ first_name }}".into()),
+        parse_mode: ParseMode::Html,
+        link_preview: false,
+        email_subject: Some("News".into()),
+        email_html: None,
+        email_text: Some("Hi {{ first_name }}".into()),
+    }
+}
+
+async fn draft(store: &dyn Contract, policy: ChannelPolicy, filter: AudienceFilter) -> i64 {
+    let n = store.list_templates().await.unwrap().len();
+    let template = store
+        .create_template(NewTemplate {
+            name: TemplateName::parse(&format!("t{n}")).unwrap(),
+            description: String::new(),
+            content: content(),
+        })
+        .await
+        .unwrap();
+    store
+        .create_broadcast(
+            NewBroadcast {
+                name: format!("b{n}"),
+                template_id: template.id,
+                channel_policy: policy,
+                filter,
+                scheduled_at: None,
+                created_by: Some("contract".into()),
+            },
+            t(0),
+        )
+        .await
+        .unwrap()
+        .id
+}
+
+#[tokio::test]
+async fn transitions_are_refused_from_the_wrong_status() {
+    for s in subjects().await {
+        let store = s.store.as_ref();
+        let id = draft(store, ChannelPolicy::Both, AudienceFilter::default()).await;
+        let b = store.set_schedule(id, Some(t(30)), t(1)).await.unwrap();
+        assert_eq!(b.status, BroadcastStatus::Scheduled, "{}", s.name);
+        let b = store.set_schedule(id, None, t(1)).await.unwrap();
+        assert_eq!(b.status, BroadcastStatus::Draft, "{}", s.name);
+        let launch = Transition::Launch.change(t(2), None, Some(content()));
+        let b = store.change_status(id, launch.clone()).await.unwrap();
+        assert_eq!(
+            (b.status, b.started_at, b.frozen_template.is_some()),
+            (BroadcastStatus::Running, Some(t(2)), true),
+            "{}",
+            s.name
+        );
+        let again = store.change_status(id, launch).await.unwrap_err();
+        assert!(matches!(again, Error::Conflict(_)), "{}: {again}", s.name);
+        let err = store.set_schedule(id, Some(t(40)), t(3)).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "broadcast {id} is running; only a draft or scheduled broadcast can be scheduled"
+            ),
+            "{}",
+            s.name
+        );
+        let pause = Transition::Pause.change(t(4), Some("why".into()), None);
+        let b = store.change_status(id, pause).await.unwrap();
+        assert_eq!(
+            (b.status, b.status_reason.as_deref()),
+            (BroadcastStatus::Paused, Some("why")),
+            "{}",
+            s.name
+        );
+        let cancel = Transition::Cancel.change(t(5), None, None);
+        let b = store.change_status(id, cancel).await.unwrap();
+        assert_eq!(
+            (b.status, b.finished_at),
+            (BroadcastStatus::Cancelled, Some(t(5))),
+            "{}",
+            s.name
+        );
+        let resume = StatusChange {
+            from: Transition::Resume.from().to_vec(),
+            to: BroadcastStatus::Running,
+            at: t(6),
+            reason: None,
+            freeze: None,
+        };
+        assert!(
+            matches!(
+                store.change_status(id, resume).await,
+                Err(Error::Conflict(_))
+            ),
+            "{}",
+            s.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn materialising_writes_the_same_rows_and_reasons() {
+    for s in subjects().await {
+        let store = s.store.as_ref();
+        import_fixture(store).await;
+        let in_lodz = AudienceFilter {
+            cities: vec!["łódź".into()],
+            ..AudienceFilter::default()
+        };
+        let mut reports = Vec::new();
+        for policy in [ChannelPolicy::Both, ChannelPolicy::TelegramThenEmail] {
+            let id = draft(store, policy, in_lodz.clone()).await;
+            let report = store.materialise(id, &in_lodz, policy, t(1)).await.unwrap();
+            let again = store.materialise(id, &in_lodz, policy, t(2)).await.unwrap();
+            assert_eq!(
+                again.inserted, 0,
+                "{}: materialising twice adds nothing",
+                s.name
+            );
+            let rows = store
+                .list_recipients(id, &RecipientQuery::default())
+                .await
+                .unwrap()
+                .items;
+            let mut view: Vec<(String, ChannelKind, DeliveryStatus, Option<SkipReason>)> =
+                Vec::new();
+            for r in rows {
+                let user = store.get_user(r.user_id).await.unwrap();
+                view.push((
+                    user.external_id.unwrap(),
+                    r.channel,
+                    r.status,
+                    r.skip_reason,
+                ));
+            }
+            view.sort();
+            reports.push((report, view));
+        }
+        use ChannelKind::{Email, Telegram};
+        use DeliveryStatus::{Pending, Skipped};
+        let report = |telegram, email, skipped: &[(SkipReason, u64)], inserted| MaterialiseReport {
+            queued: BTreeMap::from([(Telegram, telegram), (Email, email)]),
+            skipped: skipped.iter().copied().collect(),
+            inserted,
+        };
+        let expected = [
+            (
+                report(
+                    1,
+                    1,
+                    &[
+                        (SkipReason::TelegramBlocked, 1),
+                        (SkipReason::NoTelegram, 1),
+                        (SkipReason::NoEmail, 1),
+                        (SkipReason::EmailUnsubscribed, 1),
+                    ],
+                    6,
+                ),
+                vec![
+                    ("u1".to_owned(), Telegram, Pending, None),
+                    ("u1".to_owned(), Email, Pending, None),
+                    (
+                        "u2".to_owned(),
+                        Telegram,
+                        Skipped,
+                        Some(SkipReason::TelegramBlocked),
+                    ),
+                    ("u2".to_owned(), Email, Skipped, Some(SkipReason::NoEmail)),
+                    (
+                        "u3".to_owned(),
+                        Telegram,
+                        Skipped,
+                        Some(SkipReason::NoTelegram),
+                    ),
+                    (
+                        "u3".to_owned(),
+                        Email,
+                        Skipped,
+                        Some(SkipReason::EmailUnsubscribed),
+                    ),
+                ],
+            ),
+            (
+                // E-mail rows only for those Telegram cannot reach.
+                report(
+                    1,
+                    0,
+                    &[
+                        (SkipReason::TelegramBlocked, 1),
+                        (SkipReason::NoTelegram, 1),
+                        (SkipReason::NoEmail, 1),
+                        (SkipReason::EmailUnsubscribed, 1),
+                    ],
+                    5,
+                ),
+                vec![
+                    ("u1".to_owned(), Telegram, Pending, None),
+                    (
+                        "u2".to_owned(),
+                        Telegram,
+                        Skipped,
+                        Some(SkipReason::TelegramBlocked),
+                    ),
+                    ("u2".to_owned(), Email, Skipped, Some(SkipReason::NoEmail)),
+                    (
+                        "u3".to_owned(),
+                        Telegram,
+                        Skipped,
+                        Some(SkipReason::NoTelegram),
+                    ),
+                    (
+                        "u3".to_owned(),
+                        Email,
+                        Skipped,
+                        Some(SkipReason::EmailUnsubscribed),
+                    ),
+                ],
+            ),
+        ];
+        for ((report, mut view), (want_report, mut want_view)) in reports.into_iter().zip(expected)
+        {
+            view.sort();
+            want_view.sort();
+            assert_eq!(report, want_report, "{}", s.name);
+            assert_eq!(view, want_view, "{}", s.name);
+        }
+    }
+}
