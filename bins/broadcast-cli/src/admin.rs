@@ -13,6 +13,7 @@ use broadcast_domain::{AdminStore as _, AuditEntry, AuditLog as _};
 
 use crate::app::{App, CliError, CliResult, invalid};
 use crate::cli::AdminCmd;
+use crate::documents::{self, AdminDoc};
 use crate::output::{Table, json, opt};
 use crate::term;
 
@@ -33,7 +34,7 @@ pub(crate) async fn admin(app: &App, cmd: AdminCmd, j: bool) -> CliResult<()> {
             let admin = app.store.create_admin(&username, &hash, Utc::now()).await?;
             audit(app, "admin.create_user", admin.id, &username).await?;
             if j {
-                json(&admin)?;
+                json(&AdminDoc::from(&admin))?;
             } else {
                 println!("created administrator {} ({})", admin.username, admin.id);
             }
@@ -62,7 +63,7 @@ pub(crate) async fn admin(app: &App, cmd: AdminCmd, j: bool) -> CliResult<()> {
         AdminCmd::List => {
             let admins = app.store.list_admins().await?;
             if j {
-                json(&admins)?;
+                json(&documents::all::<_, AdminDoc>(&admins))?;
             } else {
                 let mut t = Table::new(&["id", "username", "created", "last login"]);
                 for a in &admins {

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod confirm;
 mod demo;
+mod documents;
 mod export;
 mod output;
 mod term;
