@@ -59,9 +59,8 @@ pub async fn run(
     let store = broadcast_app::compose::open_store(&settings.database_url).await?;
 
     let metrics = Arc::new(Metrics::new());
-    let built = settings
-        .channels
-        .build()
+    // Rates of the real channels are shared by every worker through the database (as in the CLI).
+    let (built, shared) = broadcast_app::compose::shared_channels(&mut settings.channels)
         .context("cannot build the channels")?;
     let channel_descriptions: Vec<(ChannelKind, String)> =
         built.iter().map(|c| (c.kind(), c.describe())).collect();
@@ -74,11 +73,10 @@ pub async fn run(
         settings.secret_key.clone(),
     )
     .context("cannot set up unsubscribe links (PUBLIC_BASE_URL, ADMIN_SECRET_KEY)")?;
-    // Rates of the real channels are shared by every worker through the database (as in the CLI).
     let orchestrator = Arc::new(broadcast_app::compose::orchestrator(
         &store,
-        &mut settings.channels,
         &metered,
+        shared,
         Some(Arc::new(links.clone())),
         settings.worker.clone(),
     ));

@@ -8,13 +8,17 @@ use broadcast_domain::{Actor, Channel, UnsubscribeLinks};
 use broadcast_orchestrator::{Orchestrator, Settings};
 use broadcast_store::Store;
 
-/// A failure of a command: invalid input (exit code 2) or anything else (exit code 1).
+/// A failure of a command: invalid input (exit code 2), a run that delivered nothing (exit code
+/// 3) or anything else (exit code 1).
 #[derive(Debug)]
 pub(crate) enum CliError {
     /// The operator's input is wrong; the message says what to fix.
     Invalid(String),
     /// Something failed.
     Failed(anyhow::Error),
+    /// The run ended without delivering: a broadcast is paused, failed or cancelled, or
+    /// completed without a message sent (exit code 3); the message says which and why.
+    Undelivered(String),
 }
 
 pub(crate) type CliResult<T> = Result<T, CliError>;
@@ -88,22 +92,15 @@ impl App {
         let store = compose::open_store(&config.database_url)
             .await
             .map_err(|e| CliError::Failed(e.into()))?;
-        let channels = config
-            .channels
-            .build()
+        let (channels, shared) = compose::shared_channels(&mut config.channels)
             .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot set up the channels: {e}")))?;
         let links = config
             .channels
             .unsubscribe_links()
             .map_err(|e| invalid(e.to_string()))?
             .map(|l| Arc::new(l) as Arc<dyn UnsubscribeLinks>);
-        let orchestrator = compose::orchestrator(
-            &store,
-            &mut config.channels,
-            &channels,
-            links,
-            config.worker.clone(),
-        );
+        let orchestrator =
+            compose::orchestrator(&store, &channels, shared, links, config.worker.clone());
         Ok(Self {
             config,
             store,

@@ -133,7 +133,7 @@ pub(crate) async fn run(config: Config, reset: bool, json: bool) -> CliResult<()
     );
     app.orchestrator.launch(&app.actor, broadcast.id).await?;
     app.orchestrator.run_until_done(broadcast.id).await?;
-    print_stats(&app, broadcast.id, json).await?;
+    print_stats(&app, broadcast.id, json, None).await?;
     let outbox = app.config.channels.outbox_dir.clone();
     let shown = std::fs::canonicalize(&outbox).unwrap_or(outbox);
     if !json && app.config.channels.telegram.is_none() {

@@ -10,6 +10,7 @@ mod confirm;
 mod demo;
 mod documents;
 mod export;
+mod outcome;
 mod output;
 mod term;
 
@@ -54,6 +55,10 @@ fn main() -> ExitCode {
         Err(CliError::Invalid(msg)) => {
             eprintln!("{error} {msg}");
             ExitCode::from(2)
+        }
+        Err(CliError::Undelivered(msg)) => {
+            eprintln!("{error} {msg}");
+            ExitCode::from(3)
         }
         Err(CliError::Failed(e)) => {
             eprintln!("{error} {}", one_line(&e));

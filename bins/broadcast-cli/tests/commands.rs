@@ -268,17 +268,25 @@ fn broadcast_commands_print_the_documented_json() {
             "send_rate",
             "started_at",
             "finished_at",
-            "duration_seconds"
+            "duration_seconds",
+            "outcome"
         ])
     );
     assert_eq!(stats["status"], "completed");
+    assert_eq!(stats["outcome"], "delivered");
     assert_eq!(stats["name"], "Judges");
     assert!(stats["duration_seconds"].as_f64().unwrap() >= 0.0);
     let s = &stats["stats"];
     assert_eq!(s["by_status"]["sent"].as_u64().unwrap(), tg + mail);
     assert_eq!(s["by_channel"]["telegram"]["sent"], tg);
     assert_eq!(s["by_channel"]["email"]["sent"], mail);
-    assert_eq!(ok_json(d, &["broadcast", "stats", &id, "--json"]), stats);
+    // `broadcast stats` prints the same document, without the run's outcome.
+    let mut without_outcome = stats.clone();
+    without_outcome.as_object_mut().unwrap().remove("outcome");
+    assert_eq!(
+        ok_json(d, &["broadcast", "stats", &id, "--json"]),
+        without_outcome
+    );
 
     let recipients = ok_json(
         d,
@@ -1160,4 +1168,117 @@ async fn every_change_from_the_cli_writes_one_audit_entry_naming_the_user() {
     expect(&mut seen, "template.create", Some(unused)).await;
     as_alice(&["template", "delete", "unused", "--json"]);
     expect(&mut seen, "template.delete", Some(unused)).await;
+}
+
+#[test]
+fn worker_once_exits_3_and_says_why_when_a_broadcast_it_drove_delivered_nothing() {
+    let dir = demo_dir();
+    let d = dir.path();
+    ok_json(
+        d,
+        &[
+            "template",
+            "create",
+            "--name",
+            "both-parts",
+            "--telegram-text",
+            "Hi",
+            "--subject",
+            "Hi",
+            "--text",
+            "Hi",
+            "--json",
+        ],
+    );
+    let b = ok_json(
+        d,
+        &[
+            "broadcast",
+            "create",
+            "--name",
+            "Doomed",
+            "--template",
+            "both-parts",
+            "--channels",
+            "both",
+            "--role",
+            "judge",
+            "--json",
+        ],
+    );
+    let doomed = b["id"].as_i64().unwrap();
+    let a_minute_ago = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    ok_json(
+        d,
+        &[
+            "broadcast",
+            "schedule",
+            &doomed.to_string(),
+            "--at",
+            &a_minute_ago,
+            "--json",
+        ],
+    );
+    // The template loses its e-mail parts: a launch on both channels now fails.
+    ok_json(
+        d,
+        &[
+            "template",
+            "update",
+            "both-parts",
+            "--subject",
+            "",
+            "--text",
+            "",
+            "--json",
+        ],
+    );
+    let out = cli(d, &["worker", "--once", "--json"]);
+    let line = fails(&out, 3);
+    assert!(
+        line.starts_with(&format!(
+            "error: broadcast {doomed} failed (scheduled launch failed:"
+        )),
+        "{line}"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!([{ "broadcast_id": doomed, "status": "failed", "outcome": "failed" }])
+    );
+
+    // A launched broadcast that delivers: exit code 0 and `delivered`.
+    let fine = judges(d, "telegram");
+    ok_json(d, &["broadcast", "launch", &fine, "--yes", "--json"]);
+    let out = cli(d, &["worker", "--once", "--json"]);
+    ok(&out, &["worker", "--once"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report[0]["outcome"], "delivered", "{report}");
+
+    // `broadcast run` of a broadcast whose audience cannot be reached at all: exit code 3.
+    let nobody = ok_json(
+        d,
+        &[
+            "broadcast",
+            "create",
+            "--name",
+            "Nobody",
+            "--template",
+            "schedule-published",
+            "--channels",
+            "email",
+            "--has-email",
+            "false",
+            "--json",
+        ],
+    );
+    let nobody = nobody["id"].as_i64().unwrap().to_string();
+    let out = cli(d, &["broadcast", "run", &nobody, "--yes", "--json"]);
+    let line = fails(&out, 3);
+    assert!(
+        line.contains("completed without delivering any message"),
+        "{line}"
+    );
+    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(stats["outcome"], "nothing_delivered");
 }

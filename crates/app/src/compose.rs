@@ -3,10 +3,12 @@
 //! signal that stops a worker. Both front-ends build the application here, so a CLI worker and
 //! the panel's in-process worker run the same thing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use broadcast_channels::ChannelSettings;
-use broadcast_domain::{Channel, SystemClock, UnsubscribeLinks};
+use broadcast_domain::{Channel, ChannelKind, SystemClock, UnsubscribeLinks};
 use broadcast_orchestrator::{Channels, Orchestrator, Ports, Settings};
 use broadcast_render::TeraRenderer;
 use broadcast_store::Store;
@@ -54,19 +56,36 @@ pub fn sql_ports(
     }
 }
 
-/// The orchestrator over [`sql_ports`] with `channels`, the worker settings `worker`, and the
-/// real channels' rates of `channel_settings` shared by every worker through the database (so
-/// that two workers together stay inside one bot's limit).
+/// The real channels' rates, which every worker shares through the database (so that two
+/// workers together stay inside one bot's limit), and the pacing margin the budget adds.
+#[derive(Debug, Clone)]
+pub struct SharedRates {
+    rates: BTreeMap<ChannelKind, u32>,
+    margin: Duration,
+}
+
+/// Builds the channels of `settings` for a worker that shares their rates with the others: the
+/// Telegram channel keeps only a safety net of its own pacing, and the returned rates go to
+/// [`orchestrator`]. (The order matters: the rates are taken before the channels are built.)
+pub fn shared_channels(
+    settings: &mut ChannelSettings,
+) -> broadcast_channels::Result<(Vec<Arc<dyn Channel>>, SharedRates)> {
+    let (rates, margin) = settings.share_rates();
+    let channels = settings.build()?;
+    Ok((channels, SharedRates { rates, margin }))
+}
+
+/// The orchestrator over [`sql_ports`] with `channels` (from [`shared_channels`], possibly
+/// wrapped), their shared rates and the worker settings `worker`.
 pub fn orchestrator(
     store: &Store,
-    channel_settings: &mut ChannelSettings,
     channels: &[Arc<dyn Channel>],
+    shared: SharedRates,
     links: Option<Arc<dyn UnsubscribeLinks>>,
     mut worker: Settings,
 ) -> Orchestrator {
-    let (shared_rates, pacing_margin) = channel_settings.share_rates();
-    worker.shared_rates.extend(shared_rates);
-    worker.pacing_margin = pacing_margin;
+    worker.shared_rates.extend(shared.rates);
+    worker.pacing_margin = shared.margin;
     let set = channels
         .iter()
         .fold(Channels::new(), |set, c| set.with(c.clone()));

@@ -142,10 +142,16 @@ impl Pacer {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits until a message to `chat` may go out: after any pause, within the chat's rate and
-    /// within the bot's rate.
-    pub(crate) async fn ready(&self, chat: TelegramChatId) {
-        self.wait_pause().await;
+    /// Waits until a message to `chat` may go out, within the chat's rate and within the bot's
+    /// rate; or answers how long the bot is still held back after a 429 (`Err`), when it is at
+    /// the start or becomes so while the message waits for its turn. Such a message is not sent:
+    /// sending every message that waited through a pause the moment it ends is the burst that
+    /// earns the next 429 (and, when workers share the rate, it would go out beside the other
+    /// workers' sends); its row is due again when the pause ends, with a fresh turn.
+    pub(crate) async fn ready(&self, chat: TelegramChatId) -> Result<(), Duration> {
+        if let Some(remaining) = self.remaining_pause() {
+            return Err(remaining);
+        }
         let at = loop {
             match self.reserve(chat, Instant::now()) {
                 Ok(at) => break at,
@@ -156,7 +162,10 @@ impl Pacer {
         };
         tokio::time::sleep_until(at).await;
         // A 429 may have paused the channel while this send waited for its turn.
-        self.wait_pause().await;
+        match self.remaining_pause() {
+            Some(remaining) => Err(remaining),
+            None => Ok(()),
+        }
     }
 
     /// Reserves the bot's next free time at `now` or later for a message to `chat`, or, when
@@ -202,12 +211,6 @@ impl Pacer {
             .map(|until| until.saturating_duration_since(Instant::now()))
             .filter(|d| !d.is_zero())
     }
-
-    async fn wait_pause(&self) {
-        while let Some(remaining) = self.remaining_pause() {
-            tokio::time::sleep(remaining).await;
-        }
-    }
 }
 
 #[cfg(test)]
@@ -222,18 +225,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_pause_holds_sends_back_and_is_never_shortened() {
+    async fn a_pause_refuses_sends_and_is_never_shortened() {
         let pacer = Pacer::new(TelegramLimits::default()).unwrap();
         pacer.pause_for(Duration::from_millis(300));
         pacer.pause_for(Duration::from_millis(10));
-        let start = std::time::Instant::now();
-        pacer.ready(TelegramChatId::new(1).unwrap()).await;
-        assert!(
-            start.elapsed() >= Duration::from_millis(290),
-            "{:?}",
-            start.elapsed()
-        );
+        let chat = TelegramChatId::new(1).unwrap();
+        let held = pacer.ready(chat).await.unwrap_err();
+        assert!(held > Duration::from_millis(250), "{held:?}");
+        tokio::time::sleep(held).await;
         assert!(pacer.remaining_pause().is_none());
+        assert_eq!(pacer.ready(chat).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn sends_waiting_for_their_turn_when_a_pause_begins_are_not_sent_after_it() {
+        // 10/s: the fifth message's turn is 400 ms (plus margins) away.
+        let pacer = std::sync::Arc::new(Pacer::new(limits(10)).unwrap());
+        for chat in 1..=4 {
+            pacer
+                .ready(TelegramChatId::new(chat).unwrap())
+                .await
+                .unwrap();
+        }
+        let waiting = {
+            let pacer = pacer.clone();
+            tokio::spawn(async move { pacer.ready(TelegramChatId::new(5).unwrap()).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        pacer.pause_for(Duration::from_secs(1));
+        let held = waiting.await.unwrap().unwrap_err();
+        assert!(held > Duration::from_millis(500), "{held:?}");
     }
 
     fn reserve(pacer: &Pacer, chat: i64, now: Instant) -> Instant {
@@ -311,8 +332,8 @@ mod tests {
         .unwrap();
         let chat = TelegramChatId::new(5).unwrap();
         let start = std::time::Instant::now();
-        pacer.ready(chat).await;
-        pacer.ready(chat).await;
+        pacer.ready(chat).await.unwrap();
+        pacer.ready(chat).await.unwrap();
         assert!(
             start.elapsed() >= Duration::from_millis(210),
             "{:?}",

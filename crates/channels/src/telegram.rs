@@ -198,7 +198,6 @@ impl TelegramChannel {
         chat: TelegramChatId,
         message: &TelegramMessage,
     ) -> Result<Message, RequestError> {
-        self.pacer.ready(chat).await;
         let mut request = self
             .bot
             .send_message(ChatId(chat.get()), message.text.clone());
@@ -292,6 +291,7 @@ impl Channel for TelegramChannel {
                 message.body.channel()
             )));
         };
+        self.pacer.ready(*chat_id).await.map_err(held_back)?;
         let error = match self.send_to(*chat_id, body).await {
             Ok(sent) => return Ok(delivered(&sent, None)),
             Err(RequestError::MigrateToChatId(to)) => {
@@ -306,6 +306,7 @@ impl Channel for TelegramChannel {
                     to = new_chat.get(),
                     "group migrated to a supergroup; resending there"
                 );
+                self.pacer.ready(new_chat).await.map_err(held_back)?;
                 return match self.send_to(new_chat, body).await {
                     Ok(sent) => Ok(delivered(&sent, Some(new_chat))),
                     Err(RequestError::MigrateToChatId(again)) => {
@@ -332,6 +333,20 @@ impl Channel for TelegramChannel {
         // Enough requests in flight to reach the rate at a few hundred ms of latency.
         (self.pacer.limits().per_second as usize / 4).clamp(16, 256)
     }
+}
+
+/// A message not sent because Telegram asked the bot to wait: rate limited for the rest of the
+/// wait, no attempt used.
+fn held_back(remaining: Duration) -> DeliveryError {
+    DeliveryError::new(
+        FailureKind::RateLimited {
+            retry_after: remaining,
+        },
+        format!(
+            "not sent: the bot waits {:.1} s more after Telegram answered 429",
+            remaining.as_secs_f64()
+        ),
+    )
 }
 
 fn delivered(sent: &Message, migrated_to: Option<TelegramChatId>) -> Delivered {

@@ -218,9 +218,14 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
             activity.update(end.done, Some(end.total), progress_message(&end));
             activity.finish(None);
             outcome?;
-            print_stats(app, id, j).await?;
+            let b = app.store.get_broadcast(id).await?;
+            let ended = Outcome::of(&b, &orch.stats(id).await?);
+            print_stats(app, id, j, Some(&ended)).await?;
+            if let Some(problem) = ended.problem {
+                return Err(CliError::Undelivered(problem));
+            }
         }
-        BroadcastCmd::Stats { id } => print_stats(app, id, j).await?,
+        BroadcastCmd::Stats { id } => print_stats(app, id, j, None).await?,
         BroadcastCmd::Recount { id } => {
             let b = app.store.get_broadcast(id).await?;
             if b.status == BroadcastStatus::Running {
@@ -240,7 +245,7 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
                     serde_json::json!({}),
                 )
                 .await;
-            print_stats(app, id, j).await?;
+            print_stats(app, id, j, None).await?;
         }
         BroadcastCmd::Export {
             id,
@@ -509,7 +514,13 @@ pub(crate) async fn print_broadcast(app: &App, id: i64, j: bool) -> CliResult<()
     Ok(())
 }
 
-pub(crate) async fn print_stats(app: &App, id: i64, j: bool) -> CliResult<()> {
+/// Prints a broadcast's statistics; after a run, with its outcome (`"outcome"` in JSON).
+pub(crate) async fn print_stats(
+    app: &App,
+    id: i64,
+    j: bool,
+    outcome: Option<&Outcome>,
+) -> CliResult<()> {
     let b = app.store.get_broadcast(id).await?;
     let stats = app.orchestrator.stats(id).await?;
     // Launch to the end, or to now while it is not finished.
@@ -520,7 +531,7 @@ pub(crate) async fn print_stats(app: &App, id: i64, j: bool) -> CliResult<()> {
     }
     .map(|d| d.num_milliseconds() as f64 / 1000.0);
     if j {
-        json(&serde_json::json!({
+        let mut doc = serde_json::json!({
             "broadcast_id": id,
             "name": b.name,
             "status": b.status,
@@ -530,7 +541,11 @@ pub(crate) async fn print_stats(app: &App, id: i64, j: bool) -> CliResult<()> {
             "started_at": b.started_at,
             "finished_at": b.finished_at,
             "duration_seconds": duration,
-        }))?;
+        });
+        if let Some(o) = outcome {
+            doc["outcome"] = o.name.into();
+        }
+        json(&doc)?;
         return Ok(());
     }
     let paint = crate::term::Paint::stdout();

@@ -35,6 +35,7 @@ use crate::documents::{
     self, BroadcastDoc, CompetitionDoc, CountDoc, ImportDoc, LaunchDoc, PageDoc, RecipientDoc,
     RegistrationDoc, TemplateDoc, UserDoc,
 };
+use crate::outcome::Outcome;
 use crate::output::{Table, json, opt};
 
 pub(crate) async fn run(cli: Cli) -> CliResult<()> {
@@ -69,19 +70,52 @@ pub(crate) async fn run(cli: Cli) -> CliResult<()> {
         Command::Broadcast(cmd) => broadcast(&app, cmd, j).await,
         Command::Audience(cmd) => audience(&app, cmd, j).await,
         Command::Admin(cmd) => crate::admin::admin(&app, cmd, j).await,
-        Command::Worker { once, .. } => worker(&app, once).await,
+        Command::Worker { once, .. } => worker(&app, once, j).await,
         Command::Completions { .. } => unreachable!("handled above"),
     }
 }
 
-/// `worker`: delivers until SIGINT/SIGTERM (or, with `--once`, until nothing is due).
-async fn worker(app: &App, once: bool) -> CliResult<()> {
+/// `worker`: delivers until SIGINT/SIGTERM (or, with `--once`, until nothing is due, then tells
+/// how each broadcast it drove ended: exit code 3 when one of them delivered nothing).
+async fn worker(app: &App, once: bool, j: bool) -> CliResult<()> {
     app.announce_channels();
     let orch = &app.orchestrator;
     eprintln!("worker {} started", orch.settings().worker_id);
     if once {
+        // What this run drives: the running broadcasts, and the scheduled ones due now.
+        let now = Utc::now();
+        let mut driven: Vec<i64> = app
+            .store
+            .list_broadcasts(
+                &[BroadcastStatus::Running, BroadcastStatus::Scheduled],
+                10_000,
+            )
+            .await?
+            .into_iter()
+            .filter(|b| {
+                b.status == BroadcastStatus::Running || b.scheduled_at.is_some_and(|at| at <= now)
+            })
+            .map(|b| b.id)
+            .collect();
+        driven.sort_unstable();
         while orch.work_once().await? {}
         eprintln!("worker {}: nothing left to do", orch.settings().worker_id);
+        let mut report = Vec::new();
+        let mut problems = Vec::new();
+        for id in driven {
+            let b = app.store.get_broadcast(id).await?;
+            let ended = Outcome::of(&b, &orch.stats(id).await?);
+            report.push(serde_json::json!({
+                "broadcast_id": id, "status": b.status, "outcome": ended.name,
+            }));
+            problems.extend(ended.problem);
+        }
+        if j {
+            json(&report)?;
+        }
+        if !problems.is_empty() {
+            return Err(CliError::Undelivered(problems.join("; ")));
+        }
         return Ok(());
     }
     orch.run_worker(shutdown_signal()).await?;

@@ -126,6 +126,12 @@ impl Run {
     #[track_caller]
     pub(crate) fn json(&self) -> Value {
         self.ok();
+        self.document()
+    }
+
+    /// Parses stdout as one JSON document, whatever the exit code.
+    #[track_caller]
+    pub(crate) fn document(&self) -> Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "`broadcast-cli {}` printed no JSON document ({e}):\n{}",
@@ -392,12 +398,27 @@ impl Cli {
         b["id"].as_i64().unwrap_or_else(|| panic!("no id in {b}"))
     }
 
-    /// `broadcast run <id> --json` to the end; returns the run (stdout: the statistics).
+    /// `broadcast run <id> --json` to the end, which must succeed; returns the run (stdout: the
+    /// statistics).
     pub(crate) async fn run_broadcast(&self, id: i64) -> Run {
+        let run = self.run_broadcast_ending(id, 0).await;
+        run.ok();
+        run
+    }
+
+    /// `broadcast run <id> --json` to the end, which must exit with `code`.
+    pub(crate) async fn run_broadcast_ending(&self, id: i64, code: i32) -> Run {
         let run = self
             .run(&["broadcast", "run", &id.to_string(), "--yes", "--json"])
             .await;
-        run.ok();
+        assert_eq!(
+            run.code,
+            Some(code),
+            "`broadcast-cli {}`\n--- stdout\n{}\n--- stderr (tail)\n{}",
+            run.args,
+            run.stdout,
+            tail(&run.stderr, 4000)
+        );
         run
     }
 

@@ -106,9 +106,23 @@ async fn secrets_never_appear_in_what_the_binary_prints() {
     );
     wrong.watch_secret("sink's real password", &real_password);
     let id = prepare(&wrong).await;
-    let run = wrong.run_broadcast(id).await;
+    // Exit code 3: the run ended paused, delivering nothing; stdout and the error line say so.
+    let run = wrong.run_broadcast_ending(id, 3).await;
     channel_lines(&run);
-    assert_eq!(run.json()["status"], "paused", "{}", run.stdout);
+    let printed = run.document();
+    assert_eq!(
+        (&printed["status"], &printed["outcome"]),
+        (&"paused".into(), &"paused".into()),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "error: broadcast {id} is paused (paused: the telegram channel failed"
+        )) && run.stderr.contains("broadcast-cli broadcast resume"),
+        "{}",
+        run.stderr
+    );
     let rows = wrong.recipients(id).await;
     let users = ids_by_external(&wrong.users().await);
     let tg = row(&rows, users["s1"], "telegram");
@@ -154,7 +168,16 @@ async fn secrets_never_appear_in_what_the_binary_prints() {
     down.set("SMTP_USERNAME", "mailer");
     down.secret("SMTP_PASSWORD", &format!("pw-{}", random_hex(24)));
     let id = prepare(&down).await;
-    down.run_broadcast(id).await;
+    // Every row failed: completed with nothing delivered, exit code 3.
+    let run = down.run_broadcast_ending(id, 3).await;
+    assert_eq!(run.document()["outcome"], "nothing_delivered");
+    assert!(
+        run.stderr.contains(&format!(
+            "broadcast {id} completed without delivering any message"
+        )),
+        "{}",
+        run.stderr
+    );
     let rows = down.recipients(id).await;
     for r in &rows {
         assert_eq!(outcome(r), ("failed".into(), "transient".into(), 1), "{r}");

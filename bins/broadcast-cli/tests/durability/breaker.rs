@@ -34,6 +34,7 @@ async fn a_failing_smtp_server_pauses_the_broadcast_after_the_threshold() {
 
     let printed = env.run_broadcast(id).await;
     assert_eq!(printed["status"], "paused", "{printed}");
+    assert_eq!(printed["outcome"], "paused", "exit code 3: {printed}");
     let refused = sink.counts().data_refused;
     let failed = count(&printed, &["stats", "by_status", "failed"]);
     eprintln!(

@@ -74,6 +74,7 @@ async fn a_wrong_smtp_password_pauses_without_failing_anyone() {
 
     let printed = env.run_broadcast(id).await;
     assert_eq!(printed["status"], "paused", "{printed}");
+    assert_eq!(printed["outcome"], "paused", "exit code 3: {printed}");
     assert_eq!(sink.message_count(), 0);
     assert_eq!(count(&printed, &["stats", "by_status", "failed"]), 0);
     all_pending_untried(&env, id).await;
@@ -120,6 +121,7 @@ async fn an_invalid_bot_token_pauses_without_failing_anyone() {
 
     let printed = env.run_broadcast(id).await;
     assert_eq!(printed["status"], "paused", "{printed}");
+    assert_eq!(printed["outcome"], "paused", "exit code 3: {printed}");
     assert_eq!(fake.message_count(), 0);
     assert_eq!(count(&printed, &["stats", "by_status", "failed"]), 0);
     all_pending_untried(&env, id).await;

@@ -370,10 +370,38 @@ impl Env {
             .await
     }
 
-    /// `broadcast run <id> --yes --json` to the end; returns the statistics it printed.
+    /// `broadcast run <id> --yes --json` to the end; returns the statistics it printed, after
+    /// checking the exit code against their outcome: 0 when it delivered, otherwise 3 with the
+    /// reason on stderr.
     pub(crate) async fn run_broadcast(&self, id: i64) -> Value {
-        self.json(&["broadcast", "run", &id.to_string(), "--yes"])
-            .await
+        let run = self
+            .run(&["broadcast", "run", &id.to_string(), "--yes", "--json"])
+            .await;
+        let doc: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+            panic!(
+                "`broadcast-cli {}` printed no JSON document ({e}):\n{}\n--- stderr\n{}",
+                run.args,
+                run.stdout,
+                tail(&run.stderr, 4000)
+            )
+        });
+        let expected = if doc["outcome"] == "delivered" { 0 } else { 3 };
+        assert_eq!(
+            run.status.code(),
+            Some(expected),
+            "`broadcast-cli {}` ended {}\n--- stderr\n{}",
+            run.args,
+            doc["outcome"],
+            tail(&run.stderr, 4000)
+        );
+        if expected == 3 {
+            assert!(
+                run.stderr.contains(&format!("error: broadcast {id} ")),
+                "{}",
+                tail(&run.stderr, 4000)
+            );
+        }
+        doc
     }
 
     /// `broadcast show <id> --json`.
