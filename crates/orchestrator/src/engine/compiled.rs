@@ -39,6 +39,7 @@ impl Orchestrator {
         Ok(compiled)
     }
 
+    #[inline]
     pub(super) fn is_compiled(&self, id: BroadcastId) -> bool {
         self.compiled
             .lock()

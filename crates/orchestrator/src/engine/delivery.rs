@@ -49,6 +49,7 @@ impl Orchestrator {
         })
     }
 
+    #[inline]
     pub(super) fn result(
         &self,
         row: &Recipient,
@@ -64,6 +65,7 @@ impl Orchestrator {
     }
 
     /// The row handed back untried: pending, due now, no attempt and no error kind.
+    #[inline]
     pub(super) fn released(&self, row: &Recipient, why: String) -> DeliveryResult {
         let outcome = Outcome::Released {
             next_attempt_at: self.ports.clock.now(),
@@ -74,6 +76,7 @@ impl Orchestrator {
 
     /// Why a row must not be sent now, if it must not: the worker is stopping, the lane's
     /// circuit breaker is open, or its channel has a fault.
+    #[inline]
     pub(super) fn held_back(&self, row: &Recipient, stopping: bool) -> Option<String> {
         if stopping {
             return Some("held back: the worker is stopping".into());
@@ -242,6 +245,7 @@ impl Orchestrator {
         }
     }
 
+    #[inline]
     pub(super) fn limits(&self) -> Limits {
         Limits {
             consecutive: self.settings.breaker_consecutive,
@@ -250,6 +254,7 @@ impl Orchestrator {
         }
     }
 
+    #[inline]
     pub(super) fn outcome_of_failure(&self, row: &Recipient, e: DeliveryError) -> Outcome {
         let now = self.ports.clock.now();
         let kind = e.kind.error_kind();
@@ -295,6 +300,7 @@ impl Orchestrator {
         }
     }
 
+    #[inline]
     pub(super) fn body_for(
         &self,
         row: &Recipient,
@@ -325,6 +331,7 @@ impl Orchestrator {
         })
     }
 
+    #[inline]
     pub(super) fn channel(&self, kind: ChannelKind) -> Result<&Arc<dyn Channel>> {
         self.ports
             .channels
@@ -332,6 +339,7 @@ impl Orchestrator {
             .ok_or_else(|| Error::Invalid(format!("no {kind} channel is configured")))
     }
 
+    #[inline]
     pub(super) fn env(&self, broadcast_name: &str) -> RenderEnv {
         RenderEnv {
             broadcast_name: broadcast_name.to_owned(),
@@ -340,6 +348,7 @@ impl Orchestrator {
         }
     }
 
+    #[inline]
     pub(super) fn unsubscribe_url(&self, user: UserId) -> Option<String> {
         self.ports.links.as_ref().and_then(|l| l.url_for(user))
     }

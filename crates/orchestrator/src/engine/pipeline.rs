@@ -356,6 +356,7 @@ impl Orchestrator {
         Ok(())
     }
 
+    #[inline]
     pub(super) fn has_fault(&self) -> bool {
         !self.faults.lock().expect("faults poisoned").is_empty()
     }
