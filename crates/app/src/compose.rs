@@ -18,10 +18,10 @@ use broadcast_store::Store;
 pub enum ComposeError {
     /// The database could not be opened.
     #[error("cannot open the database: {0}")]
-    Open(#[source] broadcast_domain::Error),
+    Open(broadcast_domain::Error),
     /// The database could not be migrated.
     #[error("cannot migrate the database: {0}")]
-    Migrate(#[source] broadcast_domain::Error),
+    Migrate(broadcast_domain::Error),
 }
 
 /// Connects to `database_url` and applies every pending migration.
