@@ -19,7 +19,7 @@
 //! | `BroadcastStore` | broadcasts and their status changes (compare-and-set) | the same |
 //! | `DeliveryStore` | the delivery ledger, which is also the queue: claims with leases, results in batches, counts | the same |
 //! | `AudienceStore` | users, their flags (blocked, unsubscribed, bounced), template contexts | the same |
-//! | `AudienceSource` | an `AudienceFilter` to recipient rows; counts without loading | [`memory::MemoryStore`], `broadcast_filter::SqlAudience` |
+//! | `AudienceSource` | an `AudienceFilter` to recipient rows; counts without loading | [`memory::MemoryStore`], `broadcast_store::Store` (running the SQL that `broadcast-filter` compiles) |
 //! | `Renderer` | compiles a template once per broadcast, renders it per recipient | `broadcast_render::TeraRenderer` |
 //! | `Channel` | sends one message and classifies failures (transient, permanent, blocked, invalid address, rate limited) | `broadcast_channels` |
 //! | `Clock` | the time (tests move it by hand) | `broadcast_domain::SystemClock` |
