@@ -149,7 +149,7 @@ impl Orchestrator {
     }
 
     /// Stops workers from claiming the broadcast's rows; in-flight sends finish
-    /// (`broadcast.pause`). Without a reason, "paused by <actor>".
+    /// (`broadcast.pause`). Without a reason, `paused by <actor>`.
     pub async fn pause(
         &self,
         actor: &Actor,
