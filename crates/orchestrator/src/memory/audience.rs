@@ -232,42 +232,37 @@ impl AudienceStore for MemoryStore {
     }
 
     async fn mark_telegram_blocked(&self, user: UserId, at: DateTime<Utc>) -> Result<()> {
-        let mut s = self.lock();
-        let u = s
-            .users
-            .get_mut(&user)
-            .ok_or_else(|| Error::not_found("user", user))?;
-        u.telegram_blocked_at.get_or_insert(at);
-        Ok(())
+        self.mark(user, |u| {
+            u.telegram_blocked_at.get_or_insert(at);
+        })
     }
 
     async fn mark_email_unsubscribed(&self, user: UserId, at: DateTime<Utc>) -> Result<()> {
-        let mut s = self.lock();
-        let u = s
-            .users
-            .get_mut(&user)
-            .ok_or_else(|| Error::not_found("user", user))?;
-        u.email_unsubscribed_at.get_or_insert(at);
-        Ok(())
+        self.mark(user, |u| {
+            u.email_unsubscribed_at.get_or_insert(at);
+        })
     }
 
     async fn mark_email_bounced(&self, user: UserId, at: DateTime<Utc>) -> Result<()> {
-        let mut s = self.lock();
-        let u = s
-            .users
-            .get_mut(&user)
-            .ok_or_else(|| Error::not_found("user", user))?;
-        u.email_bounced_at.get_or_insert(at);
-        Ok(())
+        self.mark(user, |u| {
+            u.email_bounced_at.get_or_insert(at);
+        })
     }
 
     async fn update_chat_id(&self, user: UserId, chat_id: TelegramChatId) -> Result<()> {
+        self.mark(user, |u| u.telegram_chat_id = Some(chat_id))
+    }
+}
+
+impl MemoryStore {
+    /// Changes one user, or answers that there is none.
+    fn mark(&self, user: UserId, change: impl FnOnce(&mut User)) -> Result<()> {
         let mut s = self.lock();
         let u = s
             .users
             .get_mut(&user)
             .ok_or_else(|| Error::not_found("user", user))?;
-        u.telegram_chat_id = Some(chat_id);
+        change(u);
         Ok(())
     }
 }
