@@ -18,6 +18,7 @@ mod m20261128_000005_create_send_budgets;
 mod m20261128_000006_ledger_counters;
 mod m20261203_000007_uncertain_sends;
 mod m20261203_000008_folded_keys;
+mod m20261203_000009_budget_moves;
 
 /// Every table the migrations create, in creation order.
 pub const TABLES: [&str; 10] = [
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000006_ledger_counters::Migration),
             Box::new(m20261203_000007_uncertain_sends::Migration),
             Box::new(m20261203_000008_folded_keys::Migration),
+            Box::new(m20261203_000009_budget_moves::Migration),
         ]
     }
 }

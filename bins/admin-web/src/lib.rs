@@ -51,7 +51,7 @@ const WORKER_RESTART_DELAY: Duration = Duration::from_secs(5);
 /// connections, ends the live progress streams, lets the in-process worker finish its batch,
 /// and returns.
 pub async fn run(
-    mut settings: Settings,
+    settings: Settings,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
@@ -60,7 +60,7 @@ pub async fn run(
 
     let metrics = Arc::new(Metrics::new());
     // Rates of the real channels are shared by every worker through the database (as in the CLI).
-    let (built, shared) = broadcast_app::compose::shared_channels(&mut settings.channels)
+    let (built, shared) = broadcast_app::compose::shared_channels(&settings.channels)
         .context("cannot build the channels")?;
     let channel_descriptions: Vec<(ChannelKind, String)> =
         built.iter().map(|c| (c.kind(), c.describe())).collect();

@@ -88,11 +88,11 @@ pub(crate) struct App {
 
 impl App {
     /// Connects to the database (applying pending migrations) and builds the orchestrator.
-    pub(crate) async fn build(mut config: Config) -> CliResult<Self> {
+    pub(crate) async fn build(config: Config) -> CliResult<Self> {
         let store = compose::open_store(&config.database_url)
             .await
             .map_err(|e| CliError::Failed(e.into()))?;
-        let (channels, shared) = compose::shared_channels(&mut config.channels)
+        let (channels, shared) = compose::shared_channels(&config.channels)
             .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot set up the channels: {e}")))?;
         let links = config
             .channels

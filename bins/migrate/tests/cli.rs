@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const MIGRATIONS: [&str; 8] = [
+const MIGRATIONS: [&str; 9] = [
     "m20261128_000001_create_audience",
     "m20261128_000002_create_templates",
     "m20261128_000003_create_broadcasts",
@@ -12,6 +12,7 @@ const MIGRATIONS: [&str; 8] = [
     "m20261128_000006_ledger_counters",
     "m20261203_000007_uncertain_sends",
     "m20261203_000008_folded_keys",
+    "m20261203_000009_budget_moves",
 ];
 
 fn migrate(dir: &Path, args: &[&str]) -> Output {
@@ -66,23 +67,23 @@ fn up_down_status_and_fresh_on_the_default_sqlite_database() {
 
     let up = ok(dir, &["up"]);
     assert!(up.contains("sqlite://data/broadcast.db"), "{up}");
-    assert!(up.contains("applied 8 migration(s)"), "{up}");
+    assert!(up.contains("applied 9 migration(s)"), "{up}");
     assert!(dir.join("data/broadcast.db").is_file());
-    assert_eq!(statuses(dir), expected(8));
+    assert_eq!(statuses(dir), expected(9));
 
     // Up again is a no-op.
     assert!(ok(dir, &["up"]).contains("applied 0 migration(s)"));
 
     let down = ok(dir, &["down"]);
     assert!(down.contains("rolled back 1 migration(s)"), "{down}");
-    assert_eq!(statuses(dir), expected(7));
+    assert_eq!(statuses(dir), expected(8));
 
     ok(dir, &["down", "-n", "5"]);
-    assert_eq!(statuses(dir), expected(2));
+    assert_eq!(statuses(dir), expected(3));
 
     let fresh = ok(dir, &["fresh"]);
-    assert!(fresh.contains("applied 8 migration(s)"), "{fresh}");
-    assert_eq!(statuses(dir), expected(8));
+    assert!(fresh.contains("applied 9 migration(s)"), "{fresh}");
+    assert_eq!(statuses(dir), expected(9));
 
     ok(dir, &["down", "--steps", "10"]);
     assert_eq!(statuses(dir), expected(0));
@@ -187,10 +188,10 @@ async fn up_status_down_and_fresh_on_postgres() {
 
     assert_eq!(status(dir), 0);
     ok(dir, &["--database-url", url, "up"]);
-    assert_eq!(status(dir), 8);
+    assert_eq!(status(dir), MIGRATIONS.len());
     ok(dir, &["--database-url", url, "down", "-n", "6"]);
-    assert_eq!(status(dir), 2);
+    assert_eq!(status(dir), MIGRATIONS.len() - 6);
     ok(dir, &["--database-url", url, "fresh"]);
-    assert_eq!(status(dir), 8);
+    assert_eq!(status(dir), MIGRATIONS.len());
     assert!(!dir.join("data").exists());
 }

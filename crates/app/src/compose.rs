@@ -65,10 +65,10 @@ pub struct SharedRates {
 }
 
 /// Builds the channels of `settings` for a worker that shares their rates with the others: the
-/// Telegram channel keeps only a safety net of its own pacing, and the returned rates go to
-/// [`orchestrator`]. (The order matters: the rates are taken before the channels are built.)
+/// returned rates go to [`orchestrator`], which paces every worker's sends through the
+/// database; each channel still paces its own.
 pub fn shared_channels(
-    settings: &mut ChannelSettings,
+    settings: &ChannelSettings,
 ) -> broadcast_channels::Result<(Vec<Arc<dyn Channel>>, SharedRates)> {
     let (rates, margin) = settings.share_rates();
     let channels = settings.build()?;

@@ -142,14 +142,12 @@ impl ChannelSettings {
 
     /// Hands the bot-wide and e-mail rates of the real channels to a send budget shared by
     /// every worker (the orchestrator's `Settings::shared_rates`, kept in the database): returns
-    /// those rates and the pacing margin the budget must add, and makes the Telegram channel
-    /// keep only a safety net of its own bot-wide pacing (see `TelegramConfig::shared_pacing`).
-    /// Call it before [`build`](Self::build).
-    pub fn share_rates(&mut self) -> (BTreeMap<ChannelKind, u32>, Duration) {
+    /// those rates and the pacing margin the budget must add (`TelegramConfig::pacing_margin`).
+    /// Each channel keeps pacing its own messages as well.
+    pub fn share_rates(&self) -> (BTreeMap<ChannelKind, u32>, Duration) {
         let mut rates = BTreeMap::new();
         let mut margin = crate::pacing::DEFAULT_MARGIN;
-        if let Some(t) = &mut self.telegram {
-            t.shared_pacing = true;
+        if let Some(t) = &self.telegram {
             margin = t.pacing_margin;
             rates.insert(ChannelKind::Telegram, t.rate_per_sec);
         }

@@ -69,15 +69,12 @@ pub struct TelegramConfig {
     pub private_chat_interval: Duration,
     /// Least time between two messages to one group, negative chat id (Telegram: 20/min).
     pub group_chat_interval: Duration,
-    /// Added to every pacing window against network and scheduling jitter
-    /// (`TELEGRAM_PACING_MARGIN_MS`, 15 ms): the bot sends `rate / (1 s + margin)`, so that
-    /// Telegram, which counts in any sliding second at its end, never sees more than `rate`.
+    /// What a send budget shared by several workers adds to the bot's window against the
+    /// jitter between workers (`TELEGRAM_PACING_MARGIN_MS`, 15 ms, at most 500 ms): the
+    /// workers together send `rate / (1 s + margin)`. The channel's own pacing needs no margin
+    /// (see the `pacing` module); this is handed to the budget by
+    /// [`ChannelSettings::share_rates`](crate::ChannelSettings::share_rates).
     pub pacing_margin: Duration,
-    /// The bot-wide rate is also paced, with the margin, by a send budget shared by every
-    /// worker (the binaries always share it through the database); the channel then keeps the
-    /// bot-wide limit at the bare rate, as a safety net. Per-chat limits are paced here either
-    /// way.
-    pub shared_pacing: bool,
 }
 
 impl TelegramConfig {
@@ -93,8 +90,7 @@ impl TelegramConfig {
             timeout: Duration::from_secs(17),
             private_chat_interval: limits.private_chat_interval,
             group_chat_interval: limits.group_chat_interval,
-            pacing_margin: limits.margin,
-            shared_pacing: false,
+            pacing_margin: crate::pacing::DEFAULT_MARGIN,
         }
     }
 }
@@ -140,6 +136,12 @@ impl TelegramChannel {
                 config.rate_per_sec
             )));
         }
+        if config.pacing_margin > Duration::from_millis(500) {
+            return Err(Error::config(format!(
+                "the Telegram pacing margin must be at most 500 ms, not {} ms",
+                config.pacing_margin.as_millis()
+            )));
+        }
         if config.timeout.is_zero() {
             return Err(Error::config(
                 "the Telegram request timeout must be longer than zero",
@@ -167,8 +169,6 @@ impl TelegramChannel {
             per_second: config.rate_per_sec,
             private_chat_interval: config.private_chat_interval,
             group_chat_interval: config.group_chat_interval,
-            margin: config.pacing_margin,
-            shared: config.shared_pacing,
         })?;
         Ok(Self {
             bot: Bot::with_client(token, client).set_api_url(api_url),
@@ -291,8 +291,11 @@ impl Channel for TelegramChannel {
                 message.body.channel()
             )));
         };
-        self.pacer.ready(*chat_id).await.map_err(held_back)?;
-        let error = match self.send_to(*chat_id, body).await {
+        let turn = self.pacer.ready(*chat_id).await.map_err(held_back)?;
+        let sent = self.send_to(*chat_id, body).await;
+        // Answered: the window counts from now.
+        drop(turn);
+        let error = match sent {
             Ok(sent) => return Ok(delivered(&sent, None)),
             Err(RequestError::MigrateToChatId(to)) => {
                 let Ok(new_chat) = TelegramChatId::new(to.0) else {
@@ -306,8 +309,10 @@ impl Channel for TelegramChannel {
                     to = new_chat.get(),
                     "group migrated to a supergroup; resending there"
                 );
-                self.pacer.ready(new_chat).await.map_err(held_back)?;
-                return match self.send_to(new_chat, body).await {
+                let turn = self.pacer.ready(new_chat).await.map_err(held_back)?;
+                let sent = self.send_to(new_chat, body).await;
+                drop(turn);
+                return match sent {
                     Ok(sent) => Ok(delivered(&sent, Some(new_chat))),
                     Err(RequestError::MigrateToChatId(again)) => {
                         Err(DeliveryError::permanent(format!(

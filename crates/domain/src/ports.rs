@@ -142,22 +142,46 @@ pub trait DeliveryStore: Send + Sync + Debug {
     ) -> Result<u64>;
 }
 
+/// Slots reserved from a [`SendBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slots {
+    /// The first slot; slot `i` is at `first + i * interval`.
+    pub first: DateTime<Utc>,
+    /// How far the key's slots had been moved back in all ([`SendBudget::move_back`]) when
+    /// these were reserved.
+    pub moved: std::time::Duration,
+}
+
 /// A send rate shared by every worker process, kept where they all see it (the database).
 ///
 /// Workers reserve consecutive time slots of a key (e.g. `telegram`): `n` slots spaced
 /// `interval` apart. The reservation is atomic, so workers together never exceed one message
-/// per `interval`, however many there are.
+/// per `interval`, however many there are. A worker whose message was answered later than its
+/// slot allows moves the slots nobody has reserved yet back ([`move_back`](Self::move_back)),
+/// so that the others do not send into a window the late message still occupies.
 #[async_trait]
 pub trait SendBudget: Send + Sync + Debug {
-    /// Reserves `n` consecutive slots and returns the time of the first; slot `i` is at
-    /// `first + i * interval`. The first slot is never before `now`.
+    /// Reserves `n` consecutive slots; the first is never before `now`.
     async fn reserve(
         &self,
         key: &str,
         interval: std::time::Duration,
         n: u32,
         now: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>>;
+    ) -> Result<Slots>;
+
+    /// A message sent in a slot reserved when the key had been moved back by `moved_then`
+    /// (its [`Slots::moved`]) came back `late` after what its slot allows: moves the slots
+    /// nobody has reserved yet back by what the moves since then have not covered, `late -
+    /// (moved now - moved_then)`, if that is positive, counting from `now` when the key is
+    /// idle. Returns how far the key has been moved back in all.
+    async fn move_back(
+        &self,
+        key: &str,
+        late: std::time::Duration,
+        moved_then: std::time::Duration,
+        now: DateTime<Utc>,
+    ) -> Result<std::time::Duration>;
 }
 
 /// The audience: users, competitions and registrations.

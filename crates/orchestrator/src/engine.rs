@@ -253,7 +253,8 @@ pub struct Orchestrator {
     /// Channels that answered with a channel fault in this round, with the first message:
     /// their sends are held back, and the round pauses the broadcasts on them.
     faults: Mutex<BTreeMap<ChannelKind, String>>,
-    slots: BTreeMap<ChannelKind, tokio::sync::Mutex<VecDeque<DateTime<Utc>>>>,
+    /// Per rate-shared channel, the slots reserved from the [`SendBudget`] and not used yet.
+    slots: BTreeMap<ChannelKind, tokio::sync::Mutex<pipeline::SlotPool>>,
     published: Mutex<HashMap<BroadcastId, std::time::Instant>>,
 }
 
@@ -286,7 +287,7 @@ impl Orchestrator {
             .shared_rates
             .iter()
             .filter(|(_, rate)| **rate > 0)
-            .map(|(kind, _)| (*kind, tokio::sync::Mutex::new(VecDeque::new())))
+            .map(|(kind, _)| (*kind, tokio::sync::Mutex::default()))
             .collect();
         Self {
             backoff: Backoff {

@@ -22,6 +22,11 @@
 //!   so the transaction holds SQLite's write lock from its first statement and no other process
 //!   can change the row before the commit), then `SELECT` and `UPDATE`.
 //!
+//! Moving the slots back (`move_back`) adds to `next_free_at` (from `now`, if that is later)
+//! what the moves since the late message's reservation have not covered, and the same to
+//! `moved_us`, the total moved, which reservations hand out: one upsert on PostgreSQL, a read
+//! and an update under the write lock on SQLite, as above.
+//!
 //! Times are whole microseconds, which is what PostgreSQL stores: `now` and `interval` are
 //! rounded **up** to the microsecond, so the first slot is never before `now` and slots are never
 //! closer together than `interval`.
@@ -29,7 +34,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use broadcast_domain::{Error, Result, SendBudget};
+use broadcast_domain::{Error, Result, SendBudget, Slots};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
@@ -102,13 +107,13 @@ impl<'a> Request<'a> {
 
 impl Store {
     /// PostgreSQL: one upsert (see the module documentation).
-    async fn reserve_postgres(&self, req: &Request<'_>) -> Result<DateTime<Utc>> {
+    async fn reserve_postgres(&self, req: &Request<'_>) -> Result<Slots> {
         let sql = "INSERT INTO send_budgets (key, next_free_at, updated_at) VALUES ($1, $2, $3) \
                    ON CONFLICT (key) DO UPDATE \
                    SET next_free_at = GREATEST(send_budgets.next_free_at, EXCLUDED.updated_at) \
                                       + CAST($4 AS INTERVAL), \
                        updated_at = EXCLUDED.updated_at \
-                   RETURNING next_free_at";
+                   RETURNING next_free_at, moved_us";
         let values: [Value; 4] = [
             req.key.into(),
             req.end_from(req.now)?.into(),
@@ -126,16 +131,21 @@ impl Store {
             .map_err(db_err)?
             .ok_or_else(|| Error::Internal("the send budget upsert returned no row".into()))?;
         let end: DateTime<Utc> = row.try_get("", "next_free_at").map_err(db_err)?;
-        end.checked_sub_signed(req.span).ok_or_else(|| {
+        let moved: i64 = row.try_get("", "moved_us").map_err(db_err)?;
+        let first = end.checked_sub_signed(req.span).ok_or_else(|| {
             Error::Internal(format!(
                 "send budget `{}` returned an out-of-range time {end}",
                 req.key
             ))
+        })?;
+        Ok(Slots {
+            first,
+            moved: micros(moved),
         })
     }
 
     /// SQLite: write first, then read and update, in one transaction (see the module docs).
-    async fn reserve_sqlite(&self, req: &Request<'_>) -> Result<DateTime<Utc>> {
+    async fn reserve_sqlite(&self, req: &Request<'_>) -> Result<Slots> {
         let _guard = self.sqlite_write_lock().await;
         let txn = self.begin().await?;
         let create = Query::insert()
@@ -162,8 +172,125 @@ impl Store {
             .await
             .map_err(db_err)?;
         txn.commit().await.map_err(db_err)?;
-        Ok(first)
+        Ok(Slots {
+            first,
+            moved: micros(row.moved_us),
+        })
     }
+
+    /// PostgreSQL: one upsert (see the module documentation).
+    async fn move_back_postgres(&self, mv: &Move<'_>) -> Result<i64> {
+        let sql = "INSERT INTO send_budgets (key, next_free_at, updated_at, moved_us) \
+                   VALUES ($1, $2, $3, $4) \
+                   ON CONFLICT (key) DO UPDATE \
+                   SET next_free_at = GREATEST(send_budgets.next_free_at, EXCLUDED.updated_at) \
+                           + GREATEST(0, $4 - (send_budgets.moved_us - $5)) \
+                             * INTERVAL '1 microsecond', \
+                       moved_us = send_budgets.moved_us \
+                           + GREATEST(0, $4 - (send_budgets.moved_us - $5)), \
+                       updated_at = EXCLUDED.updated_at \
+                   RETURNING moved_us";
+        let values: [Value; 5] = [
+            mv.key.into(),
+            (mv.now + TimeDelta::microseconds(mv.late)).into(),
+            mv.now.into(),
+            mv.late.into(),
+            mv.then.into(),
+        ];
+        let row = self
+            .conn()
+            .query_one_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::Internal("the send budget upsert returned no row".into()))?;
+        row.try_get("", "moved_us").map_err(db_err)
+    }
+
+    /// SQLite: read and update in one transaction under the write lock.
+    async fn move_back_sqlite(&self, mv: &Move<'_>) -> Result<i64> {
+        let _guard = self.sqlite_write_lock().await;
+        let txn = self.begin().await?;
+        let row = Entity::find_by_id(mv.key.to_owned())
+            .one(&txn)
+            .await
+            .map_err(db_err)?;
+        let (next, moved) = row.map_or((mv.now, 0), |r| (r.next_free_at, r.moved_us));
+        let missing = (mv.late - (moved - mv.then)).max(0);
+        if missing == 0 {
+            return Ok(moved);
+        }
+        let next = next.max(mv.now) + TimeDelta::microseconds(missing);
+        let upsert = Query::insert()
+            .into_table(Entity)
+            .columns([
+                Column::Key,
+                Column::NextFreeAt,
+                Column::UpdatedAt,
+                Column::MovedUs,
+            ])
+            .values_panic([
+                mv.key.into(),
+                next.into(),
+                mv.now.into(),
+                (moved + missing).into(),
+            ])
+            .on_conflict(
+                OnConflict::column(Column::Key)
+                    .update_columns([Column::NextFreeAt, Column::UpdatedAt, Column::MovedUs])
+                    .to_owned(),
+            )
+            .to_owned();
+        txn.execute(&upsert).await.map_err(db_err)?;
+        txn.commit().await.map_err(db_err)?;
+        Ok(moved + missing)
+    }
+}
+
+/// A `move_back`, checked and in whole microseconds.
+#[derive(Debug)]
+struct Move<'a> {
+    key: &'a str,
+    now: DateTime<Utc>,
+    late: i64,
+    then: i64,
+}
+
+impl<'a> Move<'a> {
+    fn new(key: &'a str, late: Duration, then: Duration, now: DateTime<Utc>) -> Result<Self> {
+        if key.trim().is_empty() {
+            return Err(Error::Invalid("a send budget key must not be empty".into()));
+        }
+        let late = i64::try_from(late.as_nanos().div_ceil(1_000))
+            .ok()
+            .filter(|us| *us <= DAY_MICROS)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "send budget `{key}` cannot be moved back by {late:?}: at most a day"
+                ))
+            })?;
+        Ok(Move {
+            key,
+            now: ceil_micros(now),
+            late,
+            then: i64::try_from(then.as_micros()).map_err(|_| {
+                Error::Invalid(format!(
+                    "send budget `{key}`: moved {then:?} is out of range"
+                ))
+            })?,
+        })
+    }
+}
+
+/// A day in microseconds: the longest single move accepted.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Microseconds as a duration (negative ones, which no write produces, as zero).
+fn micros(us: i64) -> Duration {
+    Duration::from_micros(u64::try_from(us).unwrap_or(0))
 }
 
 #[async_trait]
@@ -175,15 +302,36 @@ impl SendBudget for Store {
         interval: Duration,
         n: u32,
         now: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>> {
+    ) -> Result<Slots> {
         let req = Request::new(key, interval, n, now)?;
-        let first = if self.is_sqlite() {
+        let slots = if self.is_sqlite() {
             self.reserve_sqlite(&req).await?
         } else {
             self.reserve_postgres(&req).await?
         };
-        tracing::trace!(%first, "reserved send budget slots");
-        Ok(first)
+        tracing::trace!(first = %slots.first, "reserved send budget slots");
+        Ok(slots)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn move_back(
+        &self,
+        key: &str,
+        late: Duration,
+        moved_then: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Duration> {
+        let mv = Move::new(key, late, moved_then, now)?;
+        let moved = if self.is_sqlite() {
+            self.move_back_sqlite(&mv).await?
+        } else {
+            self.move_back_postgres(&mv).await?
+        };
+        tracing::debug!(
+            ?moved,
+            "moved the send budget's slots back after a late answer"
+        );
+        Ok(micros(moved))
     }
 }
 

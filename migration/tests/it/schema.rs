@@ -63,7 +63,7 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
         let statuses = Migrator::get_migration_with_status(db.conn())
             .await
             .expect("status");
-        assert_eq!(statuses.len(), 8, "{backend}");
+        assert_eq!(statuses.len(), 9, "{backend}");
         assert!(
             statuses
                 .iter()
@@ -80,6 +80,23 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
                 "{backend}: index {index} should be gone"
             );
         }
+
+        // Migration 9 adds the budget's moves; down takes the column away.
+        assert!(
+            manager
+                .has_column("send_budgets", "moved_us")
+                .await
+                .expect("has_column"),
+            "{backend}"
+        );
+        Migrator::down(db.conn(), Some(1)).await.expect("down 9");
+        assert!(
+            !manager
+                .has_column("send_budgets", "moved_us")
+                .await
+                .expect("has_column"),
+            "{backend}"
+        );
 
         // Migration 8 adds the folded keys (its own test checks the backfill); down takes
         // them and their index away.

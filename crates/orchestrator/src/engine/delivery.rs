@@ -124,23 +124,41 @@ impl Orchestrator {
         if let Some(why) = self.held_back(&row, stopping) {
             return done(self.released(&row, why), effects);
         }
-        match self.take_slot(row.channel).await {
-            Ok(Some(slot)) => {
-                let wait = (slot - self.ports.clock.now()).to_std().unwrap_or_default();
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
-            }
-            Ok(None) => {}
+        let slot = match self.take_slot(row.channel).await {
+            Ok(slot) => slot,
             Err(e) => {
                 let why = format!("held back: no send slot: {e}");
                 return done(self.released(&row, why), effects);
+            }
+        };
+        if let Some(slot) = slot {
+            let wait = (slot.at - self.ports.clock.now())
+                .to_std()
+                .unwrap_or_default();
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
             }
         }
         let Ok(channel) = self.channel(row.channel) else {
             unreachable!("prepare checked the channel");
         };
         let sent = channel.send(&message).await;
+        // Only a quick, real answer tells when the message was at the server: a 5xx or a
+        // dropped connection comes back late by design (teloxide waits 10 s after a 5xx) or
+        // after a timeout, and moving every worker's slots back by that long would stall the
+        // bot for nothing.
+        let answered = match &sent {
+            Ok(_) => true,
+            Err(e) => matches!(
+                e.kind,
+                FailureKind::Permanent | FailureKind::Blocked | FailureKind::InvalidAddress
+            ),
+        };
+        if let Some(slot) = slot.filter(|_| answered)
+            && let Err(e) = self.answered_in(row.channel, slot).await
+        {
+            tracing::warn!(channel = %row.channel, error = %e, "could not move the shared send slots back after a late answer");
+        }
         // The channel is free for the next message; the in-flight place stays taken until the
         // result is written.
         drop(sending);

@@ -258,39 +258,99 @@ impl Orchestrator {
         Ok((group, start))
     }
 
+    /// The spacing of a rate-shared channel's slots: `rate` of them span one second plus the
+    /// pacing margin, rounded up so that they never span less.
+    fn slot_interval(&self, kind: ChannelKind) -> Duration {
+        let rate = self.settings.shared_rates[&kind];
+        let window = Duration::from_secs(1) + self.settings.pacing_margin;
+        let nanos = window.as_nanos().div_ceil(u128::from(rate));
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
     /// The next shared send slot of a rate-shared channel, or `None` when the channel is
     /// paced in-process only. Slots are reserved from the [`SendBudget`] a few at a time, just
     /// before they are used; slots that went stale while this worker was busy are dropped
     /// rather than used late, so workers never bunch up and exceed the shared rate.
-    pub(super) async fn take_slot(&self, kind: ChannelKind) -> Result<Option<DateTime<Utc>>> {
+    pub(super) async fn take_slot(&self, kind: ChannelKind) -> Result<Option<Slot>> {
         let (Some(budget), Some(pool)) = (&self.ports.budget, self.slots.get(&kind)) else {
             return Ok(None);
         };
-        let rate = self.settings.shared_rates[&kind];
-        // Rounded up: `rate` intervals never add up to less than the window.
-        let window = Duration::from_secs(1) + self.settings.pacing_margin;
-        let nanos = window.as_nanos().div_ceil(u128::from(rate));
-        let interval = Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+        let interval = self.slot_interval(kind);
         let step = chrono::Duration::from_std(interval).unwrap_or_default();
-        let mut slots = pool.lock().await;
-        let now = self.ports.clock.now();
-        while slots.front().is_some_and(|s| *s + step < now) {
-            slots.pop_front();
+        let mut pool = pool.lock().await;
+        let mut now = self.ports.clock.now();
+        while pool.slots.front().is_some_and(|s| s.at + step < now) {
+            pool.slots.pop_front();
         }
-        if slots.is_empty() {
-            let chunk = (rate / 10).clamp(1, 50);
+        if pool.slots.is_empty() {
+            // Not further ahead than the lookahead: a late answer moves only slots nobody has
+            // reserved yet, and must come before the slot `rate` after it is reserved.
+            if let Some(ahead) = pool
+                .until
+                .and_then(|until| (until - now).to_std().ok())
+                .and_then(|ahead| ahead.checked_sub(SLOT_LOOKAHEAD))
+            {
+                tokio::time::sleep(ahead).await;
+                now = self.ports.clock.now();
+            }
+            let chunk = (self.settings.shared_rates[&kind] / 10).clamp(1, 50);
             // On its own task: this runs while the batch loop may be writing results, and a
             // store with a single connection must not wait for a future nobody polls.
             let budget = budget.clone();
-            let first =
+            let reserved =
                 tokio::spawn(
                     async move { budget.reserve(kind.as_str(), interval, chunk, now).await },
                 )
                 .await
                 .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
-            slots.extend((0..chunk).map(|i| first + step * i as i32));
+            pool.moved = pool.moved.max(reserved.moved);
+            pool.until = Some(reserved.first + step * chunk as i32);
+            pool.slots.extend((0..chunk).map(|i| Slot {
+                at: reserved.first + step * i as i32,
+                moved: reserved.moved,
+            }));
         }
-        Ok(slots.pop_front())
+        Ok(pool.slots.pop_front())
+    }
+
+    /// A Telegram message sent in `slot` was answered now. Telegram counts at its end in any
+    /// sliding second, and the message reached it at some time before its answer: when that
+    /// is later than the pacing margin allows, the slot `rate` after it could share a second
+    /// with it, so the budget's unreserved slots move back by the difference (see
+    /// [`SendBudget::move_back`]), by one window at most. Moves already made since the slot
+    /// was reserved count.
+    pub(super) async fn answered_in(&self, kind: ChannelKind, slot: Slot) -> Result<()> {
+        let (Some(budget), Some(pool)) = (&self.ports.budget, self.slots.get(&kind)) else {
+            return Ok(());
+        };
+        if kind != ChannelKind::Telegram {
+            // E-mail relays count per second without this strictness; their round trips are
+            // long, and this would cost a round trip per window.
+            return Ok(());
+        }
+        let now = self.ports.clock.now();
+        let took = (now - slot.at).to_std().unwrap_or_default();
+        // At most one window: an answer later than that is an accident of the network, and
+        // the slots after it have been reserved by then anyway.
+        let late = took
+            .saturating_sub(self.settings.pacing_margin)
+            .min(Duration::from_secs(1));
+        let moved = pool.lock().await.moved;
+        if late <= moved.saturating_sub(slot.moved) {
+            return Ok(());
+        }
+        let budget = budget.clone();
+        let moved_then = slot.moved;
+        let moved =
+            tokio::spawn(
+                async move { budget.move_back(kind.as_str(), late, moved_then, now).await },
+            )
+            .await
+            .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
+        tracing::debug!(channel = %kind, ?took, ?moved, "a late answer moved the shared slots back");
+        let mut pool = pool.lock().await;
+        pool.moved = pool.moved.max(moved);
+        Ok(())
     }
 
     /// Pauses the broadcasts whose circuit breaker tripped during the last batch.
@@ -361,3 +421,26 @@ impl Orchestrator {
         !self.faults.lock().expect("faults poisoned").is_empty()
     }
 }
+
+/// A shared send slot: when a message may go, and how far the budget's slots had been moved
+/// back when it was reserved.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slot {
+    pub(super) at: DateTime<Utc>,
+    pub(super) moved: Duration,
+}
+
+/// The slots a worker reserved for one channel and has not used yet, the end of its last
+/// reservation, and the furthest the budget has been moved back as far as this worker knows.
+#[derive(Debug, Default)]
+pub(crate) struct SlotPool {
+    slots: VecDeque<Slot>,
+    until: Option<DateTime<Utc>>,
+    moved: Duration,
+}
+
+/// How far ahead of now a worker reserves shared slots at most (plus one chunk): every worker
+/// reserves close to when it sends, so the slots of all workers reach at most a few hundred
+/// milliseconds ahead, and a late answer's move comes before the slot a second later is
+/// reserved.
+const SLOT_LOOKAHEAD: Duration = Duration::from_millis(200);

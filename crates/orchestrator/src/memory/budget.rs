@@ -1,26 +1,57 @@
 //! [`SendBudget`]: send slots shared by workers.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use broadcast_domain::*;
 use chrono::{DateTime, Utc};
 
 use super::MemoryStore;
 
+fn delta(d: Duration, what: &str) -> Result<chrono::Duration> {
+    chrono::Duration::from_std(d).map_err(|e| Error::Invalid(format!("budget {what}: {e}")))
+}
+
 #[async_trait]
 impl SendBudget for MemoryStore {
     async fn reserve(
         &self,
         key: &str,
-        interval: std::time::Duration,
+        interval: Duration,
         n: u32,
         now: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>> {
+    ) -> Result<Slots> {
+        let step = delta(interval, "interval")?;
         let mut s = self.lock();
-        let step = chrono::Duration::from_std(interval)
-            .map_err(|e| Error::Invalid(format!("budget interval: {e}")))?;
-        let next = s.budgets.entry(key.to_owned()).or_insert(now);
+        let (next, moved) = s
+            .budgets
+            .entry(key.to_owned())
+            .or_insert((now, Duration::ZERO));
         let first = (*next).max(now);
         *next = first + step * n as i32;
-        Ok(first)
+        Ok(Slots {
+            first,
+            moved: *moved,
+        })
+    }
+
+    async fn move_back(
+        &self,
+        key: &str,
+        late: Duration,
+        moved_then: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Duration> {
+        let mut s = self.lock();
+        let (next, moved) = s
+            .budgets
+            .entry(key.to_owned())
+            .or_insert((now, Duration::ZERO));
+        let missing = late.saturating_sub(moved.saturating_sub(moved_then));
+        if !missing.is_zero() {
+            *next = (*next).max(now) + delta(missing, "move")?;
+            *moved += missing;
+        }
+        Ok(*moved)
     }
 }

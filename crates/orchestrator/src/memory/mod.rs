@@ -43,7 +43,8 @@ struct State {
     recipients: BTreeMap<RecipientId, Recipient>,
     admins: Vec<AdminUser>,
     audit: Vec<AuditEntry>,
-    budgets: BTreeMap<String, DateTime<Utc>>,
+    /// Per key, the next free slot and how far the slots have been moved back in all.
+    budgets: BTreeMap<String, (DateTime<Utc>, std::time::Duration)>,
 }
 
 impl State {

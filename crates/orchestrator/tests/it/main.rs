@@ -101,7 +101,8 @@ impl Harness {
             channels: Channels::new().with(telegram.clone()).with(email.clone()),
             clock: Arc::new(clock.clone()),
             links: None,
-            budget: None,
+            // Used only for the channels of `settings.shared_rates` (none by default).
+            budget: Some(Arc::new(store.clone())),
             audit: Some(Arc::new(store.clone())),
         };
         let orch = Orchestrator::new(ports, settings);
@@ -157,6 +158,65 @@ impl Harness {
             .find(|u| u.external_id.as_deref() == Some(ext))
             .unwrap()
     }
+}
+
+/// Sends the three Telegram rows of a broadcast through a shared budget of 10/s with a
+/// 15 ms margin, all answered 300 ms after the first slot (by the manual clock), with every
+/// send failing with `failure` if given; answers how far the budget's slots moved back.
+async fn shared_slots_moved_by_late_answers(failure: Option<FailureKind>) -> Duration {
+    let h = Harness::with_settings(Settings {
+        worker_id: "w1".into(),
+        shared_rates: [(ChannelKind::Telegram, 10)].into(),
+        pacing_margin: Duration::from_millis(15),
+        max_attempts: 5,
+        ..Settings::default()
+    })
+    .await;
+    if let Some(kind) = failure {
+        for chat in ["101", "102", "106"] {
+            h.telegram.fail_always(chat, kind);
+        }
+    }
+    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    h.orch.launch(&op(), id).await.unwrap();
+    let gate = h.telegram.close_gate();
+    let driver = async {
+        // All three wait at the gate (after their slots, 101.5 ms apart); then the answers
+        // come at slot 1 + 300 ms.
+        while h.telegram.started.load(std::sync::atomic::Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        h.clock.advance(Duration::from_millis(300));
+        gate.add_permits(3);
+    };
+    let (report, ()) = tokio::join!(h.orch.tick(Some(id)), driver);
+    assert_eq!(report.unwrap().claimed, 3);
+    h.store
+        .reserve("telegram", Duration::from_millis(1), 1, h.clock.now())
+        .await
+        .unwrap()
+        .moved
+}
+
+#[tokio::test]
+async fn late_answers_move_the_shared_slots_back_once_by_the_latest() {
+    // The first is 300 ms after its slot, 285 ms more than the margin allows; the others'
+    // moves (183.5 and 82 ms) are covered by it, in whatever order they come.
+    assert_eq!(
+        shared_slots_moved_by_late_answers(None).await,
+        Duration::from_millis(285)
+    );
+    // An answer that is late by design (a 5xx, a timeout) says nothing of when the message
+    // was at the server, and moves nothing.
+    assert_eq!(
+        shared_slots_moved_by_late_answers(Some(FailureKind::Transient)).await,
+        Duration::ZERO
+    );
+    // A refusal is a real answer.
+    assert_eq!(
+        shared_slots_moved_by_late_answers(Some(FailureKind::Blocked)).await,
+        Duration::from_millis(285)
+    );
 }
 
 #[tokio::test]
@@ -953,16 +1013,19 @@ mod durable {
                 chrono::Utc::now(),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .first;
         let second = store
             .reserve("telegram", Duration::from_millis(100), 5, start)
             .await
-            .unwrap();
+            .unwrap()
+            .first;
         assert_eq!(second - start, chrono::Duration::milliseconds(500));
         let other = store
             .reserve("email", Duration::from_millis(100), 1, start)
             .await
-            .unwrap();
+            .unwrap()
+            .first;
         assert_eq!(other, start, "keys are independent");
     }
 }

@@ -11,8 +11,10 @@ pub struct Model {
     pub key: String,
     /// Earliest time of the next free slot.
     pub next_free_at: DateTimeUtc,
-    /// Last reservation.
+    /// Last reservation or move.
     pub updated_at: DateTimeUtc,
+    /// How far the slots have been moved back in all, in microseconds.
+    pub moved_us: i64,
 }
 
 /// `send_budgets` has no relations.

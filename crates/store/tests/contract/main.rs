@@ -1,7 +1,8 @@
 //! The contract every store keeps, through the port traits alone, run on `MemoryStore`, SQLite
 //! and PostgreSQL (when reachable; `REQUIRE_POSTGRES=1` makes its absence a failure): imports
 //! that apply all rows or none with the same messages, case-insensitive matching of non-ASCII
-//! names, the lifecycle's refusals, and materialising with the same rows and reasons.
+//! names, the lifecycle's refusals, materialising with the same rows and reasons, and the
+//! shared send budget's slots and moves.
 //!
 //! The SQL-specific suites (`it`, `audience`) check more of the SQL store; this one is where
 //! `MemoryStore`, which embedding programs and unit tests use, is held to the same semantics.
@@ -13,7 +14,7 @@ use broadcast_app::csv_import::{parse_competitions, parse_registrations, parse_u
 use broadcast_domain::{
     AudienceFilter, AudienceSource, AudienceStore, BroadcastStatus, BroadcastStore, ChannelKind,
     ChannelPolicy, DeliveryStatus, DeliveryStore, Error, ImportReport, MaterialiseReport,
-    NewBroadcast, NewTemplate, ParseMode, RecipientQuery, SkipReason, StatusChange,
+    NewBroadcast, NewTemplate, ParseMode, RecipientQuery, SendBudget, SkipReason, StatusChange,
     TemplateContent, TemplateName, TemplateStore, Transition, User, UserQuery,
 };
 use broadcast_orchestrator::memory::MemoryStore;
@@ -23,11 +24,12 @@ use chrono::{DateTime, TimeZone, Utc};
 
 /// Every port a store implements.
 trait Contract:
-    TemplateStore + BroadcastStore + DeliveryStore + AudienceStore + AudienceSource
+    TemplateStore + BroadcastStore + DeliveryStore + AudienceStore + AudienceSource + SendBudget
 {
 }
-impl<T: TemplateStore + BroadcastStore + DeliveryStore + AudienceStore + AudienceSource> Contract
-    for T
+impl<
+    T: TemplateStore + BroadcastStore + DeliveryStore + AudienceStore + AudienceSource + SendBudget,
+> Contract for T
 {
 }
 
@@ -459,5 +461,62 @@ async fn materialising_writes_the_same_rows_and_reasons() {
             assert_eq!(report, want_report, "{}", s.name);
             assert_eq!(view, want_view, "{}", s.name);
         }
+    }
+}
+
+/// A late answer moves the unreserved slots back by what earlier moves have not covered,
+/// once for several late messages of one reservation, from `now` when the key is idle.
+#[tokio::test]
+async fn late_answers_move_the_unreserved_slots_back_once() {
+    use std::time::Duration;
+    let ms = |n: u64| Duration::from_millis(n);
+    let at = |n: i64| t(0) + chrono::Duration::milliseconds(n);
+    for s in subjects().await {
+        let (name, store) = (&s.name, &s.store);
+        let first = store.reserve("telegram", ms(10), 3, t(0)).await.unwrap();
+        assert_eq!((first.first, first.moved), (t(0), Duration::ZERO), "{name}");
+        // One message of that reservation was 25 ms late: later slots move by 25 ms.
+        let moved = store
+            .move_back("telegram", ms(25), first.moved, at(5))
+            .await
+            .unwrap();
+        assert_eq!(moved, ms(25), "{name}");
+        // Another one of the same reservation, 20 ms late, is covered already; a third, 40
+        // ms late, adds what is missing.
+        for (late, total) in [(20, 25), (40, 40)] {
+            let moved = store
+                .move_back("telegram", ms(late), first.moved, at(6))
+                .await
+                .unwrap();
+            assert_eq!(moved, ms(total), "{name}: {late} ms late");
+        }
+        let next = store.reserve("telegram", ms(10), 1, t(0)).await.unwrap();
+        assert_eq!(next.first, at(30 + 40), "{name}");
+        assert_eq!(next.moved, ms(40), "{name}");
+        // A message of the new reservation counts only moves made after it.
+        let moved = store
+            .move_back("telegram", ms(15), next.moved, at(100))
+            .await
+            .unwrap();
+        assert_eq!(moved, ms(55), "{name}");
+        // An idle key moves from now; other keys are untouched.
+        let idle = store.reserve("telegram", ms(10), 1, t(1)).await.unwrap();
+        assert_eq!(
+            idle.first,
+            t(1),
+            "{name}: a key idle for a minute starts at now"
+        );
+        store
+            .move_back("telegram", ms(30), idle.moved, t(1))
+            .await
+            .unwrap();
+        let after = store.reserve("telegram", ms(10), 1, t(1)).await.unwrap();
+        assert_eq!(
+            after.first,
+            t(1) + chrono::Duration::milliseconds(10 + 30),
+            "{name}"
+        );
+        let other = store.reserve("email", ms(10), 1, t(0)).await.unwrap();
+        assert_eq!((other.first, other.moved), (t(0), Duration::ZERO), "{name}");
     }
 }

@@ -31,16 +31,19 @@ async fn reservations_are_consecutive_per_key() {
     for (db, store) in stores().await {
         let b = db.backend();
         // A fresh key starts at now.
-        assert_eq!(store.reserve("telegram", IV, 5, t(0)).await.unwrap(), t(0));
+        assert_eq!(
+            store.reserve("telegram", IV, 5, t(0)).await.unwrap().first,
+            t(0)
+        );
         // The next reservation starts where the previous one ended.
         assert_eq!(
-            store.reserve("telegram", IV, 3, t(0)).await.unwrap(),
+            store.reserve("telegram", IV, 3, t(0)).await.unwrap().first,
             t(0) + iv(5),
             "{b}"
         );
         // A caller whose clock is behind the budget still gets the next free slot.
         assert_eq!(
-            store.reserve("telegram", IV, 1, t(10)).await.unwrap(),
+            store.reserve("telegram", IV, 1, t(10)).await.unwrap().first,
             t(0) + iv(8),
             "{b}"
         );
@@ -53,7 +56,8 @@ async fn reservations_are_consecutive_per_key() {
             store
                 .reserve("email", Duration::from_millis(100), 2, t(1))
                 .await
-                .unwrap(),
+                .unwrap()
+                .first,
             t(1),
             "{b}"
         );
@@ -61,7 +65,8 @@ async fn reservations_are_consecutive_per_key() {
             store
                 .reserve("email", Duration::from_millis(100), 1, t(1))
                 .await
-                .unwrap(),
+                .unwrap()
+                .first,
             t(201),
             "{b}"
         );
@@ -78,18 +83,26 @@ async fn an_idle_key_restarts_at_now_and_never_before_it() {
     for (db, store) in stores().await {
         let b = db.backend();
         assert_eq!(
-            store.reserve("telegram", IV, 30, t(0)).await.unwrap(),
+            store.reserve("telegram", IV, 30, t(0)).await.unwrap().first,
             t(0),
             "{b}"
         );
         // Long after the reserved second: slots in the past are not handed out.
         assert_eq!(
-            store.reserve("telegram", IV, 2, t(60_000)).await.unwrap(),
+            store
+                .reserve("telegram", IV, 2, t(60_000))
+                .await
+                .unwrap()
+                .first,
             t(60_000),
             "{b}"
         );
         assert_eq!(
-            store.reserve("telegram", IV, 1, t(60_000)).await.unwrap(),
+            store
+                .reserve("telegram", IV, 1, t(60_000))
+                .await
+                .unwrap()
+                .first,
             t(60_000) + iv(2),
             "{b}"
         );
@@ -98,7 +111,8 @@ async fn an_idle_key_restarts_at_now_and_never_before_it() {
             store
                 .reserve("telegram", IV, 1, t(60_000) + iv(3))
                 .await
-                .unwrap(),
+                .unwrap()
+                .first,
             t(60_000) + iv(3),
             "{b}"
         );
@@ -110,19 +124,23 @@ async fn microseconds_are_kept_and_sub_microseconds_round_up() {
     for (db, store) in stores().await {
         let b = db.backend();
         let now = t(0) + TimeDelta::microseconds(7);
-        assert_eq!(store.reserve("k", IV, 1, now).await.unwrap(), now, "{b}");
+        assert_eq!(
+            store.reserve("k", IV, 1, now).await.unwrap().first,
+            now,
+            "{b}"
+        );
         assert_eq!(stored(&store, "k").await.next_free_at, now + iv(1), "{b}");
 
         // A `now` between two microseconds rounds up, so the slot is not before it.
         let later = t(5_000) + TimeDelta::nanoseconds(1);
-        let first = store.reserve("k", IV, 1, later).await.unwrap();
+        let first = store.reserve("k", IV, 1, later).await.unwrap().first;
         assert!(first >= later, "{b}: {first} is before {later}");
         assert_eq!(first, t(5_000) + TimeDelta::microseconds(1), "{b}");
 
         // 1/30 s (33,333,333 ns) rounds up to 33,334 µs: never faster than asked.
         let thirtieth = Duration::from_secs(1) / 30;
-        let a = store.reserve("j", thirtieth, 2, t(0)).await.unwrap();
-        let c = store.reserve("j", thirtieth, 1, t(0)).await.unwrap();
+        let a = store.reserve("j", thirtieth, 2, t(0)).await.unwrap().first;
+        let c = store.reserve("j", thirtieth, 1, t(0)).await.unwrap().first;
         assert_eq!((a, c), (t(0), t(0) + iv(2)), "{b}");
     }
 }
@@ -181,7 +199,11 @@ async fn concurrent_workers_never_share_a_slot() {
                     let mut n = 1 + w as u32 % 3;
                     while left > 0 {
                         let take = n.min(left);
-                        let first = store.reserve("telegram", IV, take, t(0)).await.unwrap();
+                        let first = store
+                            .reserve("telegram", IV, take, t(0))
+                            .await
+                            .unwrap()
+                            .first;
                         assert!(first >= t(0), "slot {first} before now");
                         mine.extend(slots(first, take));
                         left -= take;
@@ -230,7 +252,7 @@ async fn concurrent_workers_with_moving_clocks_keep_the_spacing() {
                     for i in 0..25_i64 {
                         // Clocks that move on and differ between workers.
                         let now = t(i * 40 + w as i64 * 7);
-                        let first = store.reserve("telegram", IV, 1, now).await.unwrap();
+                        let first = store.reserve("telegram", IV, 1, now).await.unwrap().first;
                         assert!(first >= now, "slot {first} before now {now}");
                         mine.push(first);
                     }
