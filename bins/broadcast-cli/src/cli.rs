@@ -315,7 +315,8 @@ pub(crate) enum BroadcastCmd {
         #[arg(long, conflicts_with = "at")]
         clear: bool,
     },
-    /// Pause a running broadcast: workers stop claiming its rows; in-flight sends finish.
+    /// Pause a running broadcast: workers stop claiming and starting its rows; sends already
+    /// started finish (at most WORKER_CONCURRENCY per channel per worker).
     ///
     /// Example: broadcast-cli broadcast pause 3
     Pause {
@@ -329,7 +330,8 @@ pub(crate) enum BroadcastCmd {
         /// Broadcast id.
         id: i64,
     },
-    /// Cancel a broadcast: pending rows become cancelled and nothing more is sent.
+    /// Cancel a broadcast: pending rows become cancelled and nothing more is started; sends
+    /// already started finish and are recorded.
     ///
     /// Example: broadcast-cli broadcast cancel 3
     Cancel {

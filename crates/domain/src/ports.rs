@@ -62,14 +62,17 @@ pub trait DeliveryStore: Send + Sync + Debug {
     /// Leases due rows of running broadcasts: pending rows whose time has come and rows whose
     /// lease expired. Each row is given to one worker only.
     async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<Recipient>>;
-    /// Writes results back in one batch. Results whose lease was lost are ignored. Returns the
-    /// number of rows updated.
+    /// Writes results back in one batch. Results whose lease was lost are ignored. A result
+    /// that hands a row back (`pending`) of a broadcast that has been cancelled cancels the
+    /// row instead, so no result resurrects a cancelled broadcast's row. Returns the number of
+    /// rows updated.
     async fn record_results(&self, results: &[DeliveryResult]) -> Result<u64>;
     /// Marks rows whose sends are about to start (`send_started_at = at`), only rows that are
-    /// `sending` under `worker_id`'s lease. A claim that takes over an expired lease counts a
-    /// marked row as a possible duplicate and an unmarked one (claimed, never started) not.
-    /// Returns the rows marked: a row missing from the answer has lost its lease to another
-    /// worker and must not be sent.
+    /// `sending` under `worker_id`'s lease and whose broadcast is still `running`. A claim that
+    /// takes over an expired lease counts a marked row as a possible duplicate and an unmarked
+    /// one (claimed, never started) not. Returns the rows marked: a row missing from the
+    /// answer has lost its lease to another worker, or its broadcast was paused or cancelled,
+    /// and must not be sent.
     async fn mark_started(
         &self,
         worker_id: &str,

@@ -254,7 +254,7 @@ pub struct Orchestrator {
     /// their sends are held back, and the round pauses the broadcasts on them.
     faults: Mutex<BTreeMap<ChannelKind, String>>,
     /// Per rate-shared channel, the slots reserved from the [`SendBudget`] and not used yet.
-    slots: BTreeMap<ChannelKind, tokio::sync::Mutex<pipeline::SlotPool>>,
+    slots: BTreeMap<ChannelKind, pipeline::SharedSlots>,
     published: Mutex<HashMap<BroadcastId, std::time::Instant>>,
 }
 
@@ -287,7 +287,7 @@ impl Orchestrator {
             .shared_rates
             .iter()
             .filter(|(_, rate)| **rate > 0)
-            .map(|(kind, _)| (*kind, tokio::sync::Mutex::default()))
+            .map(|(kind, _)| (*kind, pipeline::SharedSlots::default()))
             .collect();
         Self {
             backoff: Backoff {

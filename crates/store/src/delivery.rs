@@ -6,9 +6,9 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use broadcast_domain::{
-    BroadcastId, ClaimRequest, DeliveryResult, DeliveryStats, DeliveryStatus, DeliveryStore, Error,
-    ErrorKind, Outcome, Page, Recipient, RecipientId, RecipientQuery, RegistrationId, Result,
-    StatusCount, UserId,
+    BroadcastId, BroadcastStatus, ClaimRequest, DeliveryResult, DeliveryStats, DeliveryStatus,
+    DeliveryStore, Error, ErrorKind, Outcome, Page, Recipient, RecipientId, RecipientQuery,
+    RegistrationId, Result, StatusCount, UserId,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Query};
@@ -90,6 +90,8 @@ fn bulk_update(
     let pending = DeliveryStatus::Pending.as_str();
     let sent = DeliveryStatus::Sent.as_str();
     let sending = DeliveryStatus::Sending.as_str();
+    let cancelled = DeliveryStatus::Cancelled.as_str();
+    let broadcast_cancelled = BroadcastStatus::Cancelled.as_str();
     let mut rows = Vec::with_capacity(results.len());
     for r in results {
         let none = Option::<DateTime<Utc>>::None;
@@ -163,7 +165,9 @@ fn bulk_update(
         rows = rows.join(", "),
     );
     let update = format!(
-        "UPDATE broadcast_recipients SET status = v.status, \
+        "UPDATE broadcast_recipients SET status = CASE WHEN v.status = '{pending}' AND EXISTS \
+         (SELECT 1 FROM broadcasts b WHERE b.id = broadcast_recipients.broadcast_id \
+         AND b.status = '{broadcast_cancelled}') THEN '{cancelled}' ELSE v.status END, \
          attempts = broadcast_recipients.attempts + v.counted, \
          uncertain_sends = broadcast_recipients.uncertain_sends + v.uncertain, \
          error_kind = v.error_kind, last_error = v.last_error, \
@@ -228,7 +232,8 @@ impl DeliveryStore for Store {
     }
 
     /// All or nothing per call; each result updates its row only while the row is `sending`
-    /// under the result's worker (`WHERE id = ? AND lease_owner = ? AND status = 'sending'`), in
+    /// under the result's worker (`WHERE id = ? AND lease_owner = ? AND status = 'sending'`),
+    /// and a row handed back (`pending`) of a cancelled broadcast becomes `cancelled`, in
     /// bulk `UPDATE ... FROM (VALUES ...)` statements of up to 500 results (see `bulk_update`),
     /// and the counters move only the rows updated (`RETURNING`). PostgreSQL, up to 500
     /// results: one statement that also writes the counters (`counts::pg_with_counts`);
@@ -315,8 +320,9 @@ impl DeliveryStore for Store {
         Ok(updated)
     }
 
-    /// One `UPDATE ... WHERE id IN (...) AND lease_owner = ? AND status = 'sending'` per 500
-    /// rows; `send_started_at` is in no index and no counter, so this touches neither.
+    /// One `UPDATE ... WHERE id IN (...) AND lease_owner = ? AND status = 'sending' AND
+    /// broadcast_id IN (running broadcasts)` per 500 rows; `send_started_at` is in no index and
+    /// no counter, so this touches neither.
     #[tracing::instrument(skip(self, rows), fields(rows = rows.len()))]
     async fn mark_started(
         &self,
@@ -337,6 +343,17 @@ impl DeliveryStore for Store {
                 .and_where(Column::Id.is_in(chunk.iter().copied()))
                 .and_where(Column::LeaseOwner.eq(worker_id))
                 .and_where(Column::Status.eq(DeliveryStatus::Sending.as_str()))
+                .and_where(
+                    Column::BroadcastId.in_subquery(
+                        Query::select()
+                            .column(broadcasts::Column::Id)
+                            .from(broadcasts::Entity)
+                            .and_where(
+                                broadcasts::Column::Status.eq(BroadcastStatus::Running.as_str()),
+                            )
+                            .to_owned(),
+                    ),
+                )
                 .to_owned();
             let stmt = backend.build(&update);
             let sql = format!("{} RETURNING id", stmt.sql);

@@ -13,6 +13,7 @@ mod graceful;
 mod harness;
 mod retry;
 mod schedule;
+mod stopping;
 mod strict_pacing;
 mod workers;
 

@@ -148,8 +148,10 @@ impl Orchestrator {
         Ok(b)
     }
 
-    /// Stops workers from claiming the broadcast's rows; in-flight sends finish
-    /// (`broadcast.pause`). Without a reason, `paused by <actor>`.
+    /// Stops workers from claiming and from starting the broadcast's rows: sends already
+    /// started finish (at most `concurrency` per channel per worker), and rows claimed but not
+    /// started go back `pending` untried (`broadcast.pause`). Without a reason, `paused by
+    /// <actor>`.
     pub async fn pause(
         &self,
         actor: &Actor,
@@ -177,8 +179,10 @@ impl Orchestrator {
         self.ports.broadcasts.get_broadcast(id).await.or(Ok(b))
     }
 
-    /// Cancels a broadcast: pending rows become cancelled and nothing more is sent
-    /// (`broadcast.cancel`). Returns the broadcast and how many rows were cancelled.
+    /// Cancels a broadcast: pending rows become cancelled and nothing more is started; sends
+    /// already started finish and are recorded, rows claimed but not started become
+    /// cancelled when their workers hand them back (`broadcast.cancel`). Returns the broadcast
+    /// and how many rows were cancelled here.
     pub async fn cancel(&self, actor: &Actor, id: BroadcastId) -> Result<(Broadcast, u64)> {
         let b = self
             .transition(

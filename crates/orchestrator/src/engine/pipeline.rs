@@ -175,6 +175,9 @@ impl Orchestrator {
         }
         self.pause_tripped().await?;
         self.pause_faulted().await?;
+        for id in &touched {
+            self.sweep_if_cancelled(*id).await?;
+        }
         for id in touched {
             // A short claim means the queue may be empty: only then is counting worth it.
             if exhausted && self.complete_if_done(id).await? {
@@ -186,6 +189,28 @@ impl Orchestrator {
         }
         tracing::debug!(claims, ?report, "delivered");
         Ok(report)
+    }
+
+    /// Cancels the rows of a cancelled broadcast that results written while it was being
+    /// cancelled handed back as `pending` (a result whose statement began before the cancel
+    /// committed): after a round of every worker that held its rows, it has none open.
+    async fn sweep_if_cancelled(&self, id: BroadcastId) -> Result<()> {
+        let broadcast = match self.ports.broadcasts.get_broadcast(id).await {
+            Ok(b) => b,
+            Err(Error::NotFound { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if broadcast.status == BroadcastStatus::Cancelled {
+            let n = self
+                .ports
+                .deliveries
+                .cancel_pending(id, self.ports.clock.now())
+                .await?;
+            if n > 0 {
+                tracing::info!(broadcast = id, rows = n, "cancelled rows handed back late");
+            }
+        }
+        Ok(())
     }
 
     /// Claims the next batch and loads its recipients' contexts, on a task of its own so that
@@ -245,16 +270,27 @@ impl Orchestrator {
             .await?
             .into_iter()
             .collect();
-        if marked.len() < start.len() {
-            tracing::warn!(
-                lost = start.len() - marked.len(),
-                "not sending rows whose lease another worker took over"
+        let (start, unmarked): (Vec<Ready>, Vec<Ready>) =
+            start.into_iter().partition(|r| marked.contains(&r.row.id));
+        if !unmarked.is_empty() {
+            // Their broadcast was paused or cancelled (handed back: pending, or cancelled), or
+            // another worker took their lease over (then this changes nothing).
+            tracing::info!(
+                rows = unmarked.len(),
+                "not sending rows of a broadcast that is no longer running, or whose lease \
+                 another worker took over"
             );
+            let back: Vec<DeliveryResult> = unmarked
+                .iter()
+                .map(|r| {
+                    self.released(
+                        &r.row,
+                        "held back: the broadcast is no longer running".into(),
+                    )
+                })
+                .collect();
+            self.ports.deliveries.record_results(&back).await?;
         }
-        let start = start
-            .into_iter()
-            .filter(|r| marked.contains(&r.row.id))
-            .collect();
         Ok((group, start))
     }
 
@@ -272,12 +308,12 @@ impl Orchestrator {
     /// before they are used; slots that went stale while this worker was busy are dropped
     /// rather than used late, so workers never bunch up and exceed the shared rate.
     pub(super) async fn take_slot(&self, kind: ChannelKind) -> Result<Option<Slot>> {
-        let (Some(budget), Some(pool)) = (&self.ports.budget, self.slots.get(&kind)) else {
+        let (Some(budget), Some(shared)) = (&self.ports.budget, self.slots.get(&kind)) else {
             return Ok(None);
         };
         let interval = self.slot_interval(kind);
         let step = chrono::Duration::from_std(interval).unwrap_or_default();
-        let mut pool = pool.lock().await;
+        let mut pool = shared.pool.lock().await;
         let mut now = self.ports.clock.now();
         while pool.slots.front().is_some_and(|s| s.at + step < now) {
             pool.slots.pop_front();
@@ -293,7 +329,8 @@ impl Orchestrator {
                 tokio::time::sleep(ahead).await;
                 now = self.ports.clock.now();
             }
-            let chunk = (self.settings.shared_rates[&kind] / 10).clamp(1, 50);
+            // About 33 ms of slots at a time: what one worker holds ahead stays short.
+            let chunk = (self.settings.shared_rates[&kind] / 30).clamp(1, 50);
             // On its own task: this runs while the batch loop may be writing results, and a
             // store with a single connection must not wait for a future nobody polls.
             let budget = budget.clone();
@@ -303,7 +340,7 @@ impl Orchestrator {
                 )
                 .await
                 .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
-            pool.moved = pool.moved.max(reserved.moved);
+            shared.learn(reserved.moved);
             pool.until = Some(reserved.first + step * chunk as i32);
             pool.slots.extend((0..chunk).map(|i| Slot {
                 at: reserved.first + step * i as i32,
@@ -320,7 +357,7 @@ impl Orchestrator {
     /// [`SendBudget::move_back`]), by one window at most. Moves already made since the slot
     /// was reserved count.
     pub(super) async fn answered_in(&self, kind: ChannelKind, slot: Slot) -> Result<()> {
-        let (Some(budget), Some(pool)) = (&self.ports.budget, self.slots.get(&kind)) else {
+        let (Some(budget), Some(shared)) = (&self.ports.budget, self.slots.get(&kind)) else {
             return Ok(());
         };
         if kind != ChannelKind::Telegram {
@@ -335,8 +372,8 @@ impl Orchestrator {
         let late = took
             .saturating_sub(self.settings.pacing_margin)
             .min(Duration::from_secs(1));
-        let moved = pool.lock().await.moved;
-        if late <= moved.saturating_sub(slot.moved) {
+        // Not through the pool's lock: a send waiting for its slot may hold it.
+        if late <= shared.moved().saturating_sub(slot.moved) {
             return Ok(());
         }
         let budget = budget.clone();
@@ -348,8 +385,7 @@ impl Orchestrator {
             .await
             .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
         tracing::debug!(channel = %kind, ?took, ?moved, "a late answer moved the shared slots back");
-        let mut pool = pool.lock().await;
-        pool.moved = pool.moved.max(moved);
+        shared.learn(moved);
         Ok(())
     }
 
@@ -430,17 +466,35 @@ pub(super) struct Slot {
     pub(super) moved: Duration,
 }
 
-/// The slots a worker reserved for one channel and has not used yet, the end of its last
-/// reservation, and the furthest the budget has been moved back as far as this worker knows.
+/// The slots a worker reserved for one channel and has not used yet, and the end of its last
+/// reservation.
 #[derive(Debug, Default)]
 pub(crate) struct SlotPool {
     slots: VecDeque<Slot>,
     until: Option<DateTime<Utc>>,
-    moved: Duration,
+}
+
+/// A rate-shared channel's slots in this worker, and the furthest the budget has been moved
+/// back as far as this worker knows (apart, so that an answer never waits for the pool).
+#[derive(Debug, Default)]
+pub(crate) struct SharedSlots {
+    pool: tokio::sync::Mutex<SlotPool>,
+    moved: Mutex<Duration>,
+}
+
+impl SharedSlots {
+    fn moved(&self) -> Duration {
+        *self.moved.lock().expect("moved poisoned")
+    }
+
+    fn learn(&self, moved: Duration) {
+        let mut known = self.moved.lock().expect("moved poisoned");
+        *known = (*known).max(moved);
+    }
 }
 
 /// How far ahead of now a worker reserves shared slots at most (plus one chunk): every worker
-/// reserves close to when it sends, so the slots of all workers reach at most a few hundred
-/// milliseconds ahead, and a late answer's move comes before the slot a second later is
-/// reserved.
-const SLOT_LOOKAHEAD: Duration = Duration::from_millis(200);
+/// reserves close to when it sends, so the slots of all workers reach about 100 ms plus a
+/// chunk per worker ahead, and a late answer's move has most of a second to reach the budget
+/// before the slot a second later is reserved.
+const SLOT_LOOKAHEAD: Duration = Duration::from_millis(100);

@@ -1,6 +1,6 @@
 //! [`DeliveryStore`]: the ledger as the queue: leases, results, counts, fallback, requeue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use broadcast_domain::*;
@@ -51,6 +51,12 @@ impl DeliveryStore for MemoryStore {
 
     async fn record_results(&self, results: &[DeliveryResult]) -> Result<u64> {
         let mut s = self.lock();
+        let cancelled: BTreeSet<BroadcastId> = s
+            .broadcasts
+            .values()
+            .filter(|b| b.status == BroadcastStatus::Cancelled)
+            .map(|b| b.id)
+            .collect();
         let mut n = 0;
         for res in results {
             let Some(r) = s.recipients.get_mut(&res.recipient_id) else {
@@ -108,6 +114,9 @@ impl DeliveryStore for MemoryStore {
                     r.last_error = Some(note.clone());
                 }
             }
+            if r.status == DeliveryStatus::Pending && cancelled.contains(&r.broadcast_id) {
+                r.status = DeliveryStatus::Cancelled;
+            }
         }
         Ok(n)
     }
@@ -119,11 +128,18 @@ impl DeliveryStore for MemoryStore {
         at: DateTime<Utc>,
     ) -> Result<Vec<RecipientId>> {
         let mut s = self.lock();
+        let running: BTreeSet<BroadcastId> = s
+            .broadcasts
+            .values()
+            .filter(|b| b.status == BroadcastStatus::Running)
+            .map(|b| b.id)
+            .collect();
         let mut marked = Vec::with_capacity(rows.len());
         for id in rows {
             if let Some(r) = s.recipients.get_mut(id)
                 && r.status == DeliveryStatus::Sending
                 && r.lease_owner.as_deref() == Some(worker_id)
+                && running.contains(&r.broadcast_id)
             {
                 r.send_started_at = Some(at);
                 marked.push(*id);

@@ -160,6 +160,78 @@ impl Harness {
     }
 }
 
+/// Starts a broadcast's delivery with one send in flight per channel, each held at its
+/// channel; then `act`s on the broadcast and lets the held sends finish. Answers the harness,
+/// the broadcast and the messages sent.
+async fn act_with_sends_in_flight(
+    act: impl AsyncFnOnce(&Orchestrator, BroadcastId),
+) -> (Harness, BroadcastId, usize) {
+    let h = Harness::with_settings(Settings {
+        worker_id: "w1".into(),
+        batch_size: 10,
+        concurrency: 1,
+        ..Settings::default()
+    })
+    .await;
+    let id = h.broadcast(ChannelPolicy::Both).await;
+    h.orch.launch(&op(), id).await.unwrap();
+    let (tg, mail) = (h.telegram.close_gate(), h.email.close_gate());
+    let driver = async {
+        let started = || {
+            h.telegram.started.load(std::sync::atomic::Ordering::SeqCst)
+                + h.email.started.load(std::sync::atomic::Ordering::SeqCst)
+        };
+        while started() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        act(&h.orch, id).await;
+        tg.add_permits(10);
+        mail.add_permits(10);
+    };
+    let (report, ()) = tokio::join!(h.orch.tick(Some(id)), driver);
+    assert_eq!(report.unwrap().claimed, 7);
+    let sent = h.telegram.sent_to().len() + h.email.sent_to().len();
+    (h, id, sent)
+}
+
+#[tokio::test]
+async fn pause_stops_sends_that_have_not_started_and_hands_their_rows_back() {
+    let (h, id, sent) = act_with_sends_in_flight(async |orch, id| {
+        orch.pause(&op(), id, None).await.unwrap();
+    })
+    .await;
+    // The two sends on the wire finished; nothing else started.
+    assert_eq!(sent, 2);
+    let stats = h.orch.stats(id).await.unwrap();
+    assert_eq!(stats.count(DeliveryStatus::Sent), 2);
+    assert_eq!(stats.count(DeliveryStatus::Pending), 5, "{stats:?}");
+    assert_eq!(stats.count(DeliveryStatus::Sending), 0, "{stats:?}");
+    assert_eq!(h.status(id).await, BroadcastStatus::Paused);
+    // Resumed, the rest go, each once.
+    h.orch.resume(&op(), id).await.unwrap();
+    let stats = h.orch.run_until_done(id).await.unwrap();
+    assert_eq!(stats.count(DeliveryStatus::Sent), 7);
+    assert_eq!(h.telegram.sent_to().len() + h.email.sent_to().len(), 7);
+}
+
+#[tokio::test]
+async fn cancel_stops_sends_that_have_not_started_and_leaves_nothing_open() {
+    let (h, id, sent) = act_with_sends_in_flight(async |orch, id| {
+        orch.cancel(&op(), id).await.unwrap();
+    })
+    .await;
+    assert_eq!(sent, 2);
+    let stats = h.orch.stats(id).await.unwrap();
+    assert_eq!(stats.count(DeliveryStatus::Sent), 2, "{stats:?}");
+    assert_eq!(stats.count(DeliveryStatus::Cancelled), 5, "{stats:?}");
+    assert_eq!(
+        stats.count(DeliveryStatus::Pending) + stats.count(DeliveryStatus::Sending),
+        0,
+        "{stats:?}"
+    );
+    assert_eq!(h.status(id).await, BroadcastStatus::Cancelled);
+}
+
 /// Sends the three Telegram rows of a broadcast through a shared budget of 10/s with a
 /// 15 ms margin, all answered 300 ms after the first slot (by the manual clock), with every
 /// send failing with `failure` if given; answers how far the budget's slots moved back.

@@ -520,3 +520,94 @@ async fn late_answers_move_the_unreserved_slots_back_once() {
         assert_eq!((other.first, other.moved), (t(0), Duration::ZERO), "{name}");
     }
 }
+
+/// Claimed rows of a paused or cancelled broadcast are not marked as started (so not sent),
+/// and handing them back leaves a paused broadcast's rows `pending` and cancels a cancelled
+/// one's, also a result written after the cancel.
+#[tokio::test]
+async fn rows_of_a_stopped_broadcast_are_not_started_and_come_back_right() {
+    use broadcast_domain::{ClaimRequest, DeliveryResult, Outcome};
+    for s in subjects().await {
+        let (name, store) = (&s.name, s.store.as_ref());
+        import_fixture(store).await;
+        let mut rows_of = BTreeMap::new();
+        for stop in [Transition::Pause, Transition::Cancel] {
+            let id = draft(store, ChannelPolicy::Both, AudienceFilter::default()).await;
+            let launch = Transition::Launch.change(t(1), None, Some(content()));
+            store.change_status(id, launch).await.unwrap();
+            store
+                .materialise(id, &AudienceFilter::default(), ChannelPolicy::Both, t(1))
+                .await
+                .unwrap();
+            let claimed = store
+                .claim_due(&ClaimRequest {
+                    worker_id: "w".into(),
+                    now: t(2),
+                    lease_for: chrono::Duration::minutes(5),
+                    limit: 1_000,
+                    broadcast_id: Some(id),
+                    channels: Vec::new(),
+                })
+                .await
+                .unwrap();
+            assert!(claimed.len() >= 3, "{name}: {} claimed", claimed.len());
+            let ids: Vec<_> = claimed.iter().map(|r| r.id).collect();
+            // The first is started while running; then the broadcast stops.
+            let started = store.mark_started("w", &ids[..1], t(2)).await.unwrap();
+            assert_eq!(started, ids[..1], "{name}");
+            store
+                .change_status(id, stop.change(t(3), None, None))
+                .await
+                .unwrap();
+            let started = store.mark_started("w", &ids[1..], t(3)).await.unwrap();
+            assert!(started.is_empty(), "{name}: {stop:?}: {started:?} started");
+            if stop == Transition::Cancel {
+                store.cancel_pending(id, t(3)).await.unwrap();
+            }
+            // The started one was sent; the others come back untried.
+            let mut results = vec![DeliveryResult {
+                recipient_id: ids[0],
+                worker_id: "w".into(),
+                outcome: Outcome::Sent {
+                    at: t(4),
+                    provider_message_id: None,
+                },
+                uncertain: false,
+            }];
+            results.extend(ids[1..].iter().map(|id| DeliveryResult {
+                recipient_id: *id,
+                worker_id: "w".into(),
+                outcome: Outcome::Released {
+                    next_attempt_at: t(4),
+                    note: "held back".into(),
+                },
+                uncertain: false,
+            }));
+            store.record_results(&results).await.unwrap();
+            let stats = store.stats(id).await.unwrap();
+            let back = match stop {
+                Transition::Pause => DeliveryStatus::Pending,
+                _ => DeliveryStatus::Cancelled,
+            };
+            rows_of.insert(
+                format!("{stop:?}"),
+                (
+                    stats.count(DeliveryStatus::Sent),
+                    stats.count(back) >= ids.len() as u64 - 1,
+                    stats.count(DeliveryStatus::Sending),
+                ),
+            );
+            if stop == Transition::Cancel {
+                assert_eq!(stats.count(DeliveryStatus::Pending), 0, "{name}: {stats:?}");
+            }
+        }
+        assert_eq!(
+            rows_of,
+            BTreeMap::from([
+                ("Pause".to_owned(), (1, true, 0)),
+                ("Cancel".to_owned(), (1, true, 0)),
+            ]),
+            "{name}"
+        );
+    }
+}
