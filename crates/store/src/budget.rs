@@ -106,6 +106,23 @@ impl<'a> Request<'a> {
 }
 
 impl Store {
+    /// Runs one PostgreSQL upsert of `send_budgets` that returns its row.
+    async fn upsert_postgres(
+        &self,
+        sql: &str,
+        values: impl IntoIterator<Item = Value>,
+    ) -> Result<sea_orm::QueryResult> {
+        self.conn()
+            .query_one_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                sql,
+                values,
+            ))
+            .await
+            .map_err(db_err)?
+            .ok_or_else(|| Error::Internal("the send budget upsert returned no row".into()))
+    }
+
     /// PostgreSQL: one upsert (see the module documentation).
     async fn reserve_postgres(&self, req: &Request<'_>) -> Result<Slots> {
         let sql = "INSERT INTO send_budgets (key, next_free_at, updated_at) VALUES ($1, $2, $3) \
@@ -120,16 +137,7 @@ impl Store {
             req.now.into(),
             format!("{} microseconds", req.span_micros).into(),
         ];
-        let row = self
-            .conn()
-            .query_one_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                sql,
-                values,
-            ))
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| Error::Internal("the send budget upsert returned no row".into()))?;
+        let row = self.upsert_postgres(sql, values).await?;
         let end: DateTime<Utc> = row.try_get("", "next_free_at").map_err(db_err)?;
         let moved: i64 = row.try_get("", "moved_us").map_err(db_err)?;
         let first = end.checked_sub_signed(req.span).ok_or_else(|| {
@@ -197,16 +205,7 @@ impl Store {
             mv.late.into(),
             mv.then.into(),
         ];
-        let row = self
-            .conn()
-            .query_one_raw(Statement::from_sql_and_values(
-                DatabaseBackend::Postgres,
-                sql,
-                values,
-            ))
-            .await
-            .map_err(db_err)?
-            .ok_or_else(|| Error::Internal("the send budget upsert returned no row".into()))?;
+        let row = self.upsert_postgres(sql, values).await?;
         row.try_get("", "moved_us").map_err(db_err)
     }
 
