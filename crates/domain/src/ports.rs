@@ -155,6 +155,20 @@ pub struct Slots {
     pub moved: std::time::Duration,
 }
 
+impl Slots {
+    /// How far a message sent in a slot reserved when the key had been moved back by
+    /// `moved_then`, and answered `late`, still has to move the key's slots, now that they
+    /// have been moved back by `moved_now` in all: `late` less the moves since, if positive
+    /// (the rule of [`SendBudget::move_back`]).
+    pub fn still_to_move(
+        late: std::time::Duration,
+        moved_then: std::time::Duration,
+        moved_now: std::time::Duration,
+    ) -> std::time::Duration {
+        late.saturating_sub(moved_now.saturating_sub(moved_then))
+    }
+}
+
 /// A send rate shared by every worker process, kept where they all see it (the database).
 ///
 /// Workers reserve consecutive time slots of a key (e.g. `telegram`): `n` slots spaced

@@ -17,9 +17,9 @@ use broadcast_domain::{
     ClaimRequest, Clock, CompiledTemplate, Delivered, DeliveryError, DeliveryResult, DeliveryStats,
     DeliveryStore, EmailAddress, EmailMessage, Error, ErrorKind, FailureKind, MaterialiseReport,
     MessageBody, Outcome, OutgoingMessage, Recipient, RecipientContext, RecipientId,
-    RegistrationId, RenderEnv, Renderer, Result, SendBudget, TelegramChatId, TelegramMessage,
-    TemplateContent, TemplateError, TemplateErrorKind, TemplatePart, TemplateStore, Transition,
-    UnsubscribeLinks, UserId,
+    RegistrationId, RenderEnv, Renderer, Result, SendBudget, Slots, TelegramChatId,
+    TelegramMessage, TemplateContent, TemplateError, TemplateErrorKind, TemplatePart,
+    TemplateStore, Transition, UnsubscribeLinks, UserId,
 };
 
 mod compiled;

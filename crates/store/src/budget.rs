@@ -218,7 +218,9 @@ impl Store {
             .await
             .map_err(db_err)?;
         let (next, moved) = row.map_or((mv.now, 0), |r| (r.next_free_at, r.moved_us));
-        let missing = (mv.late - (moved - mv.then)).max(0);
+        let missing = Slots::still_to_move(micros(mv.late), micros(mv.then), micros(moved));
+        // At most `late`, which is at most a day.
+        let missing = i64::try_from(missing.as_micros()).unwrap_or(DAY_MICROS);
         if missing == 0 {
             return Ok(moved);
         }

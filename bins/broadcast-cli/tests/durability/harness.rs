@@ -514,3 +514,20 @@ pub(crate) fn count(stats: &Value, path: &[&str]) -> u64 {
 pub(crate) fn rfc3339_from_now(offset: chrono::Duration) -> String {
     (chrono::Utc::now() + offset).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// Sends SIGTERM to every worker, then asserts each exits 0 within 10 s; `context` (e.g.
+/// `"case: "`) starts the failure message.
+pub(crate) async fn stop_all(workers: &mut [Proc], context: &str) {
+    for w in workers.iter() {
+        w.sigterm();
+    }
+    for w in workers.iter_mut() {
+        let status = w.wait(Duration::from_secs(10)).await;
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{context}{} did not stop cleanly: {status:?}\n{}",
+            w.args(),
+            tail(&w.stderr(), 2000)
+        );
+    }
+}

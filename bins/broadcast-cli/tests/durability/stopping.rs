@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use broadcast_testkit::TestDb;
 use broadcast_testkit::telegram::FakeTelegram;
 
-use crate::harness::{Env, Proc, count, fake_telegram, people, tail};
+use crate::harness::{Env, Proc, count, fake_telegram, people, stop_all, tail};
 
 const RATE: usize = 20;
 const USERS: usize = 200;
@@ -69,21 +69,6 @@ async fn setup(env: &mut Env, fake: &FakeTelegram, name: &str) -> i64 {
     id
 }
 
-async fn finish(workers: Vec<Proc>) {
-    for w in &workers {
-        w.sigterm();
-    }
-    for mut w in workers {
-        let status = w.wait(Duration::from_secs(10)).await;
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "{} did not stop cleanly: {status:?}\n{}",
-            w.args(),
-            tail(&w.stderr(), 2000)
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_stops_sending_and_resume_delivers_the_rest_once() {
     let _serial = crate::SERIAL.lock().await;
@@ -115,7 +100,7 @@ async fn pause_stops_sending_and_resume_delivers_the_rest_once() {
     let refs: Vec<_> = workers.iter().collect();
     env.wait_for_status(id, "completed", Duration::from_secs(60), &refs)
         .await;
-    finish(workers).await;
+    stop_all(&mut workers, "").await;
     assert_eq!(fake.message_count(), USERS);
     assert_once_each(&fake);
 }
@@ -142,7 +127,7 @@ async fn cancel_stops_sending_on_three_postgres_workers_and_leaves_nothing_open(
         "{late} messages arrived after the cancel returned; at most {} were started",
         3 * IN_FLIGHT
     );
-    finish(workers).await;
+    stop_all(&mut workers, "").await;
     let stats = env.stats(id).await;
     let sent = count(&stats, &["stats", "by_status", "sent"]);
     assert_eq!(sent, fake.message_count() as u64, "{stats}");

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use broadcast_testkit::TestDb;
 
-use crate::harness::{Env, count, fake_telegram, people, tail};
+use crate::harness::{Env, count, fake_telegram, people, stop_all, tail};
 
 /// Size of a run: messages at 30/s and at 1000/s.
 fn sizes() -> (usize, usize) {
@@ -112,18 +112,7 @@ async fn run(case: Case, db: Option<TestDb>) {
     env.wait_for_status(id, "completed", ideal * 2 + Duration::from_secs(30), &refs)
         .await;
     drop(load);
-    for w in &procs {
-        w.sigterm();
-    }
-    for w in &mut procs {
-        let status = w.wait(Duration::from_secs(10)).await;
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "{name}: {} did not stop cleanly: {status:?}\n{}",
-            w.args(),
-            tail(&w.stderr(), 2000)
-        );
-    }
+    stop_all(&mut procs, &format!("{name}: ")).await;
 
     let messages = fake.messages();
     let mut per_chat: HashMap<i64, usize> = HashMap::new();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use broadcast_testkit::TestDb;
 
-use crate::harness::{Env, count, fake_telegram, people, tail};
+use crate::harness::{Env, count, fake_telegram, people, stop_all};
 
 const USERS: usize = 300;
 const RATE: usize = 30;
@@ -49,18 +49,7 @@ async fn three_workers_on_postgres_share_the_rate_and_send_nothing_twice() {
     env.wait_for_status(id, "completed", Duration::from_secs(40), &refs)
         .await;
     let wall = launched_at.elapsed();
-    for w in &workers {
-        w.sigterm();
-    }
-    for w in &mut workers {
-        let status = w.wait(Duration::from_secs(10)).await;
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "{} did not stop cleanly: {status:?}\n{}",
-            w.args(),
-            tail(&w.stderr(), 2000)
-        );
-    }
+    stop_all(&mut workers, "").await;
 
     let messages = fake.messages();
     let mut per_chat: HashMap<i64, usize> = HashMap::new();

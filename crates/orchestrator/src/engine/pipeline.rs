@@ -373,7 +373,7 @@ impl Orchestrator {
             .saturating_sub(self.settings.pacing_margin)
             .min(Duration::from_secs(1));
         // Not through the pool's lock: a send waiting for its slot may hold it.
-        if late <= shared.moved().saturating_sub(slot.moved) {
+        if Slots::still_to_move(late, slot.moved, shared.moved()).is_zero() {
             return Ok(());
         }
         let budget = budget.clone();

@@ -47,7 +47,7 @@ impl SendBudget for MemoryStore {
             .budgets
             .entry(key.to_owned())
             .or_insert((now, Duration::ZERO));
-        let missing = late.saturating_sub(moved.saturating_sub(moved_then));
+        let missing = Slots::still_to_move(late, moved_then, *moved);
         if !missing.is_zero() {
             *next = (*next).max(now) + delta(missing, "move")?;
             *moved += missing;

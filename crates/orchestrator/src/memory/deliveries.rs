@@ -1,6 +1,6 @@
 //! [`DeliveryStore`]: the ledger as the queue: leases, results, counts, fallback, requeue.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use broadcast_domain::*;
@@ -12,13 +12,8 @@ use super::MemoryStore;
 impl DeliveryStore for MemoryStore {
     async fn claim_due(&self, req: &ClaimRequest) -> Result<Vec<Recipient>> {
         let mut s = self.lock();
-        let running: Vec<BroadcastId> = s
-            .broadcasts
-            .values()
-            .filter(|b| b.status == BroadcastStatus::Running)
-            .filter(|b| req.broadcast_id.is_none_or(|id| id == b.id))
-            .map(|b| b.id)
-            .collect();
+        let mut running = s.broadcasts_in(BroadcastStatus::Running);
+        running.retain(|id| req.broadcast_id.is_none_or(|only| only == *id));
         let mut due: Vec<&mut Recipient> = s
             .recipients
             .values_mut()
@@ -51,12 +46,7 @@ impl DeliveryStore for MemoryStore {
 
     async fn record_results(&self, results: &[DeliveryResult]) -> Result<u64> {
         let mut s = self.lock();
-        let cancelled: BTreeSet<BroadcastId> = s
-            .broadcasts
-            .values()
-            .filter(|b| b.status == BroadcastStatus::Cancelled)
-            .map(|b| b.id)
-            .collect();
+        let cancelled = s.broadcasts_in(BroadcastStatus::Cancelled);
         let mut n = 0;
         for res in results {
             let Some(r) = s.recipients.get_mut(&res.recipient_id) else {
@@ -128,12 +118,7 @@ impl DeliveryStore for MemoryStore {
         at: DateTime<Utc>,
     ) -> Result<Vec<RecipientId>> {
         let mut s = self.lock();
-        let running: BTreeSet<BroadcastId> = s
-            .broadcasts
-            .values()
-            .filter(|b| b.status == BroadcastStatus::Running)
-            .map(|b| b.id)
-            .collect();
+        let running = s.broadcasts_in(BroadcastStatus::Running);
         let mut marked = Vec::with_capacity(rows.len());
         for id in rows {
             if let Some(r) = s.recipients.get_mut(id)

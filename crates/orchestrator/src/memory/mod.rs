@@ -5,7 +5,7 @@
 //! user and channel, the domain's audience and import rules), which `broadcast-store`'s contract
 //! suite checks on both, but nothing survives the process. One module per port.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Utc};
@@ -51,6 +51,15 @@ impl State {
     fn id(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// The broadcasts in `status`.
+    fn broadcasts_in(&self, status: BroadcastStatus) -> BTreeSet<BroadcastId> {
+        self.broadcasts
+            .values()
+            .filter(|b| b.status == status)
+            .map(|b| b.id)
+            .collect()
     }
 }
 
