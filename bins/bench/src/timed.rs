@@ -51,6 +51,18 @@ impl DeliveryStore for Timed {
     async fn claim_due(&self, request: &ClaimRequest) -> DResult<Vec<broadcast_domain::Recipient>> {
         self.time("claim_due", self.store.claim_due(request)).await
     }
+    async fn claim_probe(
+        &self,
+        broadcast: i64,
+        channel: broadcast_domain::ChannelKind,
+        worker_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_for: chrono::Duration,
+    ) -> DResult<Option<broadcast_domain::Recipient>> {
+        self.store
+            .claim_probe(broadcast, channel, worker_id, now, lease_for)
+            .await
+    }
     async fn record_results(&self, results: &[DeliveryResult]) -> DResult<u64> {
         self.time("record_results", self.store.record_results(results))
             .await

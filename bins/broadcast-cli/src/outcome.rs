@@ -79,6 +79,7 @@ mod tests {
             total_recipients: 0,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            probe: None,
         }
     }
 

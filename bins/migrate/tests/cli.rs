@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     "m20261128_000001_create_audience",
     "m20261128_000002_create_templates",
     "m20261128_000003_create_broadcasts",
@@ -13,6 +13,7 @@ const MIGRATIONS: [&str; 9] = [
     "m20261203_000007_uncertain_sends",
     "m20261203_000008_folded_keys",
     "m20261203_000009_budget_moves",
+    "m20261203_000010_probes_and_holds",
 ];
 
 fn migrate(dir: &Path, args: &[&str]) -> Output {
@@ -65,27 +66,31 @@ fn up_down_status_and_fresh_on_the_default_sqlite_database() {
     let dir = tempfile::tempdir().expect("temp dir");
     let dir = dir.path();
 
+    let all = MIGRATIONS.len();
     let up = ok(dir, &["up"]);
     assert!(up.contains("sqlite://data/broadcast.db"), "{up}");
-    assert!(up.contains("applied 9 migration(s)"), "{up}");
+    assert!(up.contains(&format!("applied {all} migration(s)")), "{up}");
     assert!(dir.join("data/broadcast.db").is_file());
-    assert_eq!(statuses(dir), expected(9));
+    assert_eq!(statuses(dir), expected(all));
 
     // Up again is a no-op.
     assert!(ok(dir, &["up"]).contains("applied 0 migration(s)"));
 
     let down = ok(dir, &["down"]);
     assert!(down.contains("rolled back 1 migration(s)"), "{down}");
-    assert_eq!(statuses(dir), expected(8));
+    assert_eq!(statuses(dir), expected(all - 1));
 
     ok(dir, &["down", "-n", "5"]);
-    assert_eq!(statuses(dir), expected(3));
+    assert_eq!(statuses(dir), expected(all - 6));
 
     let fresh = ok(dir, &["fresh"]);
-    assert!(fresh.contains("applied 9 migration(s)"), "{fresh}");
-    assert_eq!(statuses(dir), expected(9));
+    assert!(
+        fresh.contains(&format!("applied {all} migration(s)")),
+        "{fresh}"
+    );
+    assert_eq!(statuses(dir), expected(all));
 
-    ok(dir, &["down", "--steps", "10"]);
+    ok(dir, &["down", "--steps", &all.to_string()]);
     assert_eq!(statuses(dir), expected(0));
 }
 

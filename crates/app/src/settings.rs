@@ -129,7 +129,8 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 /// The worker settings read through `lookup`: `APP_NAME`, `WORKER_ID` (default
 /// `default_worker_id`), `BATCH_SIZE`, `WORKER_CONCURRENCY`, `MAX_ATTEMPTS`,
 /// `RETRY_BASE_SECONDS`, `RETRY_MAX_SECONDS`, `LEASE_SECONDS`, `SCHEDULE_GRACE_SECONDS`,
-/// `BREAKER_CONSECUTIVE`, `BREAKER_WINDOW` and `BREAKER_RATIO`. Shared rates and the pacing
+/// `BREAKER_CONSECUTIVE`, `BREAKER_WINDOW`, `BREAKER_RATIO`, `BREAKER_COOLDOWN_SECONDS` and
+/// `BREAKER_COOLDOWN_MAX_SECONDS`. Shared rates and the pacing
 /// margin come from the channel settings (`ChannelSettings::share_rates`).
 pub fn worker_settings(
     lookup: impl Fn(&str) -> Option<String>,
@@ -150,8 +151,24 @@ pub fn worker_settings(
         breaker_consecutive: env.int("BREAKER_CONSECUTIVE", d.breaker_consecutive, 1, 1_000_000)?,
         breaker_window: env.int("BREAKER_WINDOW", d.breaker_window, 1, 1_000_000)?,
         breaker_ratio: env.ratio("BREAKER_RATIO", d.breaker_ratio)?,
+        breaker_cooldown: env.seconds("BREAKER_COOLDOWN_SECONDS", d.breaker_cooldown, DAY)?,
+        breaker_cooldown_max: env.seconds(
+            "BREAKER_COOLDOWN_MAX_SECONDS",
+            d.breaker_cooldown_max,
+            DAY,
+        )?,
         ..d
     };
+    if settings.breaker_cooldown_max < settings.breaker_cooldown {
+        return Err(SettingsError::new(
+            "BREAKER_COOLDOWN_MAX_SECONDS",
+            &format!("{}", settings.breaker_cooldown_max.as_secs_f64()),
+            format!(
+                "it must not be shorter than BREAKER_COOLDOWN_SECONDS ({} s)",
+                settings.breaker_cooldown.as_secs_f64()
+            ),
+        ));
+    }
     if settings.retry_max < settings.retry_base {
         return Err(SettingsError::new(
             "RETRY_MAX_SECONDS",
@@ -243,6 +260,8 @@ mod tests {
             ("BREAKER_WINDOW", "1.5"),
             ("BREAKER_RATIO", "0"),
             ("BREAKER_RATIO", "1.5"),
+            ("BREAKER_COOLDOWN_SECONDS", "0"),
+            ("BREAKER_COOLDOWN_MAX_SECONDS", "x"),
             ("WORKER_ID", "a\u{7}b"),
         ] {
             let err = read(&[(name, value)]).expect_err(name);
@@ -257,6 +276,32 @@ mod tests {
         let err = read(&[("RETRY_BASE_SECONDS", "60"), ("RETRY_MAX_SECONDS", "10")]).unwrap_err();
         assert_eq!(err.name, "RETRY_MAX_SECONDS");
         assert!(err.to_string().contains("RETRY_BASE_SECONDS"), "{err}");
+    }
+
+    #[test]
+    fn the_longest_breaker_cool_down_is_not_shorter_than_the_first() {
+        let s = read(&[
+            ("BREAKER_COOLDOWN_SECONDS", "2.5"),
+            ("BREAKER_COOLDOWN_MAX_SECONDS", "20"),
+        ])
+        .unwrap();
+        assert_eq!(s.breaker_cooldown, Duration::from_millis(2500));
+        assert_eq!(s.breaker_cooldown_max, Duration::from_secs(20));
+        let s = read(&[("BREAKER_COOLDOWN_SECONDS", "60")]).unwrap();
+        assert_eq!(
+            s.breaker_cooldown_max,
+            Settings::default().breaker_cooldown_max
+        );
+        let err = read(&[
+            ("BREAKER_COOLDOWN_SECONDS", "60"),
+            ("BREAKER_COOLDOWN_MAX_SECONDS", "10"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.name, "BREAKER_COOLDOWN_MAX_SECONDS");
+        assert!(
+            err.to_string().contains("BREAKER_COOLDOWN_SECONDS"),
+            "{err}"
+        );
     }
 
     #[test]

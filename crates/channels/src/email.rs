@@ -17,12 +17,12 @@
 //! | a failed TLS handshake (STARTTLS or implicit TLS)             | `ChannelFault`   |
 //! | other 5xx without an enhanced code (552, 554, ...)            | `Permanent`      |
 //! | connection refused, network, timeout, unreadable reply        | `Transient`      |
+//! | lettre client errors (no usable AUTH mechanism, no SMTPUTF8)  | `Permanent`      |
 //!
 //! A channel fault is the relay refusing *us*: the broadcasts on the channel are paused and no
 //! recipient is failed. A transient error without a reply after the message body was written
 //! (the connection dropped, the final reply timed out) is marked
 //! [`outcome_unknown`](DeliveryError::outcome_unknown): the relay may have accepted it.
-//! | lettre client errors (no usable AUTH mechanism, no SMTPUTF8)  | `Permanent`      |
 
 use std::fmt;
 use std::str::FromStr;

@@ -117,6 +117,7 @@ impl Transition {
             at,
             reason,
             freeze,
+            probe: None,
         }
     }
 }

@@ -294,6 +294,39 @@ pub struct Broadcast {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// Set while the broadcast is paused by its circuit breaker: when a worker sends one probe
+    /// message to see whether the channel works again. `None` for every other pause.
+    #[serde(default)]
+    pub probe: Option<BreakerProbe>,
+}
+
+/// The half-open state of a broadcast paused by its circuit breaker: at `at`, one worker
+/// takes the probe ([`BroadcastStore::take_probe`](crate::BroadcastStore::take_probe)) and
+/// sends one message on `channel`. Success resumes the broadcast by itself; failure waits
+/// twice the cool-down (up to a limit) before the next probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerProbe {
+    /// The channel whose failures tripped the breaker.
+    pub channel: ChannelKind,
+    /// The cool-down that led to `at`; the next one after a failed probe is twice as long.
+    #[serde(with = "millis")]
+    pub cooldown: std::time::Duration,
+    /// When the next probe is due (while a worker probes: when its probe lease ends).
+    pub at: DateTime<Utc>,
+}
+
+/// A duration as whole milliseconds (`cooldown_ms` in the database, `cooldown` in JSON).
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
 }
 
 /// A broadcast to create (as a draft, or scheduled when `scheduled_at` is set).
@@ -616,4 +649,7 @@ pub struct StatusChange {
     pub reason: Option<String>,
     /// Template to freeze (on launch).
     pub freeze: Option<TemplateContent>,
+    /// The breaker probe to schedule (on a pause by the circuit breaker); every other change
+    /// clears the broadcast's probe.
+    pub probe: Option<BreakerProbe>,
 }

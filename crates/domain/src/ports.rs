@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{DeliveryError, Result, TemplateError};
+use crate::error::{DeliveryError, Error, Result, TemplateError};
 use crate::filter::AudienceFilter;
 use crate::model::*;
 use crate::types::*;
@@ -54,6 +54,17 @@ pub trait BroadcastStore: Send + Sync + Debug {
         at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<Broadcast>;
+    /// Takes the breaker probe of a paused broadcast whose probe is due (`probe.at <= now`)
+    /// for one worker, atomically: moves `probe.at` to `lease_until`, so no other worker takes
+    /// it until then (a worker that dies mid-probe leaves it to the next one). Returns the
+    /// probe taken, or `None` when the broadcast is not paused, has no probe, its probe is not
+    /// due, or another worker took it first.
+    async fn take_probe(
+        &self,
+        id: BroadcastId,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<BreakerProbe>>;
 }
 
 /// The delivery ledger: one row per (broadcast, user, channel), which is also the queue.
@@ -79,6 +90,19 @@ pub trait DeliveryStore: Send + Sync + Debug {
         rows: &[RecipientId],
         at: DateTime<Utc>,
     ) -> Result<Vec<RecipientId>>;
+    /// Leases one pending row of a **paused** broadcast on `channel` for a breaker probe, due or
+    /// not (earliest `next_attempt_at` first), and marks its send as started, as
+    /// [`mark_started`](Self::mark_started) would: the probe is sent at once. `None` when the
+    /// broadcast is not paused or has no pending row on that channel. The result is written
+    /// with [`record_results`](Self::record_results) like any other.
+    async fn claim_probe(
+        &self,
+        broadcast: BroadcastId,
+        channel: ChannelKind,
+        worker_id: &str,
+        now: DateTime<Utc>,
+        lease_for: chrono::Duration,
+    ) -> Result<Option<Recipient>>;
     /// Counts per channel, status, error kind and skip reason.
     async fn status_counts(&self, broadcast: BroadcastId) -> Result<Vec<StatusCount>>;
     /// Statistics of a broadcast.
@@ -167,6 +191,14 @@ impl Slots {
     ) -> std::time::Duration {
         late.saturating_sub(moved_now.saturating_sub(moved_then))
     }
+
+    /// Checks a send budget key: every [`SendBudget`] refuses an empty one.
+    pub fn check_key(key: &str) -> Result<()> {
+        if key.trim().is_empty() {
+            return Err(Error::Invalid("a send budget key must not be empty".into()));
+        }
+        Ok(())
+    }
 }
 
 /// A send rate shared by every worker process, kept where they all see it (the database).
@@ -199,6 +231,14 @@ pub trait SendBudget: Send + Sync + Debug {
         moved_then: std::time::Duration,
         now: DateTime<Utc>,
     ) -> Result<std::time::Duration>;
+
+    /// The service asked to wait until `until` (Telegram's 429 `retry_after`): no slot of the
+    /// key is handed out before then, and [`held_until`](Self::held_until) tells every worker,
+    /// so that slots they reserved earlier are not used. A hold never shortens a longer one.
+    async fn hold(&self, key: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<()>;
+
+    /// The end of the key's latest hold, if it has one (it may be in the past).
+    async fn held_until(&self, key: &str) -> Result<Option<DateTime<Utc>>>;
 }
 
 /// The audience: users, competitions and registrations.

@@ -77,11 +77,11 @@ impl Breaker {
         self.lanes.retain(|(b, _), _| *b != broadcast);
     }
 
-    /// Lanes that tripped and are not yet acted upon.
-    pub(crate) fn tripped(&self) -> Vec<(BroadcastId, String)> {
+    /// Lanes that tripped and are not yet acted upon, with the reason.
+    pub(crate) fn tripped(&self) -> Vec<((BroadcastId, ChannelKind), String)> {
         self.lanes
             .iter()
-            .filter_map(|((b, _), l)| l.tripped.clone().map(|r| (*b, r)))
+            .filter_map(|(lane, l)| l.tripped.clone().map(|r| (*lane, r)))
             .collect()
     }
 }

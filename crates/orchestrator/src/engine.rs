@@ -17,7 +17,7 @@ use broadcast_domain::{
     ClaimRequest, Clock, CompiledTemplate, Delivered, DeliveryError, DeliveryResult, DeliveryStats,
     DeliveryStore, EmailAddress, EmailMessage, Error, ErrorKind, FailureKind, MaterialiseReport,
     MessageBody, Outcome, OutgoingMessage, Recipient, RecipientContext, RecipientId,
-    RegistrationId, RenderEnv, Renderer, Result, SendBudget, Slots, TelegramChatId,
+    RegistrationId, RenderEnv, Renderer, Result, SendBudget, Slots, StatusChange, TelegramChatId,
     TelegramMessage, TemplateContent, TemplateError, TemplateErrorKind, TemplatePart,
     TemplateStore, Transition, UnsubscribeLinks, UserId,
 };
@@ -27,6 +27,7 @@ mod delivery;
 mod lifecycle;
 mod pipeline;
 mod preview;
+mod probe;
 mod worker;
 
 use crate::backoff::Backoff;
@@ -255,6 +256,9 @@ pub struct Orchestrator {
     faults: Mutex<BTreeMap<ChannelKind, String>>,
     /// Per rate-shared channel, the slots reserved from the [`SendBudget`] and not used yet.
     slots: BTreeMap<ChannelKind, pipeline::SharedSlots>,
+    /// Per channel, the end of the latest wait its service asked for (a 429's `retry_after`),
+    /// answered to this worker or, on a rate-shared channel, to any worker.
+    holds: Mutex<BTreeMap<ChannelKind, DateTime<Utc>>>,
     published: Mutex<HashMap<BroadcastId, std::time::Instant>>,
 }
 
@@ -264,6 +268,15 @@ const ROUND: Duration = Duration::from_secs(2);
 
 /// Progress events of a broadcast during delivery come at most this often.
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+/// The note of a row held back because its channel's service asked to wait.
+fn hold_note(kind: ChannelKind, until: DateTime<Utc>) -> String {
+    format!("held back: the {kind} service asked to wait until {until}")
+}
+
+/// A shared slot further ahead than this is checked against the budget's hold before the send
+/// waits for it.
+const FAR_SLOT: Duration = Duration::from_millis(500);
 
 /// The note of a row held back because its channel has a fault.
 fn fault_note(kind: ChannelKind, fault: &str) -> String {
@@ -302,6 +315,7 @@ impl Orchestrator {
             breaker: Mutex::new(Breaker::default()),
             faults: Mutex::new(BTreeMap::new()),
             slots,
+            holds: Mutex::new(BTreeMap::new()),
             published: Mutex::new(HashMap::new()),
         }
     }

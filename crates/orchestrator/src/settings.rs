@@ -54,6 +54,11 @@ pub struct Settings {
     pub breaker_window: u32,
     /// See `breaker_window`.
     pub breaker_ratio: f64,
+    /// How long a broadcast paused by its circuit breaker waits before one probe message is
+    /// sent (the breaker half-opens); a probe that succeeds resumes the broadcast.
+    pub breaker_cooldown: Duration,
+    /// A failed probe doubles the cool-down, up to this.
+    pub breaker_cooldown_max: Duration,
     /// Messages per second per channel shared by every worker through the `SendBudget` port
     /// (e.g. Telegram's 30/s per bot). Channels not listed are paced only in-process.
     pub shared_rates: BTreeMap<ChannelKind, u32>,
@@ -79,6 +84,8 @@ impl Default for Settings {
             breaker_consecutive: 50,
             breaker_window: 200,
             breaker_ratio: 0.5,
+            breaker_cooldown: Duration::from_secs(30),
+            breaker_cooldown_max: Duration::from_secs(600),
             shared_rates: BTreeMap::new(),
             pacing_margin: Duration::from_millis(15),
         }

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use broadcast_domain::{
-    Broadcast, BroadcastId, BroadcastStatus, BroadcastStore, Error, NewBroadcast, Result,
-    StatusChange, Transition,
+    BreakerProbe, Broadcast, BroadcastId, BroadcastStatus, BroadcastStore, Error, NewBroadcast,
+    Result, StatusChange, Transition,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Func};
@@ -114,10 +114,20 @@ impl BroadcastStore for Store {
     async fn change_status(&self, id: BroadcastId, change: StatusChange) -> Result<Broadcast> {
         let to = change.to;
         let at = change.at;
+        let probe = change.probe;
         let mut update = Entity::update_many()
             .col_expr(Column::Status, Expr::val(to.as_str()))
             .col_expr(Column::StatusReason, Expr::val(change.reason))
-            .col_expr(Column::UpdatedAt, Expr::val(at));
+            .col_expr(Column::UpdatedAt, Expr::val(at))
+            .col_expr(
+                Column::ProbeChannel,
+                Expr::val(probe.map(|p| p.channel.as_str())),
+            )
+            .col_expr(
+                Column::ProbeCooldownMs,
+                Expr::val(probe.map(|p| i64::try_from(p.cooldown.as_millis()).unwrap_or(i64::MAX))),
+            )
+            .col_expr(Column::ProbeAt, Expr::val(probe.map(|p| p.at)));
         if to == BroadcastStatus::Running {
             // The first launch sets started_at; a resume keeps it.
             update = update.col_expr(
@@ -150,6 +160,30 @@ impl BroadcastStore for Store {
         Err(Error::Conflict(format!(
             "broadcast {id} is {current}; cannot move it to {to} (only from {allowed})"
         )))
+    }
+
+    /// One compare-and-set `UPDATE ... SET probe_at = ? WHERE id = ? AND status = 'paused' AND
+    /// probe_at <= ? RETURNING *`: of several workers, the first takes it.
+    #[tracing::instrument(skip(self))]
+    async fn take_probe(
+        &self,
+        id: BroadcastId,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<BreakerProbe>> {
+        let rows = Entity::update_many()
+            .col_expr(Column::ProbeAt, Expr::val(lease_until))
+            .filter(Column::Id.eq(id))
+            .filter(Column::Status.eq(BroadcastStatus::Paused.as_str()))
+            .filter(Column::ProbeChannel.is_not_null())
+            .filter(Column::ProbeAt.lte(now))
+            .exec_with_returning(self.conn())
+            .await
+            .map_err(db_err)?;
+        match rows.into_iter().next() {
+            Some(model) => Ok(convert::broadcast(model)?.probe),
+            None => Ok(None),
+        }
     }
 
     #[tracing::instrument(skip(self))]

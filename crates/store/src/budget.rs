@@ -27,6 +27,11 @@
 //! `moved_us`, the total moved, which reservations hand out: one upsert on PostgreSQL, a read
 //! and an update under the write lock on SQLite, as above.
 //!
+//! A hold (`hold`, a service's 429 `retry_after`) moves `next_free_at` to the hold's end if
+//! that is later, and keeps the latest end in `held_until` for workers that reserved slots
+//! before it to check (`held_until`): one upsert on PostgreSQL, a read and an upsert under
+//! the write lock on SQLite.
+//!
 //! Times are whole microseconds, which is what PostgreSQL stores: `now` and `interval` are
 //! rounded **up** to the microsecond, so the first slot is never before `now` and slots are never
 //! closer together than `interval`.
@@ -38,8 +43,8 @@ use broadcast_domain::{Error, Result, SendBudget, Slots};
 use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, Statement, Value,
-    sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QuerySelect,
+    Statement, Value, sea_query::Expr,
 };
 
 use crate::Store;
@@ -65,9 +70,7 @@ struct Request<'a> {
 
 impl<'a> Request<'a> {
     fn new(key: &'a str, interval: Duration, n: u32, now: DateTime<Utc>) -> Result<Self> {
-        if key.trim().is_empty() {
-            return Err(Error::Invalid("a send budget key must not be empty".into()));
-        }
+        Slots::check_key(key)?;
         if n == 0 {
             return Err(Error::Invalid(format!(
                 "a reservation of send budget `{key}` must be for at least 1 slot, got 0"
@@ -251,6 +254,67 @@ impl Store {
     }
 }
 
+impl Store {
+    /// PostgreSQL: one upsert (see the module documentation).
+    async fn hold_postgres(
+        &self,
+        key: &str,
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let sql = "INSERT INTO send_budgets (key, next_free_at, updated_at, held_until) \
+                   VALUES ($1, $2, $3, $2) \
+                   ON CONFLICT (key) DO UPDATE \
+                   SET next_free_at = GREATEST(send_budgets.next_free_at, EXCLUDED.next_free_at), \
+                       held_until = GREATEST(send_budgets.held_until, EXCLUDED.held_until), \
+                       updated_at = EXCLUDED.updated_at \
+                   RETURNING held_until";
+        let values: [Value; 3] = [key.into(), until.into(), now.into()];
+        self.upsert_postgres(sql, values).await.map(drop)
+    }
+
+    /// SQLite: read and upsert in one transaction under the write lock.
+    async fn hold_sqlite(&self, key: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+        let _guard = self.sqlite_write_lock().await;
+        let txn = self.begin().await?;
+        let row = Entity::find_by_id(key.to_owned())
+            .one(&txn)
+            .await
+            .map_err(db_err)?;
+        let (next, held, moved) = row.map_or((until, until, 0), |r| {
+            (
+                r.next_free_at.max(until),
+                r.held_until.map_or(until, |h| h.max(until)),
+                r.moved_us,
+            )
+        });
+        let upsert = Query::insert()
+            .into_table(Entity)
+            .columns([
+                Column::Key,
+                Column::NextFreeAt,
+                Column::UpdatedAt,
+                Column::MovedUs,
+                Column::HeldUntil,
+            ])
+            .values_panic([
+                key.into(),
+                next.into(),
+                now.into(),
+                moved.into(),
+                held.into(),
+            ])
+            .on_conflict(
+                OnConflict::column(Column::Key)
+                    .update_columns([Column::NextFreeAt, Column::UpdatedAt, Column::HeldUntil])
+                    .to_owned(),
+            )
+            .to_owned();
+        txn.execute(&upsert).await.map_err(db_err)?;
+        txn.commit().await.map_err(db_err)
+    }
+}
+
 /// A `move_back`, checked and in whole microseconds.
 #[derive(Debug)]
 struct Move<'a> {
@@ -262,9 +326,7 @@ struct Move<'a> {
 
 impl<'a> Move<'a> {
     fn new(key: &'a str, late: Duration, then: Duration, now: DateTime<Utc>) -> Result<Self> {
-        if key.trim().is_empty() {
-            return Err(Error::Invalid("a send budget key must not be empty".into()));
-        }
+        Slots::check_key(key)?;
         let late = i64::try_from(late.as_nanos().div_ceil(1_000))
             .ok()
             .filter(|us| *us <= DAY_MICROS)
@@ -333,6 +395,29 @@ impl SendBudget for Store {
             "moved the send budget's slots back after a late answer"
         );
         Ok(micros(moved))
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn hold(&self, key: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+        Slots::check_key(key)?;
+        let until = ceil_micros(until);
+        let now = ceil_micros(now);
+        if self.is_sqlite() {
+            self.hold_sqlite(key, until, now).await
+        } else {
+            self.hold_postgres(key, until, now).await
+        }
+    }
+
+    async fn held_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
+        let held = Entity::find_by_id(key.to_owned())
+            .select_only()
+            .column(Column::HeldUntil)
+            .into_tuple::<Option<DateTime<Utc>>>()
+            .one(self.conn())
+            .await
+            .map_err(db_err)?;
+        Ok(held.flatten())
     }
 }
 

@@ -79,6 +79,8 @@ enum Due {
     /// Rows whose lease expired, of any running broadcast in the request's scope: those whose
     /// send had started (`send_started_at` set), or those claimed and never started.
     Expired { started: bool },
+    /// Pending rows of one **paused** broadcast, due or not: a breaker probe.
+    Probe(BroadcastId),
 }
 
 impl Store {
@@ -150,6 +152,40 @@ impl Store {
         Ok(claimed)
     }
 
+    /// See [`DeliveryStore::claim_probe`]: one statement like a claim's (`Due::Probe`), with
+    /// the send marked as started.
+    pub(crate) async fn claim_probe_row(
+        &self,
+        request: &ClaimRequest,
+        broadcast: BroadcastId,
+    ) -> Result<Option<Recipient>> {
+        if request.lease_for <= chrono::Duration::zero() {
+            return Err(Error::Invalid(format!(
+                "a lease must last longer than 0 seconds, got {}",
+                request.lease_for
+            )));
+        }
+        if request.worker_id.trim().is_empty() {
+            return Err(Error::Invalid("a worker id must not be empty".into()));
+        }
+        let guard = self.sqlite_write_lock().await;
+        let mut sqlite = match self.is_sqlite() {
+            true => Some((self.begin().await?, CountChanges::new())),
+            false => None,
+        };
+        let due = self.due_rows(request, Due::Probe(broadcast), 1);
+        let fresh = Transition::from(DeliveryStatus::Pending);
+        let mut claimed = self
+            .lease_marked(request, due, fresh, true, &mut sqlite)
+            .await?;
+        if let Some((txn, changes)) = sqlite {
+            changes.apply(&txn).await?;
+            txn.commit().await.map_err(db_err)?;
+        }
+        drop(guard);
+        Ok(claimed.pop())
+    }
+
     /// Ids of the running broadcasts, oldest first.
     async fn running_broadcasts(&self) -> Result<Vec<BroadcastId>> {
         broadcasts::Entity::find()
@@ -169,6 +205,18 @@ impl Store {
         let mut due = Query::select();
         due.column(Column::Id).from(Entity);
         let order = match which {
+            Due::Probe(id) => {
+                let paused = Query::select()
+                    .expr(Expr::val(1))
+                    .from(broadcasts::Entity)
+                    .and_where(broadcasts::Column::Id.eq(id))
+                    .and_where(broadcasts::Column::Status.eq(BroadcastStatus::Paused.as_str()))
+                    .to_owned();
+                due.and_where(Column::BroadcastId.eq(id))
+                    .and_where(Expr::exists(paused))
+                    .and_where(Column::Status.eq(DeliveryStatus::Pending.as_str()));
+                Column::NextAttemptAt
+            }
             Due::Pending(id) => {
                 let running = Query::select()
                     .expr(Expr::val(1))
@@ -232,6 +280,19 @@ impl Store {
         transition: Transition,
         sqlite: &mut Option<(DatabaseTransaction, CountChanges)>,
     ) -> Result<Vec<Recipient>> {
+        self.lease_marked(request, due, transition, false, sqlite)
+            .await
+    }
+
+    /// [`lease`](Self::lease), with the send marked as started at once when `started`.
+    async fn lease_marked(
+        &self,
+        request: &ClaimRequest,
+        due: SelectStatement,
+        transition: Transition,
+        started: bool,
+        sqlite: &mut Option<(DatabaseTransaction, CountChanges)>,
+    ) -> Result<Vec<Recipient>> {
         let now = request.now;
         let mut update = Query::update();
         update
@@ -239,10 +300,7 @@ impl Store {
             .value(Column::Status, DeliveryStatus::Sending.as_str())
             .value(Column::LeaseOwner, request.worker_id.as_str())
             .value(Column::LeaseExpiresAt, now + request.lease_for)
-            .value(
-                Column::SendStartedAt,
-                Option::<chrono::DateTime<chrono::Utc>>::None,
-            )
+            .value(Column::SendStartedAt, started.then_some(now))
             .value(Column::UpdatedAt, now)
             .and_where(Column::Id.in_subquery(due));
         if transition.uncertain_bump > 0 {

@@ -3,10 +3,12 @@
 
 use std::fmt::Display;
 use std::str::FromStr;
+use std::time::Duration;
 
 use broadcast_domain::{
-    AdminUser, AuditEntry, Broadcast, Competition, EmailAddress, Error, MessageTemplate, Recipient,
-    Registration, Result, TelegramChatId, TemplateContent, TemplateName, User,
+    AdminUser, AuditEntry, BreakerProbe, Broadcast, Competition, EmailAddress, Error,
+    MessageTemplate, Recipient, Registration, Result, TelegramChatId, TemplateContent,
+    TemplateName, User,
 };
 
 use crate::entity::{
@@ -175,6 +177,14 @@ pub(crate) fn broadcast(m: broadcasts::Model) -> Result<Broadcast> {
         total_recipients: m.total_recipients,
         created_at: m.created_at,
         updated_at: m.updated_at,
+        probe: match (m.probe_channel, m.probe_cooldown_ms, m.probe_at) {
+            (Some(channel), Some(cooldown), Some(at)) => Some(BreakerProbe {
+                channel: parse(T, "probe_channel", id, &channel)?,
+                cooldown: Duration::from_millis(u64::try_from(cooldown).unwrap_or(0)),
+                at,
+            }),
+            _ => None,
+        },
     })
 }
 

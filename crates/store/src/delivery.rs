@@ -6,9 +6,9 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use broadcast_domain::{
-    BroadcastId, BroadcastStatus, ClaimRequest, DeliveryResult, DeliveryStats, DeliveryStatus,
-    DeliveryStore, Error, ErrorKind, Outcome, Page, Recipient, RecipientId, RecipientQuery,
-    RegistrationId, Result, StatusCount, UserId,
+    BroadcastId, BroadcastStatus, ChannelKind, ClaimRequest, DeliveryResult, DeliveryStats,
+    DeliveryStatus, DeliveryStore, Error, ErrorKind, Outcome, Page, Recipient, RecipientId,
+    RecipientQuery, RegistrationId, Result, StatusCount, UserId,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, Query};
@@ -229,6 +229,25 @@ impl Store {
 impl DeliveryStore for Store {
     async fn claim_due(&self, request: &ClaimRequest) -> Result<Vec<Recipient>> {
         self.claim(request).await
+    }
+
+    async fn claim_probe(
+        &self,
+        broadcast: BroadcastId,
+        channel: ChannelKind,
+        worker_id: &str,
+        now: DateTime<Utc>,
+        lease_for: chrono::Duration,
+    ) -> Result<Option<Recipient>> {
+        let request = ClaimRequest {
+            worker_id: worker_id.to_owned(),
+            now,
+            lease_for,
+            limit: 1,
+            broadcast_id: Some(broadcast),
+            channels: vec![channel],
+        };
+        self.claim_probe_row(&request, broadcast).await
     }
 
     /// All or nothing per call; each result updates its row only while the row is `sending`

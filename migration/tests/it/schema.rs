@@ -63,7 +63,7 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
         let statuses = Migrator::get_migration_with_status(db.conn())
             .await
             .expect("status");
-        assert_eq!(statuses.len(), 9, "{backend}");
+        assert_eq!(statuses.len(), 10, "{backend}");
         assert!(
             statuses
                 .iter()
@@ -78,6 +78,27 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
                     .await
                     .expect("has_index"),
                 "{backend}: index {index} should be gone"
+            );
+        }
+
+        // Migration 10 adds the breaker's probe and the budget's hold; down takes them away.
+        let added = [
+            ("broadcasts", "probe_channel"),
+            ("broadcasts", "probe_cooldown_ms"),
+            ("broadcasts", "probe_at"),
+            ("send_budgets", "held_until"),
+        ];
+        for (table, column) in added {
+            assert!(
+                manager.has_column(table, column).await.expect("has_column"),
+                "{backend}: {table}.{column} is missing"
+            );
+        }
+        Migrator::down(db.conn(), Some(1)).await.expect("down 10");
+        for (table, column) in added {
+            assert!(
+                !manager.has_column(table, column).await.expect("has_column"),
+                "{backend}: {table}.{column} survived down"
             );
         }
 

@@ -74,12 +74,13 @@ impl Orchestrator {
         self.result(row, outcome, false)
     }
 
-    /// Why a row must not be sent now, if it must not: the worker is stopping, the lane's
-    /// circuit breaker is open, or its channel has a fault.
+    /// The row handed back untried, if it must not be sent now: the worker is stopping, the
+    /// lane's circuit breaker is open, the channel's service asked to wait (then due when the
+    /// wait ends), or the channel has a fault.
     #[inline]
-    pub(super) fn held_back(&self, row: &Recipient, stopping: bool) -> Option<String> {
+    pub(super) fn held_back(&self, row: &Recipient, stopping: bool) -> Option<DeliveryResult> {
         if stopping {
-            return Some("held back: the worker is stopping".into());
+            return Some(self.released(row, "held back: the worker is stopping".into()));
         }
         let lane = (row.broadcast_id, row.channel);
         if self
@@ -88,13 +89,28 @@ impl Orchestrator {
             .expect("breaker poisoned")
             .is_tripped(lane)
         {
-            return Some("held back: the channel's circuit breaker tripped".into());
+            let why = "held back: the channel's circuit breaker tripped".into();
+            return Some(self.released(row, why));
         }
-        self.faults
+        if let Some(until) = self.known_hold(row.channel) {
+            return Some(self.released_until(row, until));
+        }
+        let fault = self
+            .faults
             .lock()
             .expect("faults poisoned")
             .get(&row.channel)
-            .map(|fault| fault_note(row.channel, fault))
+            .map(|fault| fault_note(row.channel, fault))?;
+        Some(self.released(row, fault))
+    }
+
+    /// The row handed back untried, due when its channel's wait ends.
+    fn released_until(&self, row: &Recipient, until: DateTime<Utc>) -> DeliveryResult {
+        let outcome = Outcome::Released {
+            next_attempt_at: until,
+            note: hold_note(row.channel, until),
+        };
+        self.result(row, outcome, false)
     }
 
     /// Sends one marked row and classifies the answer. The row holds its channel's in-flight
@@ -121,8 +137,8 @@ impl Orchestrator {
         // Checked with the send permit held: sends queued behind a failing one see the trip,
         // and a stopping worker hands its rows back at once.
         let stopping = stop.is_some_and(|s| *s.borrow());
-        if let Some(why) = self.held_back(&row, stopping) {
-            return done(self.released(&row, why), effects);
+        if let Some(released) = self.held_back(&row, stopping) {
+            return done(released, effects);
         }
         let slot = match self.take_slot(row.channel).await {
             Ok(slot) => slot,
@@ -135,8 +151,22 @@ impl Orchestrator {
             let wait = (slot.at - self.ports.clock.now())
                 .to_std()
                 .unwrap_or_default();
+            // A slot this far ahead usually means another worker's 429 holds the budget: the
+            // row waits in the queue, not in a started send.
+            if wait > FAR_SLOT
+                && let Some(released) = self.held_by_budget(&row, FAR_SLOT).await
+            {
+                return done(released, effects);
+            }
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
+            }
+            // The last look before the wire: a hold written since this slot was reserved.
+            if let Some(released) = self
+                .held_by_budget(&row, self.hold_max_age(row.channel))
+                .await
+            {
+                return done(released, effects);
             }
         }
         let Ok(channel) = self.channel(row.channel) else {
@@ -162,6 +192,14 @@ impl Orchestrator {
         // The channel is free for the next message; the in-flight place stays taken until the
         // result is written.
         drop(sending);
+        if let Err(DeliveryError {
+            kind: FailureKind::RateLimited { retry_after },
+            ..
+        }) = &sent
+            && let Err(e) = self.hold_back_for(row.channel, *retry_after).await
+        {
+            tracing::warn!(channel = %row.channel, error = %e, "could not hold the other workers back after a 429");
+        }
         let result = match sent {
             Ok(delivered) => {
                 self.breaker.lock().expect("breaker poisoned").record(
@@ -261,6 +299,16 @@ impl Orchestrator {
         if let Err(e) = res {
             tracing::warn!(user, error = %e, "could not {what}");
         }
+    }
+
+    /// The row handed back, due when the hold ends, when the rate-shared budget of its
+    /// channel is held (read unless this worker read it within `max_age`).
+    async fn held_by_budget(&self, row: &Recipient, max_age: Duration) -> Option<DeliveryResult> {
+        if let Err(e) = self.refresh_hold(row.channel, max_age).await {
+            tracing::warn!(channel = %row.channel, error = %e, "could not read the send budget's hold");
+        }
+        let until = self.known_hold(row.channel)?;
+        Some(self.released_until(row, until))
     }
 
     #[inline]

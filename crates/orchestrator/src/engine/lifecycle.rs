@@ -225,6 +225,7 @@ impl Orchestrator {
                 at: now,
                 reason: None,
                 freeze: None,
+                probe: None,
             };
             self.ports.broadcasts.change_status(id, reopen).await?;
         }
@@ -281,6 +282,7 @@ impl Orchestrator {
                         at: now,
                         reason: Some(reason),
                         freeze: None,
+                        probe: None,
                     };
                     match self.ports.broadcasts.change_status(b.id, note).await {
                         Ok(_) | Err(Error::Conflict(_)) => {}

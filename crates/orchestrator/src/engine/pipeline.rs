@@ -82,7 +82,7 @@ impl Orchestrator {
                     for ready in queue.drain(..take) {
                         // Rows that will not be sent now go back untried and unmarked.
                         match self.held_back(&ready.row, stopping) {
-                            Some(why) => finished.push(Done::early(self.released(&ready.row, why))),
+                            Some(released) => finished.push(Done::early(released)),
                             None => start.push(ready),
                         }
                     }
@@ -350,6 +350,94 @@ impl Orchestrator {
         Ok(pool.slots.pop_front())
     }
 
+    /// The end of the wait the channel's service asked for, if it is still on, as far as this
+    /// worker knows.
+    pub(super) fn known_hold(&self, kind: ChannelKind) -> Option<DateTime<Utc>> {
+        let now = self.ports.clock.now();
+        self.holds
+            .lock()
+            .expect("holds poisoned")
+            .get(&kind)
+            .copied()
+            .filter(|until| *until > now)
+    }
+
+    /// Takes note of a wait until `until` on a channel; true when it is new to this worker
+    /// (later than what it knew by more than [`HOLD_SLACK`]).
+    fn learn_hold(&self, kind: ChannelKind, until: DateTime<Utc>) -> bool {
+        let mut holds = self.holds.lock().expect("holds poisoned");
+        let slack = chrono::Duration::from_std(HOLD_SLACK).unwrap_or_default();
+        match holds.get(&kind) {
+            Some(known) if until <= *known + slack => false,
+            _ => {
+                holds.insert(kind, until);
+                true
+            }
+        }
+    }
+
+    /// The service answered a send with "wait `retry_after`": this worker waits, and on a
+    /// rate-shared channel every other worker too, through the budget's hold.
+    pub(super) async fn hold_back_for(
+        &self,
+        kind: ChannelKind,
+        retry_after: Duration,
+    ) -> Result<()> {
+        let now = self.ports.clock.now();
+        let until = now + chrono::Duration::from_std(retry_after).unwrap_or_default();
+        if !self.learn_hold(kind, until) {
+            return Ok(());
+        }
+        let Some(budget) = self
+            .ports
+            .budget
+            .as_ref()
+            .filter(|_| self.slots.contains_key(&kind))
+        else {
+            return Ok(());
+        };
+        tracing::warn!(channel = %kind, ?retry_after, "holding every worker back as the service asked");
+        let budget = budget.clone();
+        tokio::spawn(async move { budget.hold(kind.as_str(), until, now).await })
+            .await
+            .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))?
+    }
+
+    /// On a rate-shared channel, reads the budget's hold unless this worker read it within
+    /// `max_age`, and takes note of it. Sends call this just before they go, so that a hold
+    /// another worker wrote stops slots reserved before it.
+    pub(super) async fn refresh_hold(&self, kind: ChannelKind, max_age: Duration) -> Result<()> {
+        let (Some(budget), Some(shared)) = (&self.ports.budget, self.slots.get(&kind)) else {
+            return Ok(());
+        };
+        let mut read = shared.hold_read.lock().await;
+        if read.is_some_and(|t| t.elapsed() < max_age) {
+            return Ok(());
+        }
+        let budget = budget.clone();
+        let held = tokio::spawn(async move { budget.held_until(kind.as_str()).await })
+            .await
+            .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
+        *read = Some(std::time::Instant::now());
+        if let Some(until) = held {
+            self.learn_hold(kind, until);
+        }
+        Ok(())
+    }
+
+    /// How old this worker's reading of a shared channel's hold may be when it sends: none at
+    /// rates where one read per message is cheap (slots 10 ms or more apart, where the next
+    /// slot after a 429 comes well after the hold is written), 10 ms above.
+    pub(super) fn hold_max_age(&self, kind: ChannelKind) -> Duration {
+        if !self.settings.shared_rates.contains_key(&kind) {
+            return Duration::ZERO;
+        }
+        match self.slot_interval(kind) >= Duration::from_millis(10) {
+            true => Duration::ZERO,
+            false => Duration::from_millis(10),
+        }
+    }
+
     /// A Telegram message sent in `slot` was answered now. Telegram counts at its end in any
     /// sliding second, and the message reached it at some time before its answer: when that
     /// is later than the pacing margin allows, the slot `rate` after it could share a second
@@ -386,21 +474,6 @@ impl Orchestrator {
             .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
         tracing::debug!(channel = %kind, ?took, ?moved, "a late answer moved the shared slots back");
         shared.learn(moved);
-        Ok(())
-    }
-
-    /// Pauses the broadcasts whose circuit breaker tripped during the last batch.
-    pub(super) async fn pause_tripped(&self) -> Result<()> {
-        let tripped = self.breaker.lock().expect("breaker poisoned").tripped();
-        for (id, reason) in tripped {
-            tracing::warn!(broadcast = id, %reason, "circuit breaker tripped");
-            let worker = Actor::worker(&self.settings.worker_id);
-            match self.pause(&worker, id, Some(reason)).await {
-                Ok(_) | Err(Error::Conflict(_)) => {}
-                Err(e) => return Err(e),
-            }
-            self.breaker.lock().expect("breaker poisoned").reset(id);
-        }
         Ok(())
     }
 
@@ -480,6 +553,8 @@ pub(crate) struct SlotPool {
 pub(crate) struct SharedSlots {
     pool: tokio::sync::Mutex<SlotPool>,
     moved: Mutex<Duration>,
+    /// When this worker last read the budget's hold (`SendBudget::held_until`).
+    hold_read: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl SharedSlots {
@@ -498,3 +573,7 @@ impl SharedSlots {
 /// chunk per worker ahead, and a late answer's move has most of a second to reach the budget
 /// before the slot a second later is reserved.
 const SLOT_LOOKAHEAD: Duration = Duration::from_millis(100);
+
+/// A wait a service asks for again within this of one already known is the same wait (the
+/// channel's own held-back sends report what is left of it).
+const HOLD_SLACK: Duration = Duration::from_millis(100);

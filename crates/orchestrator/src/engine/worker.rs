@@ -5,10 +5,39 @@ use super::*;
 
 impl Orchestrator {
     /// Delivers one broadcast to the end: ticks until no row is open, waiting for retries that
-    /// are not yet due. Returns when the broadcast is completed, paused or cancelled.
+    /// are not yet due. While its circuit breaker holds it paused, it waits for the probes
+    /// (see the `probe` module) and goes on when one succeeds, for up to
+    /// `breaker_cooldown_max` after the pause: a probe due later than that leaves the
+    /// broadcast paused, with its probe, for the workers. Returns when the broadcast is
+    /// completed, paused (by an operator, a channel fault, or a breaker that did not heal in
+    /// time) or cancelled.
     pub async fn run_until_done(&self, id: BroadcastId) -> Result<DeliveryStats> {
+        let mut paused_since = None;
         loop {
             let b = self.ports.broadcasts.get_broadcast(id).await?;
+            if b.status == BroadcastStatus::Paused
+                && let Some(probe) = b.probe
+                && self.ports.channels.get(probe.channel).is_some()
+            {
+                let now = self.ports.clock.now();
+                let since = *paused_since.get_or_insert(now);
+                let patience = chrono::Duration::from_std(self.settings.breaker_cooldown_max)
+                    .unwrap_or_default();
+                if probe.at > since + patience {
+                    break;
+                }
+                if self.probe_due(Some(id)).await? == 0 {
+                    // Until the probe is due (or another worker's lease on it ends), looking
+                    // every second for an operator's resume or cancel.
+                    let wait = (probe.at - now)
+                        .to_std()
+                        .unwrap_or_default()
+                        .clamp(self.settings.idle_poll, Duration::from_secs(1));
+                    tokio::time::sleep(wait).await;
+                }
+                continue;
+            }
+            paused_since = None;
             if b.status != BroadcastStatus::Running {
                 break;
             }
@@ -79,6 +108,7 @@ impl Orchestrator {
 
     pub(super) async fn work_round(&self, stop: Option<watch::Receiver<bool>>) -> Result<bool> {
         let launched = self.launch_due().await?;
+        let probed = self.probe_due(None).await?;
         let tick = self.round(None, stop).await?;
         if tick.claimed == 0 {
             for b in self
@@ -90,6 +120,6 @@ impl Orchestrator {
                 self.complete_if_done(b.id).await?;
             }
         }
-        Ok(launched > 0 || tick.claimed > 0)
+        Ok(launched > 0 || probed > 0 || tick.claimed > 0)
     }
 }

@@ -33,6 +33,7 @@ impl BroadcastStore for MemoryStore {
             total_recipients: 0,
             created_at: now,
             updated_at: now,
+            probe: None,
         };
         s.broadcasts.insert(b.id, b.clone());
         Ok(b)
@@ -78,8 +79,26 @@ impl BroadcastStore for MemoryStore {
         if let Some(content) = change.freeze {
             b.frozen_template = Some(content);
         }
+        b.probe = change.probe;
         b.updated_at = change.at;
         Ok(b.clone())
+    }
+
+    async fn take_probe(
+        &self,
+        id: BroadcastId,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<BreakerProbe>> {
+        let mut s = self.lock();
+        let b = s.broadcast(id)?;
+        if b.status != BroadcastStatus::Paused {
+            return Ok(None);
+        }
+        Ok(b.probe.as_mut().filter(|p| p.at <= now).map(|p| {
+            p.at = lease_until;
+            *p
+        }))
     }
 
     async fn set_schedule(

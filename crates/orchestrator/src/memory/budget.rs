@@ -22,16 +22,17 @@ impl SendBudget for MemoryStore {
         now: DateTime<Utc>,
     ) -> Result<Slots> {
         let step = delta(interval, "interval")?;
+        Slots::check_key(key)?;
         let mut s = self.lock();
-        let (next, moved) = s
+        let b = s
             .budgets
             .entry(key.to_owned())
-            .or_insert((now, Duration::ZERO));
-        let first = (*next).max(now);
-        *next = first + step * n as i32;
+            .or_insert_with(|| Budget::new(now));
+        let first = b.next.max(now);
+        b.next = first + step * n as i32;
         Ok(Slots {
             first,
-            moved: *moved,
+            moved: b.moved,
         })
     }
 
@@ -42,16 +43,52 @@ impl SendBudget for MemoryStore {
         moved_then: Duration,
         now: DateTime<Utc>,
     ) -> Result<Duration> {
+        Slots::check_key(key)?;
         let mut s = self.lock();
-        let (next, moved) = s
+        let b = s
             .budgets
             .entry(key.to_owned())
-            .or_insert((now, Duration::ZERO));
-        let missing = Slots::still_to_move(late, moved_then, *moved);
+            .or_insert_with(|| Budget::new(now));
+        let missing = Slots::still_to_move(late, moved_then, b.moved);
         if !missing.is_zero() {
-            *next = (*next).max(now) + delta(missing, "move")?;
-            *moved += missing;
+            b.next = b.next.max(now) + delta(missing, "move")?;
+            b.moved += missing;
         }
-        Ok(*moved)
+        Ok(b.moved)
+    }
+
+    async fn hold(&self, key: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
+        Slots::check_key(key)?;
+        let mut s = self.lock();
+        let b = s
+            .budgets
+            .entry(key.to_owned())
+            .or_insert_with(|| Budget::new(now));
+        b.next = b.next.max(until);
+        b.held = Some(b.held.map_or(until, |h| h.max(until)));
+        Ok(())
+    }
+
+    async fn held_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(self.lock().budgets.get(key).and_then(|b| b.held))
+    }
+}
+
+/// One key of the budget: the next free slot, how far it was moved back in all, and the end of
+/// its latest hold.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Budget {
+    next: DateTime<Utc>,
+    moved: Duration,
+    held: Option<DateTime<Utc>>,
+}
+
+impl Budget {
+    fn new(now: DateTime<Utc>) -> Self {
+        Self {
+            next: now,
+            moved: Duration::ZERO,
+            held: None,
+        }
     }
 }

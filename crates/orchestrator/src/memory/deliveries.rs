@@ -44,6 +44,40 @@ impl DeliveryStore for MemoryStore {
             .collect())
     }
 
+    async fn claim_probe(
+        &self,
+        broadcast: BroadcastId,
+        channel: ChannelKind,
+        worker_id: &str,
+        now: DateTime<Utc>,
+        lease_for: chrono::Duration,
+    ) -> Result<Option<Recipient>> {
+        let mut s = self.lock();
+        if !s
+            .broadcasts_in(BroadcastStatus::Paused)
+            .contains(&broadcast)
+        {
+            return Ok(None);
+        }
+        let row = s
+            .recipients
+            .values_mut()
+            .filter(|r| {
+                r.broadcast_id == broadcast
+                    && r.channel == channel
+                    && r.status == DeliveryStatus::Pending
+            })
+            .min_by_key(|r| (r.next_attempt_at, r.id));
+        Ok(row.map(|r| {
+            r.status = DeliveryStatus::Sending;
+            r.lease_owner = Some(worker_id.to_owned());
+            r.lease_expires_at = Some(now + lease_for);
+            r.send_started_at = Some(now);
+            r.updated_at = now;
+            r.clone()
+        }))
+    }
+
     async fn record_results(&self, results: &[DeliveryResult]) -> Result<u64> {
         let mut s = self.lock();
         let cancelled = s.broadcasts_in(BroadcastStatus::Cancelled);

@@ -8,8 +8,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use chrono::{DateTime, Utc};
-
 use broadcast_domain::*;
 
 mod admin;
@@ -44,7 +42,7 @@ struct State {
     admins: Vec<AdminUser>,
     audit: Vec<AuditEntry>,
     /// Per key, the next free slot and how far the slots have been moved back in all.
-    budgets: BTreeMap<String, (DateTime<Utc>, std::time::Duration)>,
+    budgets: BTreeMap<String, budget::Budget>,
 }
 
 impl State {

@@ -877,6 +877,11 @@ mod durable {
 
     use super::*;
 
+    /// Sends a channel has attempted, failed ones included.
+    fn attempts(channel: &ScriptedChannel) -> usize {
+        channel.started.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     #[tokio::test]
     async fn telegram_then_email_falls_back_for_unreachable_and_failed_telegram() {
         let h = Harness::new().await;
@@ -928,48 +933,154 @@ mod durable {
     }
 
     #[tokio::test]
-    async fn circuit_breaker_pauses_after_consecutive_failures_not_the_whole_audience() {
+    async fn circuit_breaker_pauses_then_heals_by_itself_after_a_successful_probe() {
         let h = Harness::with_settings(Settings {
             worker_id: "w1".into(),
             batch_size: 2,
             breaker_consecutive: 3,
             breaker_window: 100,
+            breaker_cooldown: Duration::from_secs(30),
+            breaker_cooldown_max: Duration::from_secs(45),
             retry_base: Duration::from_secs(10),
             idle_poll: Duration::from_millis(1),
             ..Settings::default()
         })
         .await;
-        for addr in [
-            "anna@example.org",
-            "chen@example.org",
-            "dora@example.org",
-            "farid@example.org",
-        ] {
+        for addr in ["anna@example.org", "chen@example.org", "dora@example.org"] {
             h.email.fail_always(addr, FailureKind::Permanent);
         }
+        // Farid's relay is down too for the first probe.
+        h.email
+            .fail_always("farid@example.org", FailureKind::Transient);
         let id = h.broadcast(ChannelPolicy::Email).await;
         h.orch.launch(&op(), id).await.unwrap();
-        h.orch.run_until_done(id).await.unwrap();
+        for _ in 0..10 {
+            if h.status(id).await == BroadcastStatus::Paused {
+                break;
+            }
+            h.orch.work_once().await.unwrap();
+        }
         let b = h.store.get_broadcast(id).await.unwrap();
         assert_eq!(b.status, BroadcastStatus::Paused);
-        let reason = b.status_reason.unwrap();
+        let reason = b.status_reason.clone().unwrap();
         assert!(reason.contains("3 consecutive email failures"), "{reason}");
+        let paused_at = h.clock.now();
+        let probe = b.probe.expect("a breaker pause schedules a probe");
+        assert_eq!(
+            (probe.channel, probe.cooldown, probe.at),
+            (
+                ChannelKind::Email,
+                Duration::from_secs(30),
+                paused_at + chrono::Duration::seconds(30)
+            )
+        );
         let stats = h.orch.stats(id).await.unwrap();
         assert_eq!(stats.count(DeliveryStatus::Failed), 3);
+        assert_eq!(stats.count(DeliveryStatus::Pending), 1, "the rest waits");
         assert_eq!(
-            stats.count(DeliveryStatus::Pending),
-            1,
-            "the rest waits for the operator"
+            stats.by_error_kind,
+            std::collections::BTreeMap::from([(ErrorKind::Permanent, 3)]),
+            "a row held back by the breaker is not an error"
+        );
+        let sent_before = attempts(&h.email);
+
+        // Before the cool-down nothing is sent; after it one probe, which fails: the next
+        // cool-down doubles, up to the limit of 45 s.
+        h.clock.advance(Duration::from_secs(29));
+        assert!(!h.orch.work_once().await.unwrap());
+        assert_eq!(attempts(&h.email), sent_before);
+        h.clock.advance(Duration::from_secs(1));
+        assert!(h.orch.work_once().await.unwrap(), "the probe is work done");
+        assert_eq!(attempts(&h.email), sent_before + 1, "one probe");
+        let b = h.store.get_broadcast(id).await.unwrap();
+        assert_eq!(b.status, BroadcastStatus::Paused);
+        let probe = b.probe.expect("a failed probe schedules the next");
+        assert_eq!(probe.cooldown, Duration::from_secs(45), "doubled, capped");
+        assert_eq!(probe.at, h.clock.now() + chrono::Duration::seconds(45));
+        let reason = b.status_reason.unwrap();
+        assert!(
+            reason.contains("3 consecutive email failures")
+                && reason.contains("last probe: probe failed"),
+            "{reason}"
         );
 
-        // The operator fixes the cause and resumes; the rest goes out.
+        // The relay is back: the next probe succeeds and the broadcast resumes, and finishes,
+        // by itself; the worker's resume is in the audit log.
         h.email.clear("farid@example.org");
-        h.orch.resume(&op(), id).await.unwrap();
-        h.orch.run_until_done(id).await.unwrap();
+        let audited = audit_since(&h, 0).await.len();
+        h.clock.advance(Duration::from_secs(44));
+        h.orch.work_once().await.unwrap();
+        assert_eq!(
+            h.status(id).await,
+            BroadcastStatus::Paused,
+            "not before 45 s"
+        );
+        h.clock.advance(Duration::from_secs(1));
+        h.orch.work_once().await.unwrap();
+        assert_eq!(h.status(id).await, BroadcastStatus::Completed);
         let stats = h.orch.stats(id).await.unwrap();
         assert_eq!(stats.count(DeliveryStatus::Failed), 3);
         assert_eq!(stats.count(DeliveryStatus::Sent), 1);
-        assert_eq!(h.status(id).await, BroadcastStatus::Completed);
+        let entries = audit_since(&h, audited).await;
+        assert_eq!(
+            entries,
+            vec![(
+                "worker:w1".to_owned(),
+                "broadcast.resume".to_owned(),
+                Some(id)
+            )],
+            "an automatic resume, by the worker"
+        );
+        let resume = h.store.recent(1, 0).await.unwrap().remove(0);
+        assert_eq!(resume.details["automatic"], true, "{:?}", resume.details);
+    }
+
+    #[tokio::test]
+    async fn an_operator_resume_or_cancel_ends_the_probing() {
+        let h = Harness::with_settings(Settings {
+            worker_id: "w1".into(),
+            batch_size: 2,
+            breaker_consecutive: 2,
+            breaker_window: 100,
+            breaker_cooldown: Duration::from_secs(5),
+            idle_poll: Duration::from_millis(1),
+            ..Settings::default()
+        })
+        .await;
+        for addr in ["anna@example.org", "chen@example.org", "dora@example.org"] {
+            h.email.fail_always(addr, FailureKind::Transient);
+        }
+        let id = h.broadcast(ChannelPolicy::Email).await;
+        h.orch.launch(&op(), id).await.unwrap();
+        for _ in 0..10 {
+            if h.status(id).await == BroadcastStatus::Paused {
+                break;
+            }
+            h.orch.work_once().await.unwrap();
+        }
+        assert!(h.store.get_broadcast(id).await.unwrap().probe.is_some());
+        // A manual resume clears the probe; the next trip schedules a new one; a cancel
+        // clears it for good and no probe is ever sent.
+        let b = h.orch.resume(&op(), id).await.unwrap();
+        assert_eq!(b.probe, None);
+        h.clock.advance(Duration::from_secs(60));
+        for _ in 0..10 {
+            if h.status(id).await == BroadcastStatus::Paused {
+                break;
+            }
+            h.orch.work_once().await.unwrap();
+        }
+        assert!(h.store.get_broadcast(id).await.unwrap().probe.is_some());
+        let (b, _) = h.orch.cancel(&op(), id).await.unwrap();
+        assert_eq!((b.status, b.probe), (BroadcastStatus::Cancelled, None));
+        let sent = attempts(&h.email);
+        h.clock.advance(Duration::from_secs(3600));
+        h.orch.work_once().await.unwrap();
+        assert_eq!(
+            attempts(&h.email),
+            sent,
+            "no probe of a cancelled broadcast"
+        );
     }
 
     #[tokio::test]

@@ -235,10 +235,20 @@ async fn retries_and_failures_are_recorded_in_the_ledger() {
             )
             .await
             .unwrap();
-        assert_eq!(
-            pending.total, 2,
-            "the transient and the rate-limited rows wait"
-        );
+        // The transient and the rate-limited rows wait with their error; the 429 holds the
+        // whole bot for its `retry_after`, so rows not yet sent wait for its end untried.
+        let tried: Vec<_> = pending
+            .items
+            .iter()
+            .filter(|r| r.error_kind.is_some())
+            .map(|r| &r.address)
+            .collect();
+        assert_eq!(tried.len(), 2, "{tried:?}");
+        let hold_end = h.clock.now() + chrono::Duration::seconds(3);
+        for row in pending.items.iter().filter(|r| r.error_kind.is_none()) {
+            assert_eq!(row.attempts, 0, "{row:?}");
+            assert!(row.next_attempt_at >= hold_end, "{row:?}");
+        }
         let row_c = pending.items.iter().find(|r| &r.address == c).unwrap();
         assert_eq!(
             (row_c.attempts, row_c.error_kind),

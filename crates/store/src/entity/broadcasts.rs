@@ -39,6 +39,12 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// Last changed.
     pub updated_at: DateTimeUtc,
+    /// While paused by the circuit breaker: the channel to probe (`ChannelKind::as_str()`).
+    pub probe_channel: Option<String>,
+    /// ... the cool-down that led to `probe_at`, in milliseconds.
+    pub probe_cooldown_ms: Option<i64>,
+    /// ... when the next probe is due.
+    pub probe_at: Option<DateTimeUtc>,
 }
 
 /// Relations of `broadcasts`.

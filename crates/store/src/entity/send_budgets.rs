@@ -15,6 +15,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     /// How far the slots have been moved back in all, in microseconds.
     pub moved_us: i64,
+    /// The end of the latest wait the service asked for (a 429's `retry_after`).
+    pub held_until: Option<DateTimeUtc>,
 }
 
 /// `send_budgets` has no relations.

@@ -323,6 +323,7 @@ async fn transitions_are_refused_from_the_wrong_status() {
             at: t(6),
             reason: None,
             freeze: None,
+            probe: None,
         };
         assert!(
             matches!(
@@ -607,6 +608,220 @@ async fn rows_of_a_stopped_broadcast_are_not_started_and_come_back_right() {
                 ("Pause".to_owned(), (1, true, 0)),
                 ("Cancel".to_owned(), (1, true, 0)),
             ]),
+            "{name}"
+        );
+    }
+}
+
+/// A breaker's pause carries a probe that exactly one worker takes when it is due; the probe
+/// claims one pending row of the paused broadcast on the probed channel, due or not, already
+/// marked as started; any other status change clears the probe.
+#[tokio::test]
+async fn a_breaker_probe_is_taken_once_and_claims_one_row_of_the_paused_broadcast() {
+    use broadcast_domain::{BreakerProbe, ClaimRequest, DeliveryResult, Outcome};
+    use std::time::Duration;
+    let lease = chrono::Duration::minutes(5);
+    for s in subjects().await {
+        let (name, store) = (&s.name, s.store.as_ref());
+        import_fixture(store).await;
+        let id = draft(store, ChannelPolicy::Both, AudienceFilter::default()).await;
+        store
+            .change_status(id, Transition::Launch.change(t(1), None, Some(content())))
+            .await
+            .unwrap();
+        store
+            .materialise(id, &AudienceFilter::default(), ChannelPolicy::Both, t(1))
+            .await
+            .unwrap();
+        // One e-mail row fails for now and waits for its retry, due at t(30).
+        let claim = |now| ClaimRequest {
+            worker_id: "w".into(),
+            now,
+            lease_for: lease,
+            limit: 1,
+            broadcast_id: Some(id),
+            channels: vec![ChannelKind::Email],
+        };
+        let first = store.claim_due(&claim(t(2))).await.unwrap().remove(0);
+        store
+            .record_results(&[DeliveryResult {
+                recipient_id: first.id,
+                worker_id: "w".into(),
+                outcome: Outcome::Retry {
+                    next_attempt_at: t(30),
+                    kind: broadcast_domain::ErrorKind::Transient,
+                    error: "connection refused".into(),
+                    count_attempt: true,
+                },
+                uncertain: false,
+            }])
+            .await
+            .unwrap();
+        // Running: no probe to take, no probe row.
+        assert_eq!(
+            store.take_probe(id, t(9), t(20)).await.unwrap(),
+            None,
+            "{name}"
+        );
+        let probe = BreakerProbe {
+            channel: ChannelKind::Email,
+            cooldown: Duration::from_secs(30),
+            at: t(5),
+        };
+        let mut pause = Transition::Pause.change(t(3), Some("tripped".into()), None);
+        pause.probe = Some(probe);
+        let b = store.change_status(id, pause).await.unwrap();
+        assert_eq!(b.probe, Some(probe), "{name}");
+        assert_eq!(
+            store.get_broadcast(id).await.unwrap().probe,
+            Some(probe),
+            "{name}"
+        );
+        // Not due yet; then due: one worker takes it, the next one finds it taken.
+        assert_eq!(
+            store.take_probe(id, t(4), t(20)).await.unwrap(),
+            None,
+            "{name}"
+        );
+        let taken = store.take_probe(id, t(6), t(20)).await.unwrap();
+        assert_eq!(
+            taken,
+            Some(BreakerProbe { at: t(20), ..probe }),
+            "{name}: the lease moves the probe"
+        );
+        assert_eq!(
+            store.take_probe(id, t(6), t(21)).await.unwrap(),
+            None,
+            "{name}"
+        );
+        // The probe row: a pending e-mail row of the paused broadcast, started; the normal
+        // claim takes nothing from a paused broadcast.
+        let row = store
+            .claim_probe(id, ChannelKind::Email, "w", t(6), lease)
+            .await
+            .unwrap()
+            .expect("a probe row");
+        assert_eq!(
+            (
+                row.channel,
+                row.status,
+                row.send_started_at,
+                row.lease_owner.as_deref()
+            ),
+            (
+                ChannelKind::Email,
+                DeliveryStatus::Sending,
+                Some(t(6)),
+                Some("w")
+            ),
+            "{name}"
+        );
+        assert_ne!(row.id, first.id, "{name}: the row due now comes first");
+        assert!(
+            store.claim_due(&claim(t(40))).await.unwrap().is_empty(),
+            "{name}"
+        );
+        // Rows not yet due are probed too once nothing else is left.
+        let mut probed = vec![row.id];
+        while let Some(r) = store
+            .claim_probe(id, ChannelKind::Email, "w", t(7), lease)
+            .await
+            .unwrap()
+        {
+            probed.push(r.id);
+        }
+        assert!(probed.contains(&first.id), "{name}: {probed:?}");
+        let stats = store.stats(id).await.unwrap();
+        assert_eq!(
+            stats.by_channel[&ChannelKind::Email].get(&DeliveryStatus::Pending),
+            None,
+            "{name}: every pending e-mail row was probed"
+        );
+        assert!(
+            stats.by_channel[&ChannelKind::Telegram][&DeliveryStatus::Pending] > 0,
+            "{name}: Telegram rows are not probed for e-mail"
+        );
+        assert_eq!(
+            stats.count(DeliveryStatus::Sending),
+            probed.len() as u64,
+            "{name}: the counters follow"
+        );
+        // No probe of a channel without pending rows; a resume clears the probe, and a running
+        // broadcast gives no probe row.
+        assert!(
+            store
+                .claim_probe(id, ChannelKind::Email, "w", t(8), lease)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        let b = store
+            .change_status(id, Transition::Resume.change(t(9), None, None))
+            .await
+            .unwrap();
+        assert_eq!(b.probe, None, "{name}");
+        assert!(
+            store
+                .claim_probe(id, ChannelKind::Telegram, "w", t(9), lease)
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}: not paused"
+        );
+        // A manual pause has no probe.
+        let b = store
+            .change_status(id, Transition::Pause.change(t(10), None, None))
+            .await
+            .unwrap();
+        assert_eq!(b.probe, None, "{name}");
+        assert_eq!(
+            store.take_probe(id, t(59), t(59)).await.unwrap(),
+            None,
+            "{name}"
+        );
+    }
+}
+
+/// A hold moves the key's next slot to its end and tells every worker; a shorter hold never
+/// shortens it; other keys are untouched.
+#[tokio::test]
+async fn a_hold_delays_every_reservation_and_is_never_shortened() {
+    use std::time::Duration;
+    let ms = |n: u64| Duration::from_millis(n);
+    let at = |n: i64| t(0) + chrono::Duration::milliseconds(n);
+    for s in subjects().await {
+        let (name, store) = (&s.name, &s.store);
+        assert_eq!(store.held_until("telegram").await.unwrap(), None, "{name}");
+        let before = store.reserve("telegram", ms(10), 2, t(0)).await.unwrap();
+        assert_eq!(before.first, t(0), "{name}");
+        store.hold("telegram", at(3_000), at(5)).await.unwrap();
+        assert_eq!(
+            store.held_until("telegram").await.unwrap(),
+            Some(at(3_000)),
+            "{name}"
+        );
+        store.hold("telegram", at(1_000), at(6)).await.unwrap();
+        assert_eq!(
+            store.held_until("telegram").await.unwrap(),
+            Some(at(3_000)),
+            "{name}: not shortened"
+        );
+        let after = store.reserve("telegram", ms(10), 1, at(10)).await.unwrap();
+        assert_eq!(
+            after.first,
+            at(3_000),
+            "{name}: no slot before the hold ends"
+        );
+        // A hold on a key nobody reserved yet, and a key without a hold.
+        store.hold("bot-2", at(500), at(0)).await.unwrap();
+        let fresh = store.reserve("bot-2", ms(10), 1, at(0)).await.unwrap();
+        assert_eq!(fresh.first, at(500), "{name}");
+        assert_eq!(store.held_until("email").await.unwrap(), None, "{name}");
+        let email = store.reserve("email", ms(10), 1, at(0)).await.unwrap();
+        assert_eq!(email.first, at(0), "{name}");
+        assert!(
+            matches!(store.hold(" ", at(1), at(0)).await, Err(Error::Invalid(_))),
             "{name}"
         );
     }

@@ -16,6 +16,7 @@ fn change(from: &[BroadcastStatus], to: BroadcastStatus, at: i64) -> StatusChang
         at: t(at),
         reason: None,
         freeze: None,
+        probe: None,
     }
 }
 
@@ -98,6 +99,7 @@ async fn status_changes_are_compare_and_set() {
         let draft = broadcast(&store, BroadcastStatus::Draft).await;
         let launch = StatusChange {
             freeze: Some(content()),
+            probe: None,
             ..change(
                 &[BroadcastStatus::Draft, BroadcastStatus::Scheduled],
                 BroadcastStatus::Running,

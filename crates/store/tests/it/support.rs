@@ -76,6 +76,7 @@ pub(crate) async fn broadcast(store: &Store, status: BroadcastStatus) -> Broadca
         at: t(0),
         reason: None,
         freeze: (to == BroadcastStatus::Running).then(content),
+        probe: None,
     };
     let path: &[BroadcastStatus] = match status {
         BroadcastStatus::Draft => &[],
