@@ -1,6 +1,7 @@
 //! In-process metrics in the Prometheus text format: messages sent and failed per channel and
 //! send latency (measured by [`MeteredChannel`] around the channels of this process's worker),
-//! HTTP responses, logins; queue depth is read from the store when `/metrics` is scraped.
+//! HTTP responses, logins; queue depth and open circuit breakers are read from the store when
+//! `/metrics` is scraped.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -43,6 +44,15 @@ struct ChannelCounters {
     sent: u64,
     failed: BTreeMap<ErrorKind, u64>,
     latency: Histogram,
+}
+
+/// What the database says when `/metrics` is scraped.
+#[derive(Debug, Default)]
+pub(crate) struct Backlog {
+    /// Recipient rows still to do over running and paused broadcasts, per status.
+    pub(crate) queue: BTreeMap<DeliveryStatus, u64>,
+    /// Broadcasts paused by an open circuit breaker (waiting for a probe), per channel.
+    pub(crate) open_breakers: BTreeMap<ChannelKind, u64>,
 }
 
 /// Counters of this process.
@@ -123,12 +133,8 @@ impl Metrics {
         self.unsubscribes.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The Prometheus text exposition, with the queue depth per status read from the store.
-    pub(crate) fn render(
-        &self,
-        queue: &BTreeMap<DeliveryStatus, u64>,
-        worker_running: bool,
-    ) -> String {
+    /// The Prometheus text exposition, with what was read from the store.
+    pub(crate) fn render(&self, backlog: &Backlog, worker_running: bool) -> String {
         let mut out = String::new();
         let channels = lock(&self.channels);
         let _ = writeln!(
@@ -198,8 +204,17 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE broadcast_queue_depth gauge");
         for status in [DeliveryStatus::Pending, DeliveryStatus::Sending] {
-            let n = queue.get(&status).copied().unwrap_or(0);
+            let n = backlog.queue.get(&status).copied().unwrap_or(0);
             let _ = writeln!(out, "broadcast_queue_depth{{status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP broadcast_breakers_open Broadcasts paused by their circuit breaker and waiting for a probe, by channel, from the database."
+        );
+        let _ = writeln!(out, "# TYPE broadcast_breakers_open gauge");
+        for kind in ChannelKind::ALL {
+            let n = backlog.open_breakers.get(kind).copied().unwrap_or(0);
+            let _ = writeln!(out, "broadcast_breakers_open{{channel=\"{kind}\"}} {n}");
         }
         let _ = writeln!(
             out,
@@ -318,8 +333,11 @@ mod tests {
         m.record_send(ChannelKind::Telegram, 0.2, Err(ErrorKind::Blocked));
         m.record_response(200);
         m.record_login(LoginOutcome::Failure);
-        let queue = BTreeMap::from([(DeliveryStatus::Pending, 7)]);
-        let text = m.render(&queue, true);
+        let backlog = Backlog {
+            queue: BTreeMap::from([(DeliveryStatus::Pending, 7)]),
+            open_breakers: BTreeMap::from([(ChannelKind::Email, 2)]),
+        };
+        let text = m.render(&backlog, true);
         for line in [
             "broadcast_messages_sent_total{channel=\"telegram\"} 1",
             "broadcast_messages_sent_total{channel=\"email\"} 0",
@@ -329,6 +347,8 @@ mod tests {
             "broadcast_send_duration_seconds_count{channel=\"telegram\"} 2",
             "broadcast_queue_depth{status=\"pending\"} 7",
             "broadcast_queue_depth{status=\"sending\"} 0",
+            "broadcast_breakers_open{channel=\"email\"} 2",
+            "broadcast_breakers_open{channel=\"telegram\"} 0",
             "broadcast_worker_running 1",
             "admin_logins_total{outcome=\"failure\"} 1",
             "admin_http_responses_total{code=\"200\"} 1",

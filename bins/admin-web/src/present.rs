@@ -92,6 +92,8 @@ pub(crate) struct BroadcastRow {
     pub(crate) name: String,
     pub(crate) status: BroadcastStatus,
     pub(crate) status_reason: Option<String>,
+    /// While the circuit breaker holds the broadcast paused: what its next probe is.
+    pub(crate) probe: Option<String>,
     pub(crate) policy: String,
     pub(crate) filter: String,
     pub(crate) template: Option<TemplateRef>,
@@ -130,6 +132,14 @@ pub(crate) fn broadcast_row(
         name: b.name.clone(),
         status: b.status,
         status_reason: b.status_reason.clone(),
+        probe: b.probe.map(|p| {
+            format!(
+                "The circuit breaker sends one {} message at {} to see whether the channel works \
+                 again; if it goes through, the broadcast resumes by itself.",
+                p.channel,
+                p.at.format("%Y-%m-%d %H:%M:%S UTC")
+            )
+        }),
         policy: policy_label(b.channel_policy).to_owned(),
         filter: b.filter.describe(),
         template,

@@ -1,7 +1,6 @@
 //! The shared state of every request: settings, the store, the orchestrator, the page templates,
 //! the cookie key, the login throttle and the metrics. Built once by [`crate::run`].
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Backlog, Metrics};
 use crate::settings::Settings;
 use crate::throttle::LoginThrottle;
 use crate::views::Views;
@@ -176,21 +175,25 @@ impl AppState {
         }
     }
 
-    /// Recipient rows still to do, per status, over running and paused broadcasts.
-    pub(crate) async fn queue_depth(&self) -> Result<BTreeMap<DeliveryStatus, u64>> {
+    /// Recipient rows still to do, per status, over running and paused broadcasts, and the
+    /// broadcasts paused by an open circuit breaker, per channel.
+    pub(crate) async fn backlog(&self) -> Result<Backlog> {
         let ports = self.orchestrator.ports();
         let active = ports
             .broadcasts
             .list_broadcasts(&[BroadcastStatus::Running, BroadcastStatus::Paused], 10_000)
             .await?;
-        let mut depth = BTreeMap::new();
+        let mut backlog = Backlog::default();
         for b in active {
             let stats = ports.deliveries.stats(b.id).await?;
             for status in [DeliveryStatus::Pending, DeliveryStatus::Sending] {
-                *depth.entry(status).or_default() += stats.count(status);
+                *backlog.queue.entry(status).or_default() += stats.count(status);
+            }
+            if let Some(probe) = b.probe {
+                *backlog.open_breakers.entry(probe.channel).or_default() += 1;
             }
         }
-        Ok(depth)
+        Ok(backlog)
     }
 
     /// Countries and cities of the audience, cached for a minute.

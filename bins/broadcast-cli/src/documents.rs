@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use broadcast_domain::{
-    AdminUser, AudienceCount, AudienceFilter, Broadcast, ImportReport, MessageTemplate, Page,
-    Recipient, TemplateContent, User,
+    AdminUser, AudienceCount, AudienceFilter, BreakerProbe, Broadcast, ImportReport,
+    MessageTemplate, Page, Recipient, TemplateContent, User,
 };
 use broadcast_orchestrator::LaunchReport;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -80,6 +80,25 @@ pub(crate) struct BroadcastDoc {
     total_recipients: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    probe: Option<ProbeDoc>,
+}
+
+/// The next probe of a broadcast paused by its circuit breaker.
+#[derive(Debug, Serialize)]
+pub(crate) struct ProbeDoc {
+    channel: &'static str,
+    at: DateTime<Utc>,
+    cooldown_seconds: f64,
+}
+
+impl From<&BreakerProbe> for ProbeDoc {
+    fn from(p: &BreakerProbe) -> Self {
+        Self {
+            channel: p.channel.as_str(),
+            at: p.at,
+            cooldown_seconds: p.cooldown.as_secs_f64(),
+        }
+    }
 }
 
 impl From<&Broadcast> for BroadcastDoc {
@@ -100,6 +119,7 @@ impl From<&Broadcast> for BroadcastDoc {
             total_recipients: b.total_recipients,
             created_at: b.created_at,
             updated_at: b.updated_at,
+            probe: b.probe.as_ref().map(Into::into),
         }
     }
 }

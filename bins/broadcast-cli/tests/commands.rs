@@ -217,6 +217,7 @@ fn broadcast_commands_print_the_documented_json() {
         "total_recipients",
         "created_at",
         "updated_at",
+        "probe",
     ] {
         assert!(
             shown.get(key).is_some(),
@@ -224,6 +225,11 @@ fn broadcast_commands_print_the_documented_json() {
         );
     }
     assert_eq!(shown["status"], "draft");
+    assert_eq!(
+        shown["probe"],
+        serde_json::Value::Null,
+        "no breaker probe: {shown}"
+    );
     assert_eq!(shown["channel_policy"], "both");
     assert_eq!(shown["filter"]["roles"], serde_json::json!(["judge"]));
 

@@ -50,8 +50,8 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
     if !allowed {
         return ApiError::unauthorized().into_response();
     }
-    let queue = match state.queue_depth().await {
-        Ok(q) => q,
+    let backlog = match state.backlog().await {
+        Ok(b) => b,
         Err(e) => return ApiError::from(e).into_response(),
     };
     (
@@ -59,7 +59,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&queue, state.worker_running),
+        state.metrics.render(&backlog, state.worker_running),
     )
         .into_response()
 }

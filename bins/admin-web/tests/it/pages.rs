@@ -776,3 +776,87 @@ async fn audience_pages_import_with_row_errors_and_markup_is_escaped() {
     assert_eq!(app.get("/audience/import", &s).await.status, StatusCode::OK);
     app.stop().await;
 }
+
+/// A broadcast paused by its circuit breaker: the page says when the probe goes and that the
+/// broadcast resumes by itself, the API shows the probe, and `/metrics` counts the open breaker.
+#[tokio::test]
+async fn an_open_circuit_breaker_is_shown_on_the_page_in_the_api_and_in_the_metrics() {
+    use broadcast_domain::{BreakerProbe, BroadcastStore, ChannelKind, Transition};
+    let app = spawn_app_with(
+        broadcast_testkit::TestDb::sqlite().await,
+        Options {
+            run_worker: false,
+            ..Options::default()
+        },
+    )
+    .await;
+    let s = app.login().await;
+    let template = app.create_template("Breaker").await;
+    let created = app
+        .api(
+            Method::POST,
+            "/broadcasts",
+            Some(serde_json::json!({
+                "name": "Breaker", "template_id": template, "channel_policy": "email",
+                "filter": {},
+            })),
+        )
+        .await;
+    let id = created.json()["id"].as_i64().unwrap();
+    let launched = app
+        .api(Method::POST, &format!("/broadcasts/{id}/launch"), None)
+        .await;
+    assert_eq!(launched.status, StatusCode::OK, "{}", launched.body);
+    let metric = "broadcast_breakers_open{channel=\"email\"}";
+    let scrape = || async {
+        app.get("/metrics", &s)
+            .await
+            .body
+            .lines()
+            .find(|l| l.starts_with(metric))
+            .map(str::to_owned)
+    };
+    assert_eq!(scrape().await.as_deref(), Some(&*format!("{metric} 0")));
+
+    // What the worker writes when the breaker trips.
+    let at = chrono::Utc::now() + chrono::Duration::seconds(30);
+    let mut pause = Transition::Pause.change(
+        chrono::Utc::now(),
+        Some("50 consecutive email failures".into()),
+        None,
+    );
+    pause.probe = Some(BreakerProbe {
+        channel: ChannelKind::Email,
+        cooldown: Duration::from_secs(30),
+        at,
+    });
+    app.store.change_status(id, pause).await.unwrap();
+
+    let page = app.get(&format!("/broadcasts/{id}"), &s).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let when = at.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    assert!(
+        page.body.contains("data-testid=\"probe\"")
+            && page.body.contains(&when)
+            && page.body.contains("resumes by itself"),
+        "the page tells about the probe at {when}:\n{}",
+        page.body
+    );
+    let shown = app
+        .api(Method::GET, &format!("/broadcasts/{id}"), None)
+        .await
+        .json();
+    assert_eq!(shown["probe"]["channel"], "email", "{shown}");
+    assert_eq!(scrape().await.as_deref(), Some(&*format!("{metric} 1")));
+
+    // An operator's resume ends the probing: nothing is shown any more.
+    let resumed = app
+        .api(Method::POST, &format!("/broadcasts/{id}/resume"), None)
+        .await;
+    assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.body);
+    assert_eq!(resumed.json()["probe"], serde_json::Value::Null);
+    let page = app.get(&format!("/broadcasts/{id}"), &s).await;
+    assert!(!page.body.contains("data-testid=\"probe\""));
+    assert_eq!(scrape().await.as_deref(), Some(&*format!("{metric} 0")));
+    app.stop().await;
+}

@@ -511,6 +511,15 @@ pub(crate) async fn print_broadcast(app: &App, id: i64, j: bool) -> CliResult<()
     println!("started:    {}", opt(b.started_at));
     println!("finished:   {}", opt(b.finished_at));
     println!("recipients: {}", b.total_recipients);
+    if let Some(p) = b.probe {
+        println!(
+            "probe:      one {} message at {} (cool-down {} s); if it goes through, the \
+             broadcast resumes by itself",
+            p.channel,
+            p.at,
+            p.cooldown.as_secs_f64()
+        );
+    }
     Ok(())
 }
 

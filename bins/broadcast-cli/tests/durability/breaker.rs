@@ -68,11 +68,24 @@ async fn a_failing_smtp_server_pauses_the_broadcast_after_the_threshold() {
         reason.contains("last probe: probe failed") && reason.contains("next probe at"),
         "status_reason tells about the probe: {shown}"
     );
+    assert_eq!(
+        shown["probe"]["channel"], "email",
+        "the next probe: {shown}"
+    );
+    assert_eq!(
+        shown["probe"]["cooldown_seconds"], 2.0,
+        "doubled after the failed probe: {shown}"
+    );
 
     // The operator fixes the server and resumes: the rest goes out.
     sink.reject_all_at_data(None);
     let resumed = env.json(&["broadcast", "resume", &id.to_string()]).await;
     assert_eq!(resumed["status"], "running", "{resumed}");
+    assert_eq!(
+        resumed["probe"],
+        serde_json::Value::Null,
+        "a resume ends the probing: {resumed}"
+    );
     let printed = env.run_broadcast(id).await;
     assert_eq!(printed["status"], "completed", "{printed}");
     assert_eq!(sink.message_count(), USERS as u64 - failed);
