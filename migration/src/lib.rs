@@ -20,6 +20,7 @@ mod m20261203_000007_uncertain_sends;
 mod m20261203_000008_folded_keys;
 mod m20261203_000009_budget_moves;
 mod m20261203_000010_probes_and_holds;
+mod m20261204_000011_counted_sends;
 
 /// Every table the migrations create, in creation order.
 pub const TABLES: [&str; 10] = [
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000008_folded_keys::Migration),
             Box::new(m20261203_000009_budget_moves::Migration),
             Box::new(m20261203_000010_probes_and_holds::Migration),
+            Box::new(m20261204_000011_counted_sends::Migration),
         ]
     }
 }

@@ -24,7 +24,7 @@ use sea_orm_migration::sea_orm::DatabaseBackend;
 pub(crate) struct Migration;
 
 /// The counters of the existing ledger rows, in shard 0.
-const BACKFILL: &str = "INSERT INTO broadcast_counts (broadcast_id, shard, channel, status, \
+pub(crate) const BACKFILL: &str = "INSERT INTO broadcast_counts (broadcast_id, shard, channel, status, \
     error_kind, skip_reason, n, duplicates, first_sent_at, last_sent_at) \
     SELECT broadcast_id, 0, channel, status, \
     CASE WHEN status IN ('failed', 'pending') THEN COALESCE(error_kind, '') ELSE '' END, \
@@ -35,7 +35,7 @@ const BACKFILL: &str = "INSERT INTO broadcast_counts (broadcast_id, shard, chann
     CASE WHEN status IN ('failed', 'pending') THEN COALESCE(error_kind, '') ELSE '' END, \
     COALESCE(skip_reason, '')";
 
-const SQLITE_TRIGGER: &str = "CREATE TRIGGER trg_broadcast_recipients_count_delete \
+pub(crate) const SQLITE_TRIGGER: &str = "CREATE TRIGGER trg_broadcast_recipients_count_delete \
     AFTER DELETE ON broadcast_recipients FOR EACH ROW BEGIN \
     INSERT INTO broadcast_counts (broadcast_id, shard, channel, status, error_kind, skip_reason, \
     n, duplicates) \

@@ -65,10 +65,11 @@ use crate::report::{Row, table};
 use crate::setup::Env;
 use crate::telegram::scenario_telegram;
 
-const USAGE: &str = "usage: bench [quick|full] [--only NAME,...] [--runs N] [--json FILE]
+const USAGE: &str = "usage: bench [quick|full] [--only NAME,...] [--runs N] [--json FILE] [--check]
        bench engine --database-url URL --broadcast ID
        bench naive launch|deliver --database-url URL --broadcast ID --n N [--telegram URL | --smtp-port P]
-NAME: launch engine email telegram latency memory render admin";
+NAME: launch engine email telegram latency memory render admin
+--check: exit 1 when a measured row misses its target (e.g. `--only telegram --check`)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -199,6 +200,7 @@ fn driver(args: &[String]) -> Res<()> {
     let mut plan = Plan::full();
     let mut only: Vec<String> = ALL.iter().map(|s| (*s).to_owned()).collect();
     let mut json_out = None;
+    let mut check = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -216,6 +218,7 @@ fn driver(args: &[String]) -> Res<()> {
                 plan.pg_runs = plan.runs;
             }
             "--json" => json_out = Some(PathBuf::from(it.next().ok_or("--json needs a file")?)),
+            "--check" => check = true,
             other => return Err(format!("unknown argument `{other}`\n{USAGE}")),
         }
     }
@@ -354,6 +357,14 @@ fn driver(args: &[String]) -> Res<()> {
         });
         std::fs::write(&path, serde_json::to_string_pretty(&doc).map_err(err)?)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let missed: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.met == Some(false) || r.note.starts_with("failed:"))
+        .map(|r| r.scenario.as_str())
+        .collect();
+    if check && !missed.is_empty() {
+        return Err(format!("targets missed: {}", missed.join("; ")));
     }
     Ok(())
 }

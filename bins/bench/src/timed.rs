@@ -63,6 +63,9 @@ impl DeliveryStore for Timed {
             .claim_probe(broadcast, channel, worker_id, now, lease_for)
             .await
     }
+    async fn release_expired(&self, now: chrono::DateTime<chrono::Utc>) -> DResult<u64> {
+        self.store.release_expired(now).await
+    }
     async fn record_results(&self, results: &[DeliveryResult]) -> DResult<u64> {
         self.time("record_results", self.store.record_results(results))
             .await

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     "m20261128_000001_create_audience",
     "m20261128_000002_create_templates",
     "m20261128_000003_create_broadcasts",
@@ -14,6 +14,7 @@ const MIGRATIONS: [&str; 10] = [
     "m20261203_000008_folded_keys",
     "m20261203_000009_budget_moves",
     "m20261203_000010_probes_and_holds",
+    "m20261204_000011_counted_sends",
 ];
 
 fn migrate(dir: &Path, args: &[&str]) -> Output {

@@ -420,8 +420,10 @@ pub struct DeliveryStats {
     pub by_error_kind: BTreeMap<ErrorKind, u64>,
     /// Per skip reason.
     pub by_skip_reason: BTreeMap<SkipReason, u64>,
-    /// Rows that may have been delivered twice: a send of theirs had started when its worker
-    /// died, or its connection dropped after the request was written (`uncertain_sends > 0`).
+    /// Messages that may have been delivered once more than recorded: the sum of the rows'
+    /// `uncertain_sends`, each a send that had started when its worker died or whose connection
+    /// dropped after the request was written. A row retried twice after dropped connections
+    /// counts 2. Never below the real number of duplicates.
     pub possible_duplicates: u64,
     /// First delivery.
     pub first_sent_at: Option<DateTime<Utc>>,

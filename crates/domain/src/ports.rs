@@ -90,6 +90,12 @@ pub trait DeliveryStore: Send + Sync + Debug {
         rows: &[RecipientId],
         at: DateTime<Utc>,
     ) -> Result<Vec<RecipientId>>;
+    /// Frees the rows left `sending` under an expired lease (their worker died) of broadcasts
+    /// that are no longer running, which no claim takes over: a **paused** broadcast's row goes
+    /// back to `pending` (with one more uncertain send when its send had started, since it will
+    /// be sent again after the resume), a **cancelled** broadcast's row becomes `cancelled`.
+    /// Returns the number of rows freed.
+    async fn release_expired(&self, now: DateTime<Utc>) -> Result<u64>;
     /// Leases one pending row of a **paused** broadcast on `channel` for a breaker probe, due or
     /// not (earliest `next_attempt_at` first), and marks its send as started, as
     /// [`mark_started`](Self::mark_started) would: the probe is sent at once. `None` when the

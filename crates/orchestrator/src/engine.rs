@@ -259,6 +259,8 @@ pub struct Orchestrator {
     /// Per channel, the end of the latest wait its service asked for (a 429's `retry_after`),
     /// answered to this worker or, on a rate-shared channel, to any worker.
     holds: Mutex<BTreeMap<ChannelKind, DateTime<Utc>>>,
+    /// When this worker last freed expired rows of paused and cancelled broadcasts.
+    swept: Mutex<Option<DateTime<Utc>>>,
     published: Mutex<HashMap<BroadcastId, std::time::Instant>>,
 }
 
@@ -316,6 +318,7 @@ impl Orchestrator {
             faults: Mutex::new(BTreeMap::new()),
             slots,
             holds: Mutex::new(BTreeMap::new()),
+            swept: Mutex::new(None),
             published: Mutex::new(HashMap::new()),
         }
     }

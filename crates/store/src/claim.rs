@@ -58,10 +58,11 @@ use broadcast_domain::DeliveryStore;
 use broadcast_domain::{
     BroadcastId, BroadcastStatus, ClaimRequest, DeliveryStatus, Error, Recipient, Result,
 };
+use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query, SelectStatement};
 use sea_orm::{
-    ColumnTrait, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Statement,
+    ColumnTrait, Condition, DatabaseBackend, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
 };
 
 use crate::Store;
@@ -184,6 +185,66 @@ impl Store {
         }
         drop(guard);
         Ok(claimed.pop())
+    }
+
+    /// See [`DeliveryStore::release_expired`]: per status of the broadcast (paused, cancelled)
+    /// and per started or not, one counted update of the `sending` rows whose lease expired
+    /// (the partial lease index finds them).
+    #[tracing::instrument(skip(self))]
+    pub(crate) async fn release_expired_rows(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut freed = 0;
+        for (of, to) in [
+            (BroadcastStatus::Paused, DeliveryStatus::Pending),
+            (BroadcastStatus::Cancelled, DeliveryStatus::Cancelled),
+        ] {
+            let stopped = Query::select()
+                .column(broadcasts::Column::Id)
+                .from(broadcasts::Entity)
+                .and_where(broadcasts::Column::Status.eq(of.as_str()))
+                .to_owned();
+            for started in [true, false] {
+                // A started send of a paused broadcast goes out again after the resume: one
+                // more uncertain send. A cancelled one is never sent again.
+                let bump = i32::from(started && to == DeliveryStatus::Pending);
+                let rows = Condition::all()
+                    .add(
+                        Expr::col(Column::Status)
+                            .eq(Expr::Constant(DeliveryStatus::Sending.as_str().into())),
+                    )
+                    .add(Column::LeaseExpiresAt.lt(now))
+                    .add(Column::BroadcastId.in_subquery(stopped.clone()))
+                    .add(match started {
+                        true => Column::SendStartedAt.is_not_null(),
+                        false => Column::SendStartedAt.is_null(),
+                    });
+                let none = Option::<DateTime<Utc>>::None;
+                let mut set = vec![
+                    (Column::LeaseOwner, Expr::val(Option::<String>::None)),
+                    (Column::LeaseExpiresAt, Expr::val(none)),
+                    (Column::SendStartedAt, Expr::val(none)),
+                    (Column::UpdatedAt, Expr::val(now)),
+                ];
+                if bump > 0 {
+                    set.push((
+                        Column::UncertainSends,
+                        Expr::col(Column::UncertainSends).add(bump),
+                    ));
+                }
+                let transition = Transition {
+                    from: Some(DeliveryStatus::Sending),
+                    uncertain_bump: bump,
+                    row_bump: false,
+                };
+                freed += self.update_counted(rows, transition, to, set).await?;
+            }
+        }
+        if freed > 0 {
+            tracing::info!(
+                freed,
+                "freed rows of paused or cancelled broadcasts whose lease expired"
+            );
+        }
+        Ok(freed)
     }
 
     /// Ids of the running broadcasts, oldest first.

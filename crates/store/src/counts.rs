@@ -2,8 +2,9 @@
 //! listing totals read instead of counting `broadcast_recipients`.
 //!
 //! A counter row holds, for one (broadcast, channel, status, error kind, skip reason), how many
-//! ledger rows are in that state (`n`), how many of those had a lease expire while being sent
-//! (`duplicates`), and the first and last `sent_at` among them. `error_kind` is keyed only for
+//! ledger rows are in that state (`n`), how many uncertain sends those rows had in all
+//! (`duplicates`, the sum of their `uncertain_sends`: sends whose outcome was unknown, or whose
+//! lease expired after they started), and the first and last `sent_at` among them. `error_kind` is keyed only for
 //! `failed` and `pending` rows (the statistics report error kinds of those two, see
 //! `DeliveryStats::from_counts`); other statuses count under `''`, so a result never needs to
 //! know the error kind a `sending` row had before. Missing values are `''`.
@@ -199,7 +200,7 @@ impl Transition {
         let mut rows = format!(
             "SELECT broadcast_id, channel, status, {keyed} AS error_kind, \
              COALESCE(skip_reason, '') AS skip_reason, 1 AS n, \
-             CASE WHEN uncertain_sends > 0 THEN 1 ELSE 0 END AS duplicates, sent_at \
+             uncertain_sends AS duplicates, sent_at \
              FROM changed"
         );
         if let Some(from) = self.from {
@@ -212,7 +213,7 @@ impl Transition {
             rows.push_str(&format!(
                 " UNION ALL SELECT broadcast_id, channel, '{from}', {from_keyed}, \
                  COALESCE(skip_reason, ''), -1, \
-                 CASE WHEN uncertain_sends - {bump} - {row_bump} > 0 THEN -1 ELSE 0 END, NULL \
+                 -(uncertain_sends - {bump} - {row_bump}), NULL \
                  FROM changed",
                 bump = self.uncertain_bump,
                 row_bump = if self.row_bump { "bump" } else { "0" },
@@ -318,9 +319,7 @@ impl CountChanges {
         };
         let change = self.by_key.entry(key).or_default();
         change.n += rows;
-        if row.uncertain_sends > 0 {
-            change.duplicates += rows;
-        }
+        change.duplicates += rows * i64::from(row.uncertain_sends);
         if rows > 0
             && let Some(at) = row.sent_at
         {
@@ -392,7 +391,7 @@ pub(crate) struct LedgerCounts {
     /// Rows per channel, status, error kind (failed and pending rows only) and skip reason;
     /// only keys with rows, ordered by channel, status, error kind and skip reason.
     pub counts: Vec<StatusCount>,
-    /// Rows whose lease expired while they were being sent.
+    /// Uncertain sends of the rows (the sum of their `uncertain_sends`).
     pub possible_duplicates: u64,
     /// The first delivery.
     pub first_sent_at: Option<DateTime<Utc>>,
@@ -508,7 +507,7 @@ pub(crate) fn recount_statements(
         format!(
             "INSERT INTO broadcast_counts ({COLUMNS}) \
              SELECT broadcast_id, 0, channel, status, {keyed}, COALESCE(skip_reason, ''), \
-             COUNT(*), SUM(CASE WHEN uncertain_sends > 0 THEN 1 ELSE 0 END), MIN(sent_at), \
+             COUNT(*), SUM(uncertain_sends), MIN(sent_at), \
              MAX(sent_at) FROM broadcast_recipients WHERE broadcast_id = {param} \
              GROUP BY broadcast_id, channel, status, {keyed}, COALESCE(skip_reason, '')"
         ),
@@ -519,7 +518,8 @@ pub(crate) fn recount_statements(
 
 impl Store {
     /// Sets `status = to` and the `set` columns on the ledger rows matching `rows` (all in
-    /// status `from`, none sent) and moves their counts, atomically. Returns how many rows changed.
+    /// status `transition.from`, none sent, `set` adding `transition.uncertain_bump` to
+    /// `uncertain_sends`) and moves their counts, atomically. Returns how many rows changed.
     ///
     /// PostgreSQL: one statement (`pg_with_counts`). SQLite: one transaction that takes the write
     /// lock with its first statement, groups the rows that `rows` matches, updates them and
@@ -527,7 +527,7 @@ impl Store {
     pub(crate) async fn update_counted(
         &self,
         rows: Condition,
-        from: DeliveryStatus,
+        transition: Transition,
         to: DeliveryStatus,
         set: Vec<(Column, Expr)>,
     ) -> Result<u64> {
@@ -545,7 +545,7 @@ impl Store {
                 &[],
                 &stmt.sql,
                 RETURNING,
-                Transition::from(from),
+                transition,
                 "SELECT COUNT(*) AS n FROM changed",
             );
             let row = self
@@ -585,6 +585,7 @@ impl Store {
             let n: i64 = row.try_get("", "rows").map_err(db_err)?;
             changes.add_counted(&counted, -n);
             counted.status = to.as_str().to_owned();
+            counted.uncertain_sends += transition.uncertain_bump;
             changes.add_counted(&counted, n);
         }
         let n = txn
@@ -647,7 +648,7 @@ mod tests {
             },
             &row("sending", None, 1),
         );
-        // A second takeover of the same row changes nothing.
+        // A second takeover of the same row is one more uncertain send.
         c.changed(
             Transition {
                 from: Some(DeliveryStatus::Sending),
@@ -664,7 +665,7 @@ mod tests {
             .collect();
         assert_eq!(
             got,
-            [("pending", "transient", -1, 0), ("sending", "", 1, 1)]
+            [("pending", "transient", -1, 0), ("sending", "", 1, 2)]
         );
         let stmt = c.statement(DatabaseBackend::Sqlite).expect("a statement");
         assert_eq!(stmt.values.map(|v| v.0.len()), Some(18), "two rows of nine");

@@ -231,6 +231,10 @@ impl DeliveryStore for Store {
         self.claim(request).await
     }
 
+    async fn release_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        self.release_expired_rows(now).await
+    }
+
     async fn claim_probe(
         &self,
         broadcast: BroadcastId,
@@ -457,7 +461,7 @@ impl DeliveryStore for Store {
         let n = self
             .update_counted(
                 rows,
-                DeliveryStatus::Pending,
+                Transition::from(DeliveryStatus::Pending),
                 DeliveryStatus::Cancelled,
                 vec![(Column::UpdatedAt, Expr::val(now))],
             )

@@ -261,7 +261,12 @@ impl Store {
             (Column::UpdatedAt, Expr::val(now)),
         ];
         let requeued = self
-            .update_counted(rows, DeliveryStatus::Failed, DeliveryStatus::Pending, set)
+            .update_counted(
+                rows,
+                Transition::from(DeliveryStatus::Failed),
+                DeliveryStatus::Pending,
+                set,
+            )
             .await?;
         if requeued == 0 {
             self.ensure_broadcast(broadcast).await?;

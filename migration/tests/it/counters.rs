@@ -1,5 +1,7 @@
 //! Migration 6: `broadcast_counts` is filled from the ledger that exists, follows deletes of
 //! ledger rows through its trigger, and goes away (with the old indexes back) on `down`.
+//! Migration 11: `duplicates` becomes the sum of the rows' uncertain sends, in the counters it
+//! recounts and in the trigger; `down` counts rows again.
 
 use std::collections::BTreeMap;
 
@@ -69,8 +71,10 @@ type Ledger<'a> = (
     Option<DateTime<Utc>>,
 );
 
-async fn recipient(db: &TestDb, broadcast: i64, user: i64, row: Ledger<'_>) {
-    let (channel, status, error_kind, skip_reason, lease_expirations, sent_at) = row;
+/// Inserts a ledger row, its uncertain sends in `column` (`lease_expirations` before migration
+/// 7, `uncertain_sends` after).
+async fn recipient(db: &TestDb, column: &str, broadcast: i64, user: i64, row: Ledger<'_>) {
+    let (channel, status, error_kind, skip_reason, uncertain, sent_at) = row;
     insert(
         db,
         "broadcast_recipients",
@@ -82,7 +86,7 @@ async fn recipient(db: &TestDb, broadcast: i64, user: i64, row: Ledger<'_>) {
             ("status", status.into()),
             ("error_kind", error_kind.into()),
             ("skip_reason", skip_reason.into()),
-            ("lease_expirations", lease_expirations.into()),
+            (column, uncertain.into()),
             ("sent_at", sent_at.into()),
             ("next_attempt_at", at(0).into()),
             ("created_at", at(0).into()),
@@ -96,10 +100,23 @@ fn sql(db: &TestDb, text: &str) -> Statement {
     Statement::from_string(db.conn().get_database_backend(), text)
 }
 
+/// How the counters add up a row's uncertain sends.
+#[derive(Debug, Clone, Copy)]
+enum Duplicates {
+    /// 1 for a row with any (migrations 6 to 10).
+    Rows,
+    /// All of them (migration 11).
+    Sends,
+}
+
 /// The counts a full `GROUP BY` over the ledger gives: (rows, possible duplicates), with the
 /// duplicates column named as in the schema version at hand (`lease_expirations` before
 /// migration 7, `uncertain_sends` after).
-async fn ledger_counts(db: &TestDb, duplicates: &str) -> BTreeMap<Key, (i64, i64)> {
+async fn ledger_counts(db: &TestDb, column: &str, mode: Duplicates) -> BTreeMap<Key, (i64, i64)> {
+    let duplicates = match mode {
+        Duplicates::Rows => format!("CASE WHEN {column} > 0 THEN 1 ELSE 0 END"),
+        Duplicates::Sends => column.to_owned(),
+    };
     let rows = db
         .conn()
         .query_all_raw(sql(
@@ -108,7 +125,7 @@ async fn ledger_counts(db: &TestDb, duplicates: &str) -> BTreeMap<Key, (i64, i64
                 "SELECT broadcast_id, channel, status, \
                  CASE WHEN status IN ('failed', 'pending') THEN COALESCE(error_kind, '') \
                  ELSE '' END AS error_kind, COALESCE(skip_reason, '') AS skip_reason, \
-                 COUNT(*) AS n, SUM(CASE WHEN {duplicates} > 0 THEN 1 ELSE 0 END) AS duplicates \
+                 COUNT(*) AS n, CAST(SUM({duplicates}) AS BIGINT) AS duplicates \
                  FROM broadcast_recipients GROUP BY 1, 2, 3, 4, 5"
             ),
         ))
@@ -225,9 +242,9 @@ async fn counters_are_backfilled_follow_deletes_and_go_away_on_down() {
             (b, 0, ("email", "sent", None, None, 0, Some(at(50)))),
         ];
         for (broadcast, u, row) in rows {
-            recipient(&db, broadcast, users[u], row).await;
+            recipient(&db, "lease_expirations", broadcast, users[u], row).await;
         }
-        let expected = ledger_counts(&db, "lease_expirations").await;
+        let expected = ledger_counts(&db, "lease_expirations", Duplicates::Rows).await;
         assert_eq!(
             expected.len(),
             8,
@@ -239,7 +256,10 @@ async fn counters_are_backfilled_follow_deletes_and_go_away_on_down() {
         // Migration 7 renames the duplicates column; the counters and the trigger follow it.
         Migrator::up(db.conn(), Some(1)).await.expect("up to 7");
         assert_eq!(counters(&db).await, expected, "{backend}: after the rename");
-        assert_eq!(ledger_counts(&db, "uncertain_sends").await, expected);
+        assert_eq!(
+            ledger_counts(&db, "uncertain_sends", Duplicates::Rows).await,
+            expected
+        );
         let sending_key = (
             a,
             "telegram".to_owned(),
@@ -261,7 +281,7 @@ async fn counters_are_backfilled_follow_deletes_and_go_away_on_down() {
         // Deleting a user deletes its ledger rows (ON DELETE CASCADE); the trigger counts that.
         delete(&db, "users", users[1]).await;
         delete(&db, "users", users[3]).await;
-        let after = ledger_counts(&db, "uncertain_sends").await;
+        let after = ledger_counts(&db, "uncertain_sends", Duplicates::Rows).await;
         assert_ne!(after, expected, "{backend}: the deletes removed rows");
         assert_eq!(
             counters(&db).await,
@@ -273,7 +293,7 @@ async fn counters_are_backfilled_follow_deletes_and_go_away_on_down() {
         delete(&db, "broadcasts", b).await;
         assert_eq!(
             counters(&db).await,
-            ledger_counts(&db, "uncertain_sends").await,
+            ledger_counts(&db, "uncertain_sends", Duplicates::Rows).await,
             "{backend}"
         );
 
@@ -291,8 +311,38 @@ async fn counters_are_backfilled_follow_deletes_and_go_away_on_down() {
         Migrator::up(db.conn(), None).await.expect("up again");
         assert_eq!(
             counters(&db).await,
-            ledger_counts(&db, "uncertain_sends").await,
+            ledger_counts(&db, "uncertain_sends", Duplicates::Sends).await,
             "{backend}: backfill after down and up"
+        );
+
+        // Migration 11 counts sends: a row with three uncertain sends adds 3, in the recount,
+        // in the store's writes and in the delete trigger.
+        let more: [(usize, Ledger<'_>); 2] = [
+            (2, ("email", "failed", Some("transient"), None, 3, None)),
+            (4, ("email", "sent", None, None, 2, Some(at(40)))),
+        ];
+        for (u, row) in more {
+            recipient(&db, "uncertain_sends", a, users[u], row).await;
+        }
+        Migrator::down(db.conn(), Some(1)).await.expect("down 11");
+        let rows = ledger_counts(&db, "uncertain_sends", Duplicates::Rows).await;
+        assert_eq!(counters(&db).await, rows, "{backend}: down counts rows");
+        Migrator::up(db.conn(), Some(1)).await.expect("up 11");
+        let sends = ledger_counts(&db, "uncertain_sends", Duplicates::Sends).await;
+        assert_eq!(counters(&db).await, sends, "{backend}: up counts sends");
+        let failed = (
+            a,
+            "email".to_owned(),
+            "failed".to_owned(),
+            "transient".to_owned(),
+            String::new(),
+        );
+        assert_eq!(sends.get(&failed), Some(&(1, 3)), "{backend}");
+        delete(&db, "users", users[2]).await;
+        assert_eq!(
+            counters(&db).await,
+            ledger_counts(&db, "uncertain_sends", Duplicates::Sends).await,
+            "{backend}: the trigger takes away a row's sends"
         );
     }
 }

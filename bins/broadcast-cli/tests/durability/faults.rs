@@ -214,3 +214,60 @@ async fn every_duplicate_after_a_dropped_connection_is_counted() {
         "the rows that may have gone twice are marked"
     );
 }
+
+/// `possible_duplicates` counts sends, not rows: a chat whose connection drops twice after the
+/// server accepted the message got three copies, two duplicates, and counts 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_whose_connection_dropped_twice_counts_two_duplicates() {
+    let _serial = crate::SERIAL.lock().await;
+    let fake = fake_telegram(30, 1_000).await;
+    let mut env = Env::sqlite();
+    env.telegram(&fake)
+        .set("RETRY_BASE_SECONDS", "1")
+        .set("RETRY_MAX_SECONDS", "1");
+    let users = 20;
+    let audience = people("twice", users, false, Some(8_300_000));
+    env.import(&audience, None).await;
+    let unlucky: Vec<i64> = audience
+        .iter()
+        .step_by(5)
+        .map(|p| p.chat.expect("chat"))
+        .collect();
+    assert_eq!(unlucky.len(), 4);
+    for chat in &unlucky {
+        fake.set_chat(
+            *chat,
+            broadcast_testkit::telegram::ChatBehavior::AcceptThenDrop(2),
+        );
+    }
+    let template = env.template("twice").await;
+    let b = env.create("Twice", template, "telegram", &[], None).await;
+    let id = b["id"].as_i64().expect("broadcast id");
+
+    let printed = env.run_broadcast(id).await;
+    assert_eq!(printed["status"], "completed", "{printed}");
+    let mut copies: HashMap<i64, usize> = HashMap::new();
+    for m in fake.messages() {
+        *copies.entry(m.chat_id).or_default() += 1;
+    }
+    assert_eq!(copies.len(), users, "everyone got the message");
+    for chat in &unlucky {
+        assert_eq!(
+            copies[chat], 3,
+            "chat {chat}: two dropped answers, then one"
+        );
+    }
+    let real: usize = copies.values().map(|n| n - 1).sum();
+    assert_eq!(real, 8);
+    assert_eq!(
+        count(&printed, &["stats", "possible_duplicates"]),
+        8,
+        "one per uncertain send: {printed}"
+    );
+    let rows = env.recipients(id, None).await;
+    let per_row: Vec<i64> = rows
+        .iter()
+        .filter_map(|r| r["uncertain_sends"].as_i64().filter(|n| *n > 0))
+        .collect();
+    assert_eq!(per_row, vec![2; 4], "{rows:?}");
+}

@@ -142,3 +142,63 @@ async fn cancel_stops_sending_on_three_postgres_workers_and_leaves_nothing_open(
     assert_once_each(&fake);
     drop(db);
 }
+
+/// A worker killed with rows in flight, then the broadcast cancelled: the dead worker's
+/// `sending` rows do not stay `sending` for ever. Once their lease has expired, the next
+/// worker makes them `cancelled`, and nothing more is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_rows_of_a_cancelled_broadcast_do_not_stay_sending() {
+    const LEASE_SECONDS: u64 = 2;
+    let _serial = crate::SERIAL.lock().await;
+    let fake = fake_telegram(RATE as u32, 1_000).await;
+    let mut env = Env::sqlite();
+    env.set("LEASE_SECONDS", &LEASE_SECONDS.to_string());
+    let id = setup(&mut env, &fake, "stuck").await;
+    let mut worker = env.worker("stuck-0");
+    until_messages(&fake, 30, std::slice::from_mut(&mut worker)).await;
+    worker.sigkill();
+    drop(worker);
+    let sending = env.recipients(id, Some("sending")).await;
+    assert!(!sending.is_empty(), "the killed worker held rows in flight");
+    let cancelled = env.json(&["broadcast", "cancel", &id.to_string()]).await;
+    assert_eq!(cancelled["broadcast_id"], id, "{cancelled}");
+    assert_eq!(env.show(id).await["status"], "cancelled");
+    let after_cancel = fake.message_count();
+
+    let mut worker = env.worker("stuck-1");
+    let deadline = Instant::now() + Duration::from_secs(5 * LEASE_SECONDS + 10);
+    let left = loop {
+        let left = env.recipients(id, Some("sending")).await.len();
+        if left == 0 || Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(
+        left,
+        0,
+        "rows still `sending` {:?} after the lease expired\n{}",
+        Instant::now(),
+        tail(&worker.stderr(), 3000)
+    );
+    stop_all(std::slice::from_mut(&mut worker), "").await;
+    let stats = env.stats(id).await;
+    let sent = count(&stats, &["stats", "by_status", "sent"]);
+    for open in ["pending", "sending"] {
+        assert_eq!(count(&stats, &["stats", "by_status", open]), 0, "{stats}");
+    }
+    assert_eq!(
+        count(&stats, &["stats", "by_status", "cancelled"]),
+        USERS as u64 - sent,
+        "{stats}"
+    );
+    assert_eq!(
+        fake.message_count(),
+        after_cancel,
+        "nothing is sent after the cancel"
+    );
+    eprintln!(
+        "stuck rows: {} were `sending` at the kill; {sent} sent, the rest cancelled",
+        sending.len()
+    );
+}

@@ -3,7 +3,10 @@
 //! per chat in any second. Worker processes deliver a broadcast at 30/s (one worker, and three
 //! on PostgreSQL sharing the bot's rate through the database) and at 1000/s with paid
 //! broadcasts, idle and with a busy loop competing for the CPU: no answer 429, no chat above
-//! 1/s, and the achieved rate at least 98 % of the limit.
+//! 1/s (also with several messages per chat), and at 30/s the achieved rate at least 98 % of
+//! the limit. The 1000/s rate is asserted by the release-built benchmark
+//! (`bench --only telegram --check`, figures in docs/performance.md): in the debug build that
+//! `cargo test` makes, the worker's and the fake's HTTP stacks, not the pacer, set the pace.
 //!
 //! Full size (3,000 messages at 30/s, about 100 s; 30,000 at 1000/s) with
 //! `STRICT_PACING_FULL=1`; otherwise a tenth of that, so that `cargo test` (and `.ci/run`)
@@ -175,17 +178,15 @@ async fn run(case: Case, db: Option<TestDb>) {
         per_chat.values().all(|n| *n == 1),
         "{name}: a message went twice"
     );
-    // At 1000/s an unoptimised build of the worker and of the fake is short of CPU on two
-    // cores (the HTTP stacks, not the pacer, set the pace): the rate is checked only in
-    // optimised builds there, and printed above either way.
-    // The target holds over a run of 100 s or more; a short run (the default size) also
-    // carries the start-up of its workers, so it is held to 95 %.
+    // At 1000/s the rate is the benchmark's to assert (see the module documentation); it is
+    // printed above. The target holds over a run of 100 s or more; a short run (the default
+    // size) also carries the start-up of its workers, so it is held to 95 %.
     let floor = if span >= Duration::from_secs(90) {
         0.98
     } else {
         0.95
     };
-    if rate <= 100 || !cfg!(debug_assertions) {
+    if rate <= 100 {
         assert!(
             achieved >= floor * rate as f64,
             "{name}: {achieved:.2}/s is below {:.0} % of {rate}/s",
@@ -259,5 +260,81 @@ async fn paid_broadcasts_at_1000_per_second_never_meet_a_429() {
             busy,
         };
         run(case, None).await;
+    }
+}
+
+/// Per-chat pacing with several messages per chat: three broadcasts to the same chats,
+/// launched together and delivered by one worker, put three messages in each chat, at most
+/// one in any second at the server's arrival.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_broadcasts_to_the_same_chats_keep_each_chat_at_one_per_second() {
+    const CHATS: usize = 40;
+    const BROADCASTS: usize = 3;
+    let _serial = crate::SERIAL.lock().await;
+    let fake = fake_telegram(30, 1_000).await;
+    let mut env = Env::sqlite();
+    env.telegram(&fake)
+        .set("TELEGRAM_RATE_LIMIT", "30")
+        .set("BATCH_SIZE", "50");
+    let audience = people("chat", CHATS, false, Some(7_700_000));
+    env.import(&audience, None).await;
+    let template = env.template("chat").await;
+    let mut ids = Vec::new();
+    for i in 0..BROADCASTS {
+        let b = env
+            .create(&format!("Same chats {i}"), template, "telegram", &[], None)
+            .await;
+        ids.push(b["id"].as_i64().expect("broadcast id"));
+    }
+    for id in &ids {
+        env.launch(*id).await;
+    }
+    let mut worker = env.worker("chat-0");
+    for id in &ids {
+        env.wait_for_status(*id, "completed", Duration::from_secs(60), &[&worker])
+            .await;
+    }
+    stop_all(std::slice::from_mut(&mut worker), "").await;
+
+    let messages = fake.messages();
+    let mut per_chat: HashMap<i64, usize> = HashMap::new();
+    for m in &messages {
+        *per_chat.entry(m.chat_id).or_default() += 1;
+    }
+    assert_eq!(per_chat.len(), CHATS, "every chat got messages");
+    assert!(
+        per_chat.values().all(|n| *n == BROADCASTS),
+        "each chat got one message per broadcast: {per_chat:?}"
+    );
+    // The closest two messages of one chat came, at the server, this far apart.
+    let mut last: HashMap<i64, std::time::Instant> = HashMap::new();
+    let mut closest = Duration::MAX;
+    for m in &messages {
+        if let Some(prev) = last.insert(m.chat_id, m.at) {
+            closest = closest.min(m.at.duration_since(prev));
+        }
+    }
+    eprintln!(
+        "per chat: {} messages to {CHATS} chats, closest two of one chat {closest:?} apart",
+        messages.len()
+    );
+    assert!(
+        fake.throttled().is_empty(),
+        "the fake answered 429: {:?}",
+        fake.throttled()
+    );
+    assert_eq!(
+        fake.max_per_chat_in_window(Duration::from_secs(1)),
+        1,
+        "a chat got two messages within a second (closest {closest:?})"
+    );
+    assert!(fake.max_in_window(Duration::from_secs(1)) <= 30);
+    for id in ids {
+        let stats = env.stats(id).await;
+        assert_eq!(
+            count(&stats, &["stats", "by_status", "sent"]),
+            CHATS as u64,
+            "{stats}"
+        );
     }
 }

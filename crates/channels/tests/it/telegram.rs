@@ -215,10 +215,11 @@ async fn a_burst_of_100_chats_never_meets_a_429() {
     let elapsed = start.elapsed();
     assert_eq!(fake.message_count(), 100);
     assert!(fake.throttled().is_empty(), "{:?}", fake.throttled());
-    // 100 messages at 30/s (with a burst of 2) take at least 3.2 s.
+    // 100 messages at 30/s, evenly spaced, take at least 3.2 s; the fake counts at arrival in
+    // any sliding second, with no burst allowance.
     assert!(elapsed >= Duration::from_millis(3200), "{elapsed:?}");
     let max = fake.max_in_window(Duration::from_secs(1));
-    assert!(max <= 32, "{max} messages within one second");
+    assert!(max <= 30, "{max} messages within one second");
 }
 
 #[tokio::test]

@@ -109,6 +109,7 @@ impl Orchestrator {
     pub(super) async fn work_round(&self, stop: Option<watch::Receiver<bool>>) -> Result<bool> {
         let launched = self.launch_due().await?;
         let probed = self.probe_due(None).await?;
+        let freed = self.release_expired().await?;
         let tick = self.round(None, stop).await?;
         if tick.claimed == 0 {
             for b in self
@@ -120,6 +121,25 @@ impl Orchestrator {
                 self.complete_if_done(b.id).await?;
             }
         }
-        Ok(launched > 0 || probed > 0 || tick.claimed > 0)
+        Ok(launched > 0 || probed > 0 || freed > 0 || tick.claimed > 0)
+    }
+
+    /// Frees rows of paused and cancelled broadcasts left `sending` by a worker that died
+    /// ([`DeliveryStore::release_expired`]), at most once per [`SWEEP_EVERY`].
+    async fn release_expired(&self) -> Result<u64> {
+        let now = self.ports.clock.now();
+        {
+            let mut swept = self.swept.lock().expect("swept poisoned");
+            let every = chrono::Duration::from_std(SWEEP_EVERY).unwrap_or_default();
+            if swept.is_some_and(|at| now < at + every) {
+                return Ok(0);
+            }
+            *swept = Some(now);
+        }
+        self.ports.deliveries.release_expired(now).await
     }
 }
+
+/// How often a worker looks for rows of stopped broadcasts whose lease expired (a few cheap
+/// statements over the partial lease index).
+const SWEEP_EVERY: Duration = Duration::from_secs(5);

@@ -167,6 +167,33 @@ impl DeliveryStore for MemoryStore {
         Ok(marked)
     }
 
+    async fn release_expired(&self, now: DateTime<Utc>) -> Result<u64> {
+        let mut s = self.lock();
+        let paused = s.broadcasts_in(BroadcastStatus::Paused);
+        let cancelled = s.broadcasts_in(BroadcastStatus::Cancelled);
+        let mut freed = 0;
+        for r in s.recipients.values_mut().filter(|r| {
+            r.status == DeliveryStatus::Sending && r.lease_expires_at.is_some_and(|at| at < now)
+        }) {
+            if paused.contains(&r.broadcast_id) {
+                r.status = DeliveryStatus::Pending;
+                if r.send_started_at.is_some() {
+                    r.uncertain_sends += 1;
+                }
+            } else if cancelled.contains(&r.broadcast_id) {
+                r.status = DeliveryStatus::Cancelled;
+            } else {
+                continue;
+            }
+            r.lease_owner = None;
+            r.lease_expires_at = None;
+            r.send_started_at = None;
+            r.updated_at = now;
+            freed += 1;
+        }
+        Ok(freed)
+    }
+
     async fn status_counts(&self, broadcast: BroadcastId) -> Result<Vec<StatusCount>> {
         let s = self.lock();
         let mut map: BTreeMap<_, u64> = BTreeMap::new();
@@ -200,9 +227,7 @@ impl DeliveryStore for MemoryStore {
             .values()
             .filter(|r| r.broadcast_id == broadcast);
         for r in rows {
-            if r.uncertain_sends > 0 {
-                stats.possible_duplicates += 1;
-            }
+            stats.possible_duplicates += u64::try_from(r.uncertain_sends).unwrap_or(0);
             if let Some(at) = r.sent_at {
                 stats.first_sent_at = Some(stats.first_sent_at.map_or(at, |f| f.min(at)));
                 stats.last_sent_at = Some(stats.last_sent_at.map_or(at, |l| l.max(at)));

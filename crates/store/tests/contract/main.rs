@@ -613,6 +613,121 @@ async fn rows_of_a_stopped_broadcast_are_not_started_and_come_back_right() {
     }
 }
 
+/// Rows a dead worker left `sending` in a paused or cancelled broadcast are freed once their
+/// lease has expired: pending again (a started one with one more uncertain send) or cancelled,
+/// and the counters follow.
+#[tokio::test]
+async fn expired_rows_of_stopped_broadcasts_are_freed() {
+    use broadcast_domain::ClaimRequest;
+    let lease = chrono::Duration::minutes(5);
+    for s in subjects().await {
+        let (name, store) = (&s.name, s.store.as_ref());
+        import_fixture(store).await;
+        let mut running = None;
+        for stop in [None, Some(Transition::Pause), Some(Transition::Cancel)] {
+            let id = draft(store, ChannelPolicy::Both, AudienceFilter::default()).await;
+            let launch = Transition::Launch.change(t(1), None, Some(content()));
+            store.change_status(id, launch).await.unwrap();
+            store
+                .materialise(id, &AudienceFilter::default(), ChannelPolicy::Both, t(1))
+                .await
+                .unwrap();
+            let claimed = store
+                .claim_due(&ClaimRequest {
+                    worker_id: "dead".into(),
+                    now: t(2),
+                    lease_for: lease,
+                    limit: 3,
+                    broadcast_id: Some(id),
+                    channels: Vec::new(),
+                })
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 3, "{name}");
+            let ids: Vec<_> = claimed.iter().map(|r| r.id).collect();
+            // One send had started when the worker died; two rows were claimed ahead.
+            store.mark_started("dead", &ids[..1], t(2)).await.unwrap();
+            match stop {
+                Some(stop) => {
+                    store
+                        .change_status(id, stop.change(t(3), None, None))
+                        .await
+                        .unwrap();
+                }
+                None => running = Some(id),
+            }
+            if stop == Some(Transition::Cancel) {
+                store.cancel_pending(id, t(3)).await.unwrap();
+            }
+        }
+        // Not before the lease ends.
+        assert_eq!(store.release_expired(t(6)).await.unwrap(), 0, "{name}");
+        assert_eq!(store.release_expired(t(8)).await.unwrap(), 6, "{name}");
+        assert_eq!(store.release_expired(t(9)).await.unwrap(), 0, "{name}");
+        let mut seen = Vec::new();
+        for b in store
+            .list_broadcasts(
+                &[
+                    BroadcastStatus::Running,
+                    BroadcastStatus::Paused,
+                    BroadcastStatus::Cancelled,
+                ],
+                10,
+            )
+            .await
+            .unwrap()
+        {
+            let stats = store.stats(b.id).await.unwrap();
+            let rows = store
+                .list_recipients(b.id, &Default::default())
+                .await
+                .unwrap()
+                .items;
+            let count = |status| rows.iter().filter(|r| r.status == status).count() as u64;
+            for status in DeliveryStatus::ALL {
+                assert_eq!(
+                    stats.count(*status),
+                    count(*status),
+                    "{name}: the counters follow: {status}"
+                );
+            }
+            let sending = count(DeliveryStatus::Sending);
+            let uncertain: i32 = rows.iter().map(|r| r.uncertain_sends).sum();
+            assert_eq!(stats.possible_duplicates, uncertain as u64, "{name}");
+            seen.push((b.status, sending, stats.possible_duplicates));
+            let open = count(DeliveryStatus::Pending);
+            let skipped = count(DeliveryStatus::Skipped);
+            match b.status {
+                BroadcastStatus::Paused => {
+                    assert_eq!(
+                        open + skipped,
+                        rows.len() as u64,
+                        "{name}: every row is pending again"
+                    );
+                    assert!(rows.iter().all(|r| r.lease_owner.is_none()), "{name}");
+                }
+                BroadcastStatus::Cancelled => assert_eq!(
+                    count(DeliveryStatus::Cancelled) + skipped,
+                    rows.len() as u64,
+                    "{name}: every row is cancelled"
+                ),
+                _ => assert_eq!(Some(b.id), running, "{name}"),
+            }
+        }
+        seen.sort_by_key(|(status, _, _)| status.as_str());
+        assert_eq!(
+            seen,
+            vec![
+                (BroadcastStatus::Cancelled, 0, 0),
+                (BroadcastStatus::Paused, 0, 1),
+                // A running broadcast's rows are left to the claims' takeover.
+                (BroadcastStatus::Running, 3, 0),
+            ],
+            "{name}"
+        );
+    }
+}
+
 /// A breaker's pause carries a probe that exactly one worker takes when it is due; the probe
 /// claims one pending row of the paused broadcast on the probed channel, due or not, already
 /// marked as started; any other status change clears the probe.

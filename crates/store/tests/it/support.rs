@@ -221,9 +221,11 @@ async fn check_counts(
     use std::collections::BTreeMap;
 
     type C = broadcast_recipients::Column;
-    /// channel, status, error_kind, skip_reason, rows, rows with an expired lease
+    /// channel, status, error_kind, skip_reason, rows, uncertain sends
     type Grouped = (String, String, Option<String>, Option<String>, i64, i64);
-    let dup = Expr::expr(Expr::case(Expr::col(C::UncertainSends).gt(0), 1).finally(0)).sum();
+    let dup = Expr::col(C::UncertainSends)
+        .sum()
+        .cast_as(sea_orm::sea_query::Alias::new("BIGINT"));
     let grouped: Vec<Grouped> = broadcast_recipients::Entity::find()
         .select_only()
         .column(C::Channel)
@@ -292,7 +294,9 @@ async fn check_counts(
         broadcast_recipients::Entity::find()
             .select_only()
             .column_as(
-                Expr::expr(Expr::case(Expr::col(C::UncertainSends).gt(0), 1)).count(),
+                Expr::col(C::UncertainSends)
+                    .sum()
+                    .cast_as(sea_orm::sea_query::Alias::new("BIGINT")),
                 "duplicates",
             )
             .column_as(Expr::col(C::SentAt).min(), "first_sent_at")
