@@ -584,6 +584,19 @@ pub struct ClaimRequest {
     pub channels: Vec<ChannelKind>,
 }
 
+impl ClaimRequest {
+    /// How many due pending rows each of `broadcasts` running broadcasts gets first, so that a
+    /// small broadcast launched during a large one is not queued behind it: an equal share of
+    /// the limit (rounded up). Rows a broadcast leaves of its share go to the others, in
+    /// launch order, in a second pass. Taken-over expired leases come before either.
+    pub fn fair_share(&self, broadcasts: usize) -> u64 {
+        match broadcasts {
+            0 => self.limit,
+            n => self.limit.div_ceil(n as u64),
+        }
+    }
+}
+
 /// The result of one delivery attempt, to be written back to the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryResult {

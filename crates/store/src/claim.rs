@@ -9,8 +9,11 @@
 //!    plans off a partial index): first those whose send had started (`send_started_at` set by
 //!    [`DeliveryStore::mark_started`]), each of which adds one to `uncertain_sends` (a possible
 //!    duplicate), then those claimed ahead and never started, which are simply due again;
-//! 2. due pending rows, one running broadcast after the other (oldest broadcast first), each over
-//!    the index `(broadcast_id, status, next_attempt_at)`, earliest `next_attempt_at` first:
+//! 2. due pending rows, fairly: each running broadcast first takes its share of the limit
+//!    (`ClaimRequest::fair_share`, the limit over the number of running broadcasts), then the
+//!    broadcasts that filled their share take what is left, oldest broadcast first, so a small
+//!    broadcast launched during a large one is not queued behind it. Each statement walks the
+//!    index `(broadcast_id, status, next_attempt_at)`, earliest `next_attempt_at` first:
 //!
 //! ```sql
 //! UPDATE broadcast_recipients
@@ -132,14 +135,29 @@ impl Store {
             let expired = self.due_rows(request, Due::Expired { started }, left);
             claimed.extend(self.lease(request, expired, takeover, &mut sqlite).await?);
         }
-        for broadcast in running {
-            let left = request.limit.saturating_sub(claimed.len() as u64);
-            if left == 0 {
-                break;
+        // Fair: each running broadcast first gets its share of what is left, then the rest
+        // goes to those that had more, oldest first.
+        let share = request.fair_share(running.len());
+        let mut more = Vec::new();
+        for pass in [Some(share), None] {
+            let broadcasts = match pass {
+                Some(_) => running.clone(),
+                None => std::mem::take(&mut more),
+            };
+            for broadcast in broadcasts {
+                let left = request.limit.saturating_sub(claimed.len() as u64);
+                if left == 0 {
+                    break;
+                }
+                let want = pass.map_or(left, |share| Ord::min(share, left));
+                let due = self.due_rows(request, Due::Pending(broadcast), want);
+                let fresh = Transition::from(DeliveryStatus::Pending);
+                let got = self.lease(request, due, fresh, &mut sqlite).await?;
+                if pass.is_some() && got.len() as u64 == want {
+                    more.push(broadcast);
+                }
+                claimed.extend(got);
             }
-            let due = self.due_rows(request, Due::Pending(broadcast), left);
-            let fresh = Transition::from(DeliveryStatus::Pending);
-            claimed.extend(self.lease(request, due, fresh, &mut sqlite).await?);
         }
         if let Some((txn, changes)) = sqlite {
             changes.apply(&txn).await?;

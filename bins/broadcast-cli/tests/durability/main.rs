@@ -11,6 +11,7 @@ mod crash;
 mod faults;
 mod graceful;
 mod harness;
+mod lanes;
 mod retry;
 mod schedule;
 mod stopping;

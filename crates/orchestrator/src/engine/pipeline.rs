@@ -1,6 +1,8 @@
-//! The delivery pipeline of one round: claim due rows (the next batch on its own task while
-//! the current one is sent), reserve send slots, send, and write results by group commit; then
-//! pause the broadcasts whose breaker tripped or whose channel has a fault.
+//! The delivery pipeline of one round: one lane per channel kind, side by side, each claiming
+//! only its own kind's due rows (the next batch on its own task while the current one is
+//! sent), reserving send slots, sending, and writing results by group commit, so that a paced
+//! channel never holds another back; then, once every lane has ended its round, pausing the
+//! broadcasts whose breaker tripped or whose channel has a fault.
 
 use super::*;
 
@@ -26,7 +28,66 @@ impl Orchestrator {
         self.deliver_batches(scope, Some(deadline), stop).await
     }
 
-    /// The delivery pipeline. Three kinds of work overlap, polled together by this one task:
+    /// The delivery pipeline: a [`lane`](Self::lane) per channel kind, polled together by this
+    /// one task, then what a round does once for all of them (pause tripped breakers and
+    /// faulted channels, sweep cancelled broadcasts, complete and publish).
+    pub(super) async fn deliver_batches(
+        &self,
+        scope: Option<BroadcastId>,
+        deadline: Option<tokio::time::Instant>,
+        stop: Option<watch::Receiver<bool>>,
+    ) -> Result<TickReport> {
+        let lanes = self
+            .ports
+            .channels
+            .kinds()
+            .into_iter()
+            .map(|kind| self.lane(kind, scope, deadline, stop.clone()));
+        let mut report = TickReport::default();
+        let mut touched = BTreeSet::new();
+        let mut error = None;
+        for lane in futures::future::join_all(lanes).await {
+            match lane {
+                Ok(lane) => {
+                    report.claimed += lane.report.claimed;
+                    report.sent += lane.report.sent;
+                    report.failed += lane.report.failed;
+                    report.retried += lane.report.retried;
+                    report.held_back += lane.report.held_back;
+                    report.completed.extend(lane.report.completed);
+                    touched.extend(lane.touched);
+                }
+                Err(e) => {
+                    error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = error {
+            return Err(e);
+        }
+        self.pause_tripped().await?;
+        self.pause_faulted().await?;
+        for id in &touched {
+            self.sweep_if_cancelled(*id).await?;
+        }
+        for id in touched {
+            if report.completed.contains(&id) {
+                continue;
+            }
+            // A read of the maintained counters: cheap enough for every broadcast touched (a
+            // small one may be done while a large one keeps every lane's claims full).
+            if self.complete_if_done(id).await? {
+                report.completed.push(id);
+                self.publish(id, true).await?;
+            } else {
+                self.publish(id, false).await?;
+            }
+        }
+        tracing::debug!(?report, "delivered");
+        Ok(report)
+    }
+
+    /// One channel kind's lane of a round. Three kinds of work overlap, polled together:
     /// - sends (`send`), at most `concurrency` per channel;
     /// - group writes: whatever finished while the previous write was in flight is recorded
     ///   as one group (group commit), with the store effects the sends called for, and then
@@ -39,15 +100,20 @@ impl Orchestrator {
     /// - with a `deadline`, the next claim (and its contexts), on its own task, started when
     ///   half of the current batch is left to send and the last claim came back full.
     ///
-    /// Only one store call of this task is ever pending besides the spawned claim: a SQLite
-    /// store has a single connection, and a store future that is not polled while another
-    /// waits for the connection would never finish.
-    pub(super) async fn deliver_batches(
+    /// Only one store call of a lane is ever pending besides its spawned claim, and the lanes
+    /// are polled together (`join_all`): a SQLite store has a single connection, and a store
+    /// future that is not polled while another waits for the connection would never finish.
+    ///
+    /// A broadcast whose rows the lane has all claimed is completed as soon as its last result
+    /// is written (checked at most every [`COMPLETION_CHECK`]), so a small broadcast served
+    /// beside a large one does not wait for the end of the round.
+    async fn lane(
         &self,
+        kind: ChannelKind,
         scope: Option<BroadcastId>,
         deadline: Option<tokio::time::Instant>,
         mut stop: Option<watch::Receiver<bool>>,
-    ) -> Result<TickReport> {
+    ) -> Result<Lane> {
         let mut report = TickReport::default();
         let mut touched = BTreeSet::new();
         // The sends' copy; `stop` itself is polled for changes.
@@ -59,14 +125,26 @@ impl Orchestrator {
         // Rows marked as started whose results are not written yet, per channel.
         let mut in_flight: BTreeMap<ChannelKind, usize> = BTreeMap::new();
         let mut write: Option<Write<'_>> = None;
-        let mut claim = Some(self.spawn_claim(scope)?);
+        let mut claim = Some(self.spawn_claim(scope, kind)?);
         let mut claims = 1u32;
         let mut exhausted = false;
+        // Broadcasts this lane took rows of whose rows it has all claimed (the last claim had
+        // none of them, or came back short), with when their completion was last checked.
+        let mut drained: BTreeMap<BroadcastId, Option<tokio::time::Instant>> = BTreeMap::new();
         let mut error = None;
-        let half = (self.settings.batch_size / 2) as usize;
+        let batch = self.lane_batch(kind);
+        let half = (batch / 2) as usize;
         let places = self.settings.concurrency.max(1);
         loop {
             let stopping = stop.as_ref().is_some_and(|s| *s.borrow());
+            if write.is_none() && !drained.is_empty() {
+                // Completes a small broadcast as soon as its last row is recorded, not at the
+                // end of the round (a read of the counters, at most every COMPLETION_CHECK).
+                for id in self.complete_drained(&mut drained).await? {
+                    report.completed.push(id);
+                    self.publish(id, true).await?;
+                }
+            }
             if write.is_none() {
                 let mut start = Vec::new();
                 for (kind, queue) in &mut waiting {
@@ -97,11 +175,11 @@ impl Orchestrator {
             let may_claim = error.is_none()
                 && !exhausted
                 && !stopping
-                && !self.has_fault()
+                && !self.has_fault(kind)
                 && deadline.is_some_and(|d| tokio::time::Instant::now() < d);
             let queued = sending.len() + waiting.values().map(VecDeque::len).sum::<usize>();
             if claim.is_none() && may_claim && queued <= half {
-                claim = Some(self.spawn_claim(scope)?);
+                claim = Some(self.spawn_claim(scope, kind)?);
                 claims += 1;
             }
             if sending.is_empty() && write.is_none() && claim.is_none() {
@@ -151,7 +229,15 @@ impl Orchestrator {
                         }
                     };
                     report.claimed += rows.len() as u64;
-                    exhausted = (rows.len() as u64) < self.settings.batch_size;
+                    exhausted = (rows.len() as u64) < batch;
+                    let present: BTreeSet<BroadcastId> = rows.iter().map(|r| r.broadcast_id).collect();
+                    for id in &touched {
+                        if exhausted || !present.contains(id) {
+                            drained.entry(*id).or_insert(None);
+                        } else {
+                            drained.remove(id);
+                        }
+                    }
                     for (row, context) in rows.into_iter().zip(contexts) {
                         if touched.insert(row.broadcast_id) && !self.is_compiled(row.broadcast_id) {
                             // Loading a template reads the store: no write may be pending.
@@ -173,22 +259,8 @@ impl Orchestrator {
         if let Some(e) = error {
             return Err(e);
         }
-        self.pause_tripped().await?;
-        self.pause_faulted().await?;
-        for id in &touched {
-            self.sweep_if_cancelled(*id).await?;
-        }
-        for id in touched {
-            // A short claim means the queue may be empty: only then is counting worth it.
-            if exhausted && self.complete_if_done(id).await? {
-                report.completed.push(id);
-                self.publish(id, true).await?;
-            } else {
-                self.publish(id, false).await?;
-            }
-        }
-        tracing::debug!(claims, ?report, "delivered");
-        Ok(report)
+        tracing::debug!(channel = %kind, claims, ?report, "lane ended its round");
+        Ok(Lane { report, touched })
     }
 
     /// Cancels the rows of a cancelled broadcast that results written while it was being
@@ -213,11 +285,46 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Completes the `drained` broadcasts that have no open row left (checked at most every
+    /// [`COMPLETION_CHECK`] each); returns the ones completed, which leave `drained`.
+    async fn complete_drained(
+        &self,
+        drained: &mut BTreeMap<BroadcastId, Option<tokio::time::Instant>>,
+    ) -> Result<Vec<BroadcastId>> {
+        let now = tokio::time::Instant::now();
+        let mut completed = Vec::new();
+        for (id, checked) in drained.iter_mut() {
+            if checked.is_some_and(|at| now < at + COMPLETION_CHECK) {
+                continue;
+            }
+            *checked = Some(now);
+            if self.complete_if_done(*id).await? {
+                completed.push(*id);
+            }
+        }
+        for id in &completed {
+            drained.remove(id);
+        }
+        Ok(completed)
+    }
+
+    /// How many rows a lane claims at once: `batch_size`, but on a rate-shared channel no more
+    /// than about a second of its rate (and not fewer than its in-flight places), so that a
+    /// broadcast launched meanwhile waits at most that long behind rows claimed ahead.
+    pub(super) fn lane_batch(&self, kind: ChannelKind) -> u64 {
+        let batch = self.settings.batch_size;
+        match self.settings.shared_rates.get(&kind) {
+            Some(rate) => batch.min(u64::from(*rate).max(self.settings.concurrency as u64)),
+            None => batch,
+        }
+    }
+
     /// Claims the next batch and loads its recipients' contexts, on a task of its own so that
     /// it runs while the batch loop sends and writes results.
     pub(super) fn spawn_claim(
         &self,
         scope: Option<BroadcastId>,
+        kind: ChannelKind,
     ) -> Result<tokio::task::JoinHandle<Result<ClaimedBatch>>> {
         let lease = chrono::Duration::from_std(self.settings.lease)
             .map_err(|e| Error::Invalid(format!("lease duration: {e}")))?;
@@ -225,9 +332,9 @@ impl Orchestrator {
             worker_id: self.settings.worker_id.clone(),
             now: self.ports.clock.now(),
             lease_for: lease,
-            limit: self.settings.batch_size,
+            limit: self.lane_batch(kind),
             broadcast_id: scope,
-            channels: self.ports.channels.kinds(),
+            channels: vec![kind],
         };
         let deliveries = self.ports.deliveries.clone();
         let audience = self.ports.audience.clone();
@@ -525,10 +632,22 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// True when `kind` answered with a channel fault in this round: its lane stops claiming.
     #[inline]
-    pub(super) fn has_fault(&self) -> bool {
-        !self.faults.lock().expect("faults poisoned").is_empty()
+    pub(super) fn has_fault(&self, kind: ChannelKind) -> bool {
+        self.faults
+            .lock()
+            .expect("faults poisoned")
+            .contains_key(&kind)
     }
+}
+
+/// What one lane did in a round.
+#[derive(Debug)]
+struct Lane {
+    report: TickReport,
+    /// Broadcasts it claimed rows of.
+    touched: BTreeSet<BroadcastId>,
 }
 
 /// A shared send slot: when a message may go, and how far the budget's slots had been moved
@@ -573,6 +692,9 @@ impl SharedSlots {
 /// chunk per worker ahead, and a late answer's move has most of a second to reach the budget
 /// before the slot a second later is reserved.
 const SLOT_LOOKAHEAD: Duration = Duration::from_millis(100);
+
+/// How often a lane checks whether a broadcast whose rows it has all claimed is complete.
+const COMPLETION_CHECK: Duration = Duration::from_millis(200);
 
 /// A wait a service asks for again within this of one already known is the same wait (the
 /// channel's own held-back sends report what is left of it).

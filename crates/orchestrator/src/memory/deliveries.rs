@@ -14,7 +14,7 @@ impl DeliveryStore for MemoryStore {
         let mut s = self.lock();
         let mut running = s.broadcasts_in(BroadcastStatus::Running);
         running.retain(|id| req.broadcast_id.is_none_or(|only| only == *id));
-        let mut due: Vec<&mut Recipient> = s
+        let due: Vec<&mut Recipient> = s
             .recipients
             .values_mut()
             .filter(|r| running.contains(&r.broadcast_id))
@@ -25,10 +25,37 @@ impl DeliveryStore for MemoryStore {
                 _ => false,
             })
             .collect();
-        due.sort_by_key(|r| (r.next_attempt_at, r.id));
-        Ok(due
+        // As the SQL store: expired leases first, then each running broadcast's fair share,
+        // then what is left, oldest broadcast first.
+        let (mut expired, pending): (Vec<_>, Vec<_>) = due
             .into_iter()
-            .take(req.limit as usize)
+            .partition(|r| r.status == DeliveryStatus::Sending);
+        expired.sort_by_key(|r| (r.send_started_at.is_none(), r.lease_expires_at, r.id));
+        let mut per_broadcast: BTreeMap<BroadcastId, Vec<&mut Recipient>> = BTreeMap::new();
+        for r in pending {
+            per_broadcast.entry(r.broadcast_id).or_default().push(r);
+        }
+        for rows in per_broadcast.values_mut() {
+            rows.sort_by_key(|r| std::cmp::Reverse((r.next_attempt_at, r.id)));
+        }
+        let limit = req.limit as usize;
+        let mut taken: Vec<&mut Recipient> = expired.into_iter().take(limit).collect();
+        let share = req.fair_share(per_broadcast.len()) as usize;
+        for pass in [share, usize::MAX] {
+            for rows in per_broadcast.values_mut() {
+                for _ in 0..pass {
+                    if taken.len() >= limit {
+                        break;
+                    }
+                    match rows.pop() {
+                        Some(r) => taken.push(r),
+                        None => break,
+                    }
+                }
+            }
+        }
+        Ok(taken
+            .into_iter()
             .map(|r| {
                 // A takeover of a row whose send had started: it may have gone out.
                 if r.status == DeliveryStatus::Sending && r.send_started_at.is_some() {

@@ -613,6 +613,65 @@ async fn rows_of_a_stopped_broadcast_are_not_started_and_come_back_right() {
     }
 }
 
+/// A claim over several running broadcasts gives each its share first: a broadcast launched
+/// later is not queued behind an older one; what one leaves of its share goes to the others.
+#[tokio::test]
+async fn claims_share_the_batch_between_running_broadcasts() {
+    use broadcast_domain::ClaimRequest;
+    for s in subjects().await {
+        let (name, store) = (&s.name, s.store.as_ref());
+        import_fixture(store).await;
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let id = draft(store, ChannelPolicy::Both, AudienceFilter::default()).await;
+            let launch = Transition::Launch.change(t(1), None, Some(content()));
+            store.change_status(id, launch).await.unwrap();
+            store
+                .materialise(id, &AudienceFilter::default(), ChannelPolicy::Both, t(1))
+                .await
+                .unwrap();
+            ids.push(id);
+        }
+        let claim = |limit| ClaimRequest {
+            worker_id: "w".into(),
+            now: t(2),
+            lease_for: chrono::Duration::minutes(5),
+            limit,
+            broadcast_id: None,
+            channels: Vec::new(),
+        };
+        let of = |rows: &[broadcast_domain::Recipient], id| {
+            rows.iter().filter(|r| r.broadcast_id == id).count()
+        };
+        let first = store.claim_due(&claim(2)).await.unwrap();
+        assert_eq!(
+            (of(&first, ids[0]), of(&first, ids[1])),
+            (1, 1),
+            "{name}: one row of each, not two of the older one"
+        );
+        let open = store
+            .stats(ids[0])
+            .await
+            .unwrap()
+            .count(DeliveryStatus::Pending);
+        assert!(open >= 2, "{name}: the older broadcast has rows left");
+        // The newer one has fewer rows left than its share: the older one takes the rest.
+        let newer_left = store
+            .stats(ids[1])
+            .await
+            .unwrap()
+            .count(DeliveryStatus::Pending);
+        let limit = 2 * newer_left + 1;
+        let second = store.claim_due(&claim(limit)).await.unwrap();
+        assert_eq!(of(&second, ids[1]), newer_left as usize, "{name}");
+        assert_eq!(
+            second.len() as u64,
+            limit.min(open + newer_left),
+            "{name}: the batch is filled"
+        );
+    }
+}
+
 /// Rows a dead worker left `sending` in a paused or cancelled broadcast are freed once their
 /// lease has expired: pending again (a started one with one more uncertain send) or cancelled,
 /// and the counters follow.
