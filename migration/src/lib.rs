@@ -21,9 +21,10 @@ mod m20261203_000008_folded_keys;
 mod m20261203_000009_budget_moves;
 mod m20261203_000010_probes_and_holds;
 mod m20261204_000011_counted_sends;
+mod m20261204_000012_admin_sessions;
 
 /// Every table the migrations create, in creation order.
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 11] = [
     "users",
     "competitions",
     "registrations",
@@ -34,6 +35,7 @@ pub const TABLES: [&str; 10] = [
     "audit_log",
     "send_budgets",
     "broadcast_counts",
+    "admin_sessions",
 ];
 
 /// How long a SQLite connection waits for another writer before failing with "database is locked".
@@ -64,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000009_budget_moves::Migration),
             Box::new(m20261203_000010_probes_and_holds::Migration),
             Box::new(m20261204_000011_counted_sends::Migration),
+            Box::new(m20261204_000012_admin_sessions::Migration),
         ]
     }
 }

@@ -3,10 +3,12 @@
 //!
 //! The session is a private cookie (`bc_session`): AES-256-GCM encrypted and authenticated with
 //! a key derived from `ADMIN_SECRET_KEY`, so it can be neither read nor forged. It holds the
-//! user name, the session's CSRF token and its issue time; it expires after `session_ttl`
-//! (checked on the server, not only by the browser). It is `HttpOnly`, `SameSite=Strict`, and
-//! `Secure` when `PUBLIC_BASE_URL` is https. Logging out removes it; changing
-//! `ADMIN_SECRET_KEY` ends every session.
+//! session's secret token, its CSRF token and its issue time. The server keeps every session
+//! (`AdminStore::create_session`, by the SHA-256 of its token) and looks it up on every
+//! request, so a session ends for good, also for a copy of the cookie, when its admin logs out,
+//! logs out everywhere or changes the password, or when it expires after `session_ttl`. The
+//! cookie is `HttpOnly`, `SameSite=Strict`, and `Secure` when `PUBLIC_BASE_URL` is https;
+//! changing `ADMIN_SECRET_KEY` ends every session too.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -20,6 +22,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use broadcast_domain::{AdminSession, AdminStore};
 
 use crate::error::{ApiError, PageError};
 use crate::state::{AppState, constant_time_eq};
@@ -40,8 +44,8 @@ pub(crate) fn random_token() -> String {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct SessionData {
-    /// User name.
-    u: String,
+    /// The session's secret token (the server keeps its SHA-256).
+    s: String,
     /// CSRF token.
     c: String,
     /// Issued at, Unix seconds.
@@ -55,23 +59,50 @@ pub(crate) struct Session {
     pub(crate) username: String,
     /// The token every form of this session must send back.
     pub(crate) csrf: String,
+    /// The id of the session on the server (SHA-256 of its secret token, hex).
+    pub(crate) id_hash: String,
+}
+
+/// The server's id of a session token.
+fn session_id(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Session {
-    /// The session cookie for a fresh login.
-    pub(crate) fn cookie(state: &AppState, username: &str) -> Cookie<'static> {
+    /// Starts a session of `username` on the server; answers the cookie that carries it.
+    pub(crate) async fn start(
+        state: &AppState,
+        username: &str,
+    ) -> broadcast_domain::Result<Cookie<'static>> {
+        let now = chrono::Utc::now();
+        let token = random_token();
+        let ttl = chrono::Duration::from_std(state.settings.session_ttl)
+            .unwrap_or(chrono::Duration::hours(12));
+        state
+            .store
+            .create_session(AdminSession {
+                id_hash: session_id(&token),
+                username: username.to_owned(),
+                created_at: now,
+                expires_at: now + ttl,
+            })
+            .await?;
         let data = SessionData {
-            u: username.to_owned(),
+            s: token,
             c: random_token(),
-            t: chrono::Utc::now().timestamp(),
+            t: now.timestamp(),
         };
         let value = serde_json::to_string(&data).expect("session data serialises");
-        Cookie::build((SESSION_COOKIE, value))
+        Ok(Cookie::build((SESSION_COOKIE, value))
             .path("/")
             .http_only(true)
             .same_site(SameSite::Strict)
             .secure(state.settings.https())
-            .build()
+            .build())
     }
 
     /// The cookie that removes the session.
@@ -79,18 +110,27 @@ impl Session {
         Cookie::build((SESSION_COOKIE, "")).path("/").build()
     }
 
-    /// Reads the session from the request's cookies; `None` when absent, forged or expired.
-    pub(crate) fn from_headers(state: &AppState, headers: &HeaderMap) -> Option<Session> {
+    /// Reads the session from the request's cookies and checks it on the server; `None` when
+    /// absent, forged, ended or expired (a store that cannot answer is logged and counts as no
+    /// session).
+    pub(crate) async fn from_headers(state: &AppState, headers: &HeaderMap) -> Option<Session> {
         let jar = PrivateCookieJar::from_headers(headers, state.cookie_key.clone());
         let data: SessionData = serde_json::from_str(jar.get(SESSION_COOKIE)?.value()).ok()?;
-        let age = chrono::Utc::now().timestamp() - data.t;
-        let ttl = i64::try_from(state.settings.session_ttl.as_secs()).unwrap_or(i64::MAX);
-        if age < -60 || age > ttl || data.u.is_empty() || data.c.is_empty() {
+        if data.s.is_empty() || data.c.is_empty() {
             return None;
         }
+        let id_hash = session_id(&data.s);
+        let found = match state.store.find_session(&id_hash, chrono::Utc::now()).await {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the session store");
+                return None;
+            }
+        };
         Some(Session {
-            username: data.u,
+            username: found.username,
             csrf: data.c,
+            id_hash,
         })
     }
 
@@ -121,7 +161,9 @@ impl FromRequestParts<AppState> for Session {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        Session::from_headers(state, &parts.headers).ok_or_else(|| to_login(parts))
+        Session::from_headers(state, &parts.headers)
+            .await
+            .ok_or_else(|| to_login(parts))
     }
 }
 

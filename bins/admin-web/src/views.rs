@@ -27,7 +27,7 @@ macro_rules! templates {
 }
 
 /// Every template, by name.
-const TEMPLATES: [(&str, &str); 19] = templates![
+const TEMPLATES: [(&str, &str); 20] = templates![
     "base.html",
     "public.html",
     "login.html",
@@ -47,6 +47,7 @@ const TEMPLATES: [(&str, &str); 19] = templates![
     "audit.html",
     "unsubscribe.html",
     "pager.html",
+    "account.html",
 ];
 
 impl Views {
@@ -138,6 +139,8 @@ pub(crate) fn notice(done: Option<&str>) -> Option<&'static str> {
         "cancelled" => "Broadcast cancelled.",
         "imported" => "Import finished.",
         "logged_out" => "You are logged out.",
+        "logged_out_everywhere" => "You are logged out on every device.",
+        "password_changed" => "Password changed. Every other session of yours has ended.",
         "unsubscribed" => "Unsubscribed.",
         _ => return None,
     })

@@ -57,7 +57,11 @@ pub(crate) async fn admin(app: &App, cmd: AdminCmd, j: bool) -> CliResult<()> {
                     &json!({ "id": admin.id, "username": admin.username, "password_changed": true }),
                 )?;
             } else {
-                println!("changed the password of administrator {}", admin.username);
+                println!(
+                    "changed the password of administrator {}; every session of theirs in the \
+                     panel has ended",
+                    admin.username
+                );
             }
         }
         AdminCmd::List => {

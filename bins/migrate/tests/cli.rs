@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     "m20261128_000001_create_audience",
     "m20261128_000002_create_templates",
     "m20261128_000003_create_broadcasts",
@@ -15,6 +15,7 @@ const MIGRATIONS: [&str; 11] = [
     "m20261203_000009_budget_moves",
     "m20261203_000010_probes_and_holds",
     "m20261204_000011_counted_sends",
+    "m20261204_000012_admin_sessions",
 ];
 
 fn migrate(dir: &Path, args: &[&str]) -> Output {

@@ -319,6 +319,21 @@ pub struct AdminUser {
     pub last_login_at: Option<DateTime<Utc>>,
 }
 
+/// A signed-in session of the admin panel, kept on the server so that it can be ended before
+/// it expires (logout, a password change, "log out everywhere").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSession {
+    /// SHA-256 (hex) of the session's secret token: the token itself lives only in the
+    /// browser's cookie, so a copy of the database opens no session.
+    pub id_hash: String,
+    /// The administrator's login name.
+    pub username: String,
+    /// Signed in.
+    pub created_at: DateTime<Utc>,
+    /// Ends by itself at this time.
+    pub expires_at: DateTime<Utc>,
+}
+
 /// Administrators.
 #[async_trait]
 pub trait AdminStore: Send + Sync + Debug {
@@ -331,8 +346,19 @@ pub trait AdminStore: Send + Sync + Debug {
     ) -> Result<AdminUser>;
     /// One administrator by login name.
     async fn find_admin(&self, username: &str) -> Result<Option<AdminUser>>;
-    /// Replaces an administrator's password hash.
+    /// Replaces an administrator's password hash and ends every session of theirs (a panel
+    /// that changes the password of the admin signed in starts a new session afterwards).
     async fn set_admin_password(&self, username: &str, password_hash: &str) -> Result<()>;
+    /// Stores a new session.
+    async fn create_session(&self, session: AdminSession) -> Result<()>;
+    /// The session with this id hash, unless it has ended or expired by `now`.
+    async fn find_session(&self, id_hash: &str, now: DateTime<Utc>)
+    -> Result<Option<AdminSession>>;
+    /// Ends one session (logout); ending an unknown one is not an error.
+    async fn end_session(&self, id_hash: &str) -> Result<()>;
+    /// Ends every session of `username` ("log out everywhere"), and removes expired sessions
+    /// of anyone; returns how many of the user's sessions ended.
+    async fn end_sessions(&self, username: &str, now: DateTime<Utc>) -> Result<u64>;
     /// Records a successful login.
     async fn record_login(&self, username: &str, at: DateTime<Utc>) -> Result<()>;
     /// Every administrator.

@@ -1,7 +1,7 @@
 //! [`AdminStore`] and [`AuditLog`] for [`Store`]: administrators and the audit trail.
 
 use async_trait::async_trait;
-use broadcast_domain::{AdminStore, AdminUser, AuditEntry, AuditLog, Error, Result};
+use broadcast_domain::{AdminSession, AdminStore, AdminUser, AuditEntry, AuditLog, Error, Result};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -10,7 +10,7 @@ use sea_orm::{
 
 use crate::Store;
 use crate::convert;
-use crate::entity::{admin_users, audit_log};
+use crate::entity::{admin_sessions, admin_users, audit_log};
 use crate::error::{db_err, unique_or};
 use crate::store::paged;
 
@@ -84,15 +84,81 @@ impl AdminStore for Store {
             .map(convert::admin))
     }
 
+    /// One transaction: the new hash, and no session of the administrator left.
     #[tracing::instrument(skip(self, password_hash))]
     async fn set_admin_password(&self, username: &str, password_hash: &str) -> Result<()> {
         check_hash(password_hash)?;
-        self.update_admin(
-            username,
-            admin_users::Column::PasswordHash,
-            Expr::val(password_hash),
-        )
+        let _guard = self.sqlite_write_lock().await;
+        let txn = self.begin().await?;
+        let changed = admin_users::Entity::update_many()
+            .col_expr(admin_users::Column::PasswordHash, Expr::val(password_hash))
+            .filter(admin_users::Column::Username.eq(username))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        if changed.rows_affected == 0 {
+            return Err(Error::not_found("administrator", username));
+        }
+        admin_sessions::Entity::delete_many()
+            .filter(admin_sessions::Column::Username.eq(username))
+            .exec(&txn)
+            .await
+            .map_err(db_err)?;
+        txn.commit().await.map_err(db_err)
+    }
+
+    async fn create_session(&self, session: AdminSession) -> Result<()> {
+        admin_sessions::ActiveModel {
+            id_hash: Set(session.id_hash),
+            username: Set(session.username),
+            created_at: Set(session.created_at),
+            expires_at: Set(session.expires_at),
+        }
+        .insert(self.conn())
         .await
+        .map_err(|e| unique_or(e, || "that session already exists".to_owned()))?;
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AdminSession>> {
+        Ok(admin_sessions::Entity::find_by_id(id_hash.to_owned())
+            .filter(admin_sessions::Column::ExpiresAt.gt(now))
+            .one(self.conn())
+            .await
+            .map_err(db_err)?
+            .map(|m| AdminSession {
+                id_hash: m.id_hash,
+                username: m.username,
+                created_at: m.created_at,
+                expires_at: m.expires_at,
+            }))
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<()> {
+        admin_sessions::Entity::delete_by_id(id_hash.to_owned())
+            .exec(self.conn())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn end_sessions(&self, username: &str, now: DateTime<Utc>) -> Result<u64> {
+        let ended = admin_sessions::Entity::delete_many()
+            .filter(admin_sessions::Column::Username.eq(username))
+            .exec(self.conn())
+            .await
+            .map_err(db_err)?
+            .rows_affected;
+        admin_sessions::Entity::delete_many()
+            .filter(admin_sessions::Column::ExpiresAt.lte(now))
+            .exec(self.conn())
+            .await
+            .map_err(db_err)?;
+        Ok(ended)
     }
 
     async fn record_login(&self, username: &str, at: DateTime<Utc>) -> Result<()> {

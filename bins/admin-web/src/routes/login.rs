@@ -11,7 +11,7 @@ use std::time::Instant;
 use axum::Form;
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect};
 use axum_extra::extract::cookie::{Cookie, PrivateCookieJar, SameSite};
 use broadcast_domain::AdminStore;
 use serde::Deserialize;
@@ -29,11 +29,115 @@ pub(crate) struct LoginQuery {
     done: Option<String>,
 }
 
-/// Only local paths are followed after login (no `//host` or `https://` redirects).
-fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
-        _ => "/".to_owned(),
+/// Where to go after login: `next` when it is a path of this site, `/` otherwise.
+///
+/// Browsers drop ASCII control characters from a `Location` and read `\` as `/`, so
+/// `/<TAB>/evil.example` or `/\evil.example` would lead to another site. `next` is accepted
+/// only when, with every control character removed, both as given and percent-decoded once
+/// more (a doubled encoding must not hide `//`), it is an absolute path without `\` that
+/// resolves on this site; the answer is that path as the URL parser serialises it (ASCII,
+/// percent-encoded), so it is always a valid header value.
+pub(crate) fn safe_next(next: Option<&str>) -> String {
+    const SITE: &str = "http://panel.invalid/";
+    let home = || "/".to_owned();
+    let Some(raw) = next else { return home() };
+    let Ok(site) = url::Url::parse(SITE) else {
+        return home();
+    };
+    let clean = |s: &str| -> String { s.chars().filter(|c| !c.is_ascii_control()).collect() };
+    let given = clean(raw);
+    let decoded = clean(&percent_decode(&given));
+    let local = |path: &str| {
+        let mut chars = path.chars();
+        chars.next() == Some('/')
+            && !matches!(chars.next(), Some('/' | '\\'))
+            && !path.contains('\\')
+            && site
+                .join(path)
+                .is_ok_and(|u| u.scheme() == "http" && u.host_str() == Some("panel.invalid"))
+    };
+    if !local(&given) || !local(&decoded) {
+        return home();
+    }
+    match site.join(&given) {
+        Ok(u) => match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_owned(),
+        },
+        Err(_) => home(),
+    }
+}
+
+/// `s` with each `%XX` decoded (invalid UTF-8 replaced); a `%` not followed by two hex digits
+/// is kept.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        if bytes[i] == b'%'
+            && let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed() {
+        for (next, expected) in [
+            ("/audit", "/audit"),
+            (
+                "/broadcasts/1/recipients?status=failed",
+                "/broadcasts/1/recipients?status=failed",
+            ),
+            (
+                "/templates?q=%C5%81%C3%B3d%C5%BA",
+                "/templates?q=%C5%81%C3%B3d%C5%BA",
+            ),
+            ("/templates?q=Łódź", "/templates?q=%C5%81%C3%B3d%C5%BA"),
+            ("/a/../audit", "/audit"),
+            // Decoded once by the query extractor and once here, it is still a path of this
+            // site (a browser asks this server for `/%252F/evil.example`).
+            ("/%25252F/evil.example", "/%25252F/evil.example"),
+        ] {
+            assert_eq!(safe_next(Some(next)), expected, "{next:?}");
+        }
+        for next in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\t/evil.example/",
+            "/\t\t/evil.example",
+            "/\n/evil.example",
+            "/\r\n/evil.example",
+            "\t//evil.example",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "/%2F/evil.example",
+            "/%5Cevil.example",
+            "/%09/evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "",
+            "///evil.example",
+            "/\u{0}/evil.example",
+        ] {
+            assert_eq!(safe_next(Some(next)), "/", "{next:?}");
+        }
+        assert_eq!(safe_next(None), "/");
     }
 }
 
@@ -81,7 +185,7 @@ pub(crate) async fn form(
     Query(q): Query<LoginQuery>,
 ) -> PageResult {
     let next = safe_next(q.next.as_deref());
-    if Session::from_headers(&state, &headers).is_some() {
+    if Session::from_headers(&state, &headers).await.is_some() {
         return Ok(Redirect::to(&next).into_response());
     }
     login_page(
@@ -139,6 +243,7 @@ pub(crate) async fn submit(
     if let Err(locked) = state.throttle.check(&username, ip, Instant::now()) {
         state.metrics.record_login(LoginOutcome::Locked);
         tracing::warn!(%ip, "login refused: too many failed attempts");
+        audit_refused(&state, "admin.login_locked", &username, ip).await;
         let secs = locked.retry_after.as_secs().max(1);
         let mut response = login_page(
             &state,
@@ -191,15 +296,17 @@ pub(crate) async fn submit(
                 )
                 .await;
             tracing::info!(user = %admin.username, "logged in");
+            let session = Session::start(&state, &admin.username).await?;
             let jar = jar
                 .remove(Cookie::build(LOGIN_COOKIE).path("/login").build())
-                .add(Session::cookie(&state, &admin.username));
+                .add(session);
             Ok((jar, Redirect::to(&next)).into_response())
         }
         _ => {
             let delay = state.throttle.failure(&username, ip, Instant::now());
             state.metrics.record_login(LoginOutcome::Failure);
             tracing::warn!(%ip, "failed login");
+            audit_refused(&state, "admin.login_failed", &username, ip).await;
             tokio::time::sleep(delay).await;
             login_page(
                 &state,
@@ -214,15 +321,32 @@ pub(crate) async fn submit(
     }
 }
 
+/// Records a refused login in the audit log: the name tried and the address, never the
+/// password. The actor is `anonymous`: nobody is known to be asking.
+async fn audit_refused(state: &AppState, action: &str, username: &str, ip: std::net::IpAddr) {
+    // A name typed into the form is untrusted input: stored as text, cut to a sane length.
+    let tried: String = username.chars().take(100).collect();
+    state
+        .audit(
+            "anonymous",
+            action,
+            "admin_user",
+            None,
+            serde_json::json!({ "username": tried, "ip": ip.to_string() }),
+        )
+        .await;
+}
+
 #[derive(Debug, Deserialize)]
 pub(crate) struct Empty {}
 
-/// `POST /logout`.
+/// `POST /logout`: ends this session on the server, so a copy of its cookie opens nothing.
 pub(crate) async fn logout(
     State(state): State<AppState>,
     jar: PrivateCookieJar,
     form: CsrfForm<Empty>,
-) -> Response {
+) -> PageResult {
+    state.store.end_session(&form.session.id_hash).await?;
     state
         .audit(
             &form.session.username,
@@ -233,5 +357,29 @@ pub(crate) async fn logout(
         )
         .await;
     let jar = jar.remove(Session::removal());
-    (jar, Redirect::to("/login?done=logged_out")).into_response()
+    Ok((jar, Redirect::to("/login?done=logged_out")).into_response())
+}
+
+/// `POST /logout/everywhere`: ends every session of this administrator, on every device.
+pub(crate) async fn logout_everywhere(
+    State(state): State<AppState>,
+    jar: PrivateCookieJar,
+    form: CsrfForm<Empty>,
+) -> PageResult {
+    let username = &form.session.username;
+    let ended = state
+        .store
+        .end_sessions(username, chrono::Utc::now())
+        .await?;
+    state
+        .audit(
+            username,
+            "admin.logout_everywhere",
+            "admin_user",
+            None,
+            serde_json::json!({ "sessions": ended }),
+        )
+        .await;
+    let jar = jar.remove(Session::removal());
+    Ok((jar, Redirect::to("/login?done=logged_out_everywhere")).into_response())
 }

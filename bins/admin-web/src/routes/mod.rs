@@ -1,6 +1,7 @@
 //! The router: every page, the JSON API, the public endpoints, and the layers around them
 //! (security headers, response metrics, request tracing, compression).
 
+mod account;
 mod api;
 mod audience;
 mod audit;
@@ -89,6 +90,9 @@ pub(crate) fn router(state: AppState) -> Router {
         // Public: login, health, metrics (token or session), assets, unsubscribe.
         .route("/login", get(login::form).post(login::submit))
         .route("/logout", post(login::logout))
+        .route("/logout/everywhere", post(login::logout_everywhere))
+        .route("/account", get(account::show))
+        .route("/account/password", post(account::change_password))
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/static/app.css", get(ops::css))

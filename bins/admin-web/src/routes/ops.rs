@@ -46,7 +46,7 @@ pub(crate) async fn healthz(State(state): State<AppState>) -> Response {
 /// `GET /metrics`: Prometheus text format; needs an API bearer token or a session.
 pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let allowed = bearer(&headers).and_then(|t| state.api_actor(t)).is_some()
-        || Session::from_headers(&state, &headers).is_some();
+        || Session::from_headers(&state, &headers).await.is_some();
     if !allowed {
         return ApiError::unauthorized().into_response();
     }

@@ -42,6 +42,9 @@ const PAGES: &[(&str, &str)] = &[
     ("POST", "/audience/import"),
     ("GET", "/audit"),
     ("POST", "/logout"),
+    ("POST", "/logout/everywhere"),
+    ("GET", "/account"),
+    ("POST", "/account/password"),
     ("GET", "/no/such/page"),
 ];
 
@@ -171,7 +174,14 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_it() {
             || removal.to_lowercase().contains("expires=thu, 01 jan 1970"),
         "{removal}"
     );
+    // The session ended on the server: a copy of its cookie opens nothing any more.
+    app.get("/", &session).await.assert_redirect("/login");
+    assert_eq!(
+        app.post_form("/logout", &session, &[]).await.status,
+        StatusCode::SEE_OTHER
+    );
     // Already logged in: /login sends you on.
+    let session = app.login().await;
     app.get("/login?next=/audit", &session)
         .await
         .assert_redirect("/audit");
@@ -244,6 +254,23 @@ async fn wrong_passwords_are_refused_slowed_and_then_locked() {
         metrics.contains("admin_logins_total{outcome=\"locked\"} 1"),
         "{metrics}"
     );
+    // Each refusal is in the audit log with the name tried and the address, never a password.
+    use broadcast_domain::AuditLog;
+    let audit = app.store.recent(50, 0).await.unwrap();
+    let count = |action: &str| audit.iter().filter(|e| e.action == action).count();
+    assert_eq!(count("admin.login_failed"), 5, "{audit:#?}");
+    assert_eq!(count("admin.login_locked"), 1, "{audit:#?}");
+    for e in audit
+        .iter()
+        .filter(|e| e.action.starts_with("admin.login_"))
+    {
+        assert_eq!(e.actor, "anonymous");
+        assert!(
+            e.details["ip"].is_string() && e.details["username"].is_string(),
+            "{e:?}"
+        );
+        assert!(!e.details.to_string().contains("wrong password"), "{e:?}");
+    }
     app.stop().await;
 }
 
@@ -312,5 +339,173 @@ async fn forms_without_the_session_csrf_token_are_refused() {
         .await
         .unwrap();
     assert_eq!(reply.status(), StatusCode::FORBIDDEN);
+    app.stop().await;
+}
+
+/// `next` after login: encoded tabs, newlines and CRs, backslashes, `//`, `/%2F`, schemes and
+/// doubled encodings all land on this site, for a logged-in admin (a redirect) and on the login
+/// form (its hidden field); none is answered with a 500.
+#[tokio::test]
+async fn next_never_leads_off_the_site_and_never_fails() {
+    let app = spawn_app().await;
+    let session = app.login().await;
+    for next in [
+        "/%09/evil.example/",
+        "/%09%09/evil.example",
+        "/%0a/evil.example",
+        "/%0d/evil.example",
+        "/%0d%0a/evil.example",
+        "%09//evil.example",
+        "/%5Cevil.example",
+        "%5C%5Cevil.example",
+        "//evil.example/",
+        "/%2F/evil.example",
+        "/%252F/evil.example",
+        "/%25%30%39/evil.example",
+        "https://evil.example/",
+        "https:%2F%2Fevil.example",
+        "javascript:alert(1)",
+        "/%00/evil.example",
+    ] {
+        let path = format!("/login?next={next}");
+        let reply = app.get(&path, &session).await;
+        assert!(
+            reply.status.is_redirection(),
+            "{next}: {} {}",
+            reply.status,
+            reply.body
+        );
+        let to = reply.location();
+        assert!(
+            to.starts_with('/') && !to.starts_with("//") && !to.contains('\\'),
+            "{next} led to {to:?}"
+        );
+        assert!(
+            !to.chars().any(|c| c.is_ascii_control()),
+            "{next} led to {to:?}"
+        );
+        assert_eq!(to, "/", "{next}");
+        let form = app.get_anon(&path).await;
+        assert_eq!(form.status, StatusCode::OK, "{next}");
+        assert_eq!(
+            hidden_value(&form.body, "next").as_deref(),
+            Some("/"),
+            "{next}"
+        );
+    }
+    // A path of the site is kept, query and all.
+    app.get("/login?next=%2Fbroadcasts%3Fstatus%3Dpaused", &session)
+        .await
+        .assert_redirect("/broadcasts?status=paused");
+    app.stop().await;
+}
+
+/// Sessions end on the server: "log out everywhere" ends every session of the admin, and a
+/// password change (what `admin set-password` does) ends them too; another admin's session
+/// is untouched.
+#[tokio::test]
+async fn log_out_everywhere_and_a_password_change_end_every_session() {
+    use broadcast_domain::{AdminStore, AuditLog};
+    let app = spawn_app().await;
+    let (first, second) = (app.login().await, app.login().await);
+    for s in [&first, &second] {
+        assert_eq!(app.get("/", s).await.status, StatusCode::OK);
+    }
+    let out = app.post_form("/logout/everywhere", &first, &[]).await;
+    out.assert_redirect("/login?done=logged_out_everywhere");
+    for s in [&first, &second] {
+        app.get("/", s).await.assert_redirect("/login");
+    }
+    let audit = app.store.recent(20, 0).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "admin.logout_everywhere" && e.details["sessions"] == 2),
+        "{audit:#?}"
+    );
+
+    let session = app.login().await;
+    assert_eq!(app.get("/", &session).await.status, StatusCode::OK);
+    let hash = broadcast_app::password::hash_password(PASSWORD).unwrap();
+    app.store.set_admin_password(ADMIN, &hash).await.unwrap();
+    app.get("/", &session).await.assert_redirect("/login");
+    // A fresh login works with the (same) new password.
+    let again = app.login().await;
+    assert_eq!(app.get("/", &again).await.status, StatusCode::OK);
+    app.stop().await;
+}
+
+/// The panel's own password change: refused with the current password wrong, the new ones
+/// different or too short (nothing changes); when it works, every other session ends, this
+/// browser gets a new one, the new password logs in, and the change is audited.
+#[tokio::test]
+async fn a_password_change_in_the_panel_ends_the_other_sessions() {
+    use broadcast_domain::AuditLog;
+    let app = spawn_app().await;
+    let (mine, other) = (app.login().await, app.login().await);
+    let page = app.get("/account", &mine).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Change your password"), "{}", page.body);
+    const NEW: &str = "a much better passphrase";
+    for (current, new, again, why) in [
+        ("wrong password", NEW, NEW, "current password is wrong"),
+        (PASSWORD, NEW, "something else entirely", "differ"),
+        (PASSWORD, "short", "short", "the password is too short"),
+    ] {
+        let reply = app
+            .post_form(
+                "/account/password",
+                &mine,
+                &[
+                    ("current_password", current),
+                    ("new_password", new),
+                    ("new_password_again", again),
+                ],
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{why}");
+        assert!(reply.body.contains(why), "{why}: {}", reply.body);
+        assert!(!reply.body.contains(current) || current == PASSWORD);
+        assert_eq!(app.get("/", &other).await.status, StatusCode::OK, "{why}");
+    }
+    let changed = app
+        .post_form(
+            "/account/password",
+            &mine,
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW),
+                ("new_password_again", NEW),
+            ],
+        )
+        .await;
+    changed.assert_redirect("/account?done=password_changed");
+    let cookie = set_cookie(&changed.headers, "bc_session").expect("a new session cookie");
+    for old in [&mine, &other] {
+        app.get("/", old).await.assert_redirect("/login");
+    }
+    let fresh = Session {
+        cookie,
+        csrf: String::new(),
+    };
+    let page = app.get("/account?done=password_changed", &fresh).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Password changed"), "{}", page.body);
+    assert_eq!(
+        app.try_login(ADMIN, PASSWORD).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    app.try_login(ADMIN, NEW).await.assert_redirect("/");
+    let audit = app.store.recent(20, 0).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.action == "admin.set_password" && e.actor == ADMIN),
+        "{audit:#?}"
+    );
+    assert!(
+        !audit.iter().any(|e| e.details.to_string().contains(NEW)),
+        "no password in the audit log"
+    );
     app.stop().await;
 }

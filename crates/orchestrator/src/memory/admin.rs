@@ -48,7 +48,44 @@ impl AdminStore for MemoryStore {
             .find(|a| a.username == username)
             .ok_or_else(|| Error::not_found("admin", username))?;
         a.password_hash = password_hash.to_owned();
+        s.sessions.retain(|_, session| session.username != username);
         Ok(())
+    }
+
+    async fn create_session(&self, session: AdminSession) -> Result<()> {
+        let mut s = self.lock();
+        if s.sessions.contains_key(&session.id_hash) {
+            return Err(Error::Conflict("that session already exists".into()));
+        }
+        s.sessions.insert(session.id_hash.clone(), session);
+        Ok(())
+    }
+
+    async fn find_session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<AdminSession>> {
+        Ok(self
+            .lock()
+            .sessions
+            .get(id_hash)
+            .filter(|s| s.expires_at > now)
+            .cloned())
+    }
+
+    async fn end_session(&self, id_hash: &str) -> Result<()> {
+        self.lock().sessions.remove(id_hash);
+        Ok(())
+    }
+
+    async fn end_sessions(&self, username: &str, now: DateTime<Utc>) -> Result<u64> {
+        let mut s = self.lock();
+        let before = s.sessions.len();
+        s.sessions.retain(|_, session| session.username != username);
+        let ended = (before - s.sessions.len()) as u64;
+        s.sessions.retain(|_, session| session.expires_at > now);
+        Ok(ended)
     }
 
     async fn record_login(&self, username: &str, at: DateTime<Utc>) -> Result<()> {

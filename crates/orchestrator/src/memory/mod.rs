@@ -40,6 +40,8 @@ struct State {
     broadcasts: BTreeMap<BroadcastId, Broadcast>,
     recipients: BTreeMap<RecipientId, Recipient>,
     admins: Vec<AdminUser>,
+    /// Admin panel sessions by id hash.
+    sessions: BTreeMap<String, AdminSession>,
     audit: Vec<AuditEntry>,
     /// Per key, the next free slot and how far the slots have been moved back in all.
     budgets: BTreeMap<String, budget::Budget>,

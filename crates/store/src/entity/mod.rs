@@ -4,6 +4,7 @@
 //! `serde_json::Value`; timestamps are `DateTime<Utc>`. Conversions to domain types live in
 //! `crate::convert`.
 
+pub mod admin_sessions;
 pub mod admin_users;
 pub mod audit_log;
 pub mod broadcast_counts;

@@ -12,10 +12,11 @@ use std::sync::Arc;
 
 use broadcast_app::csv_import::{parse_competitions, parse_registrations, parse_users};
 use broadcast_domain::{
-    AudienceFilter, AudienceSource, AudienceStore, BroadcastStatus, BroadcastStore, ChannelKind,
-    ChannelPolicy, DeliveryStatus, DeliveryStore, Error, ImportReport, MaterialiseReport,
-    NewBroadcast, NewTemplate, ParseMode, RecipientQuery, SendBudget, SkipReason, StatusChange,
-    TemplateContent, TemplateName, TemplateStore, Transition, User, UserQuery,
+    AdminStore, AudienceFilter, AudienceSource, AudienceStore, BroadcastStatus, BroadcastStore,
+    ChannelKind, ChannelPolicy, DeliveryStatus, DeliveryStore, Error, ImportReport,
+    MaterialiseReport, NewBroadcast, NewTemplate, ParseMode, RecipientQuery, SendBudget,
+    SkipReason, StatusChange, TemplateContent, TemplateName, TemplateStore, Transition, User,
+    UserQuery,
 };
 use broadcast_orchestrator::memory::MemoryStore;
 use broadcast_store::Store;
@@ -24,11 +25,23 @@ use chrono::{DateTime, TimeZone, Utc};
 
 /// Every port a store implements.
 trait Contract:
-    TemplateStore + BroadcastStore + DeliveryStore + AudienceStore + AudienceSource + SendBudget
+    TemplateStore
+    + BroadcastStore
+    + DeliveryStore
+    + AudienceStore
+    + AudienceSource
+    + SendBudget
+    + AdminStore
 {
 }
 impl<
-    T: TemplateStore + BroadcastStore + DeliveryStore + AudienceStore + AudienceSource + SendBudget,
+    T: TemplateStore
+        + BroadcastStore
+        + DeliveryStore
+        + AudienceStore
+        + AudienceSource
+        + SendBudget
+        + AdminStore,
 > Contract for T
 {
 }
@@ -996,6 +1009,75 @@ async fn a_hold_delays_every_reservation_and_is_never_shortened() {
         assert_eq!(email.first, at(0), "{name}");
         assert!(
             matches!(store.hold(" ", at(1), at(0)).await, Err(Error::Invalid(_))),
+            "{name}"
+        );
+    }
+}
+
+/// Admin panel sessions: found until they end (one, all of a user, a password change) or
+/// expire; other users' sessions are untouched.
+#[tokio::test]
+async fn admin_sessions_end_on_logout_password_change_and_expiry() {
+    use broadcast_domain::AdminSession;
+    for s in subjects().await {
+        let (name, store) = (&s.name, s.store.as_ref());
+        for user in ["ada", "bob"] {
+            store.create_admin(user, "$hash$", t(0)).await.unwrap();
+        }
+        let session = |id: &str, user: &str, expires| AdminSession {
+            id_hash: id.into(),
+            username: user.into(),
+            created_at: t(0),
+            expires_at: t(expires),
+        };
+        for (id, user, expires) in [
+            ("a1", "ada", 30),
+            ("a2", "ada", 30),
+            ("a3", "ada", 30),
+            ("b1", "bob", 30),
+            ("old", "bob", 5),
+        ] {
+            store
+                .create_session(session(id, user, expires))
+                .await
+                .unwrap();
+        }
+        assert!(
+            matches!(
+                store.create_session(session("a1", "ada", 30)).await,
+                Err(Error::Conflict(_))
+            ),
+            "{name}"
+        );
+        let found = |id: &'static str, at| async move {
+            store
+                .find_session(id, t(at))
+                .await
+                .unwrap()
+                .map(|s| s.username)
+        };
+        assert_eq!(found("a1", 1).await.as_deref(), Some("ada"), "{name}");
+        assert_eq!(found("old", 4).await.as_deref(), Some("bob"), "{name}");
+        assert_eq!(found("old", 5).await, None, "{name}: expired");
+        assert_eq!(found("nope", 1).await, None, "{name}");
+        // Logout ends one session.
+        store.end_session("a1").await.unwrap();
+        store.end_session("a1").await.unwrap();
+        assert_eq!(found("a1", 1).await, None, "{name}");
+        assert_eq!(found("a2", 1).await.as_deref(), Some("ada"), "{name}");
+        // A password change ends every session of that admin.
+        store.set_admin_password("ada", "$new$").await.unwrap();
+        assert_eq!(found("a2", 1).await, None, "{name}");
+        assert_eq!(found("b1", 1).await.as_deref(), Some("bob"), "{name}");
+        // Everywhere: every session of bob; expired ones of anyone go too.
+        assert_eq!(store.end_sessions("bob", t(10)).await.unwrap(), 2, "{name}");
+        assert_eq!(found("b1", 1).await, None, "{name}");
+        assert_eq!(store.end_sessions("ada", t(10)).await.unwrap(), 0, "{name}");
+        assert!(
+            matches!(
+                store.set_admin_password("nobody", "$h$").await,
+                Err(Error::NotFound { .. })
+            ),
             "{name}"
         );
     }
