@@ -12,8 +12,8 @@ function formatRate(rate) {
   return rate ? rate.toFixed(1) + " /s" : "–";
 }
 
-function formatEta(seconds, open) {
-  if (!open) { return "–"; }
+function formatEta(seconds, open, status) {
+  if (!open || status !== "running") { return "–"; }
   if (seconds === null || seconds === undefined) { return "estimating…"; }
   var s = Math.round(seconds);
   if (s < 60) { return s + " s"; }
@@ -36,7 +36,7 @@ function watchBroadcast(section) {
       setText(section, "[data-p=" + k + "]", p[k]);
     });
     setText(section, "[data-p=rate]", formatRate(p.rate));
-    setText(section, "[data-p=eta]", formatEta(p.eta_seconds, p.open));
+    setText(section, "[data-p=eta]", formatEta(p.eta_seconds, p.open, p.status));
     setText(document, "[data-testid=status]", p.status);
     if (p.status !== initial) {
       // A new status changes the actions and the statistics: show the fresh page.

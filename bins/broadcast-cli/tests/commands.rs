@@ -1288,3 +1288,62 @@ fn worker_once_exits_3_and_says_why_when_a_broadcast_it_drove_delivered_nothing(
     let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(stats["outcome"], "nothing_delivered");
 }
+
+/// Log lines written to a pipe or a file carry no colour codes.
+#[test]
+fn log_lines_have_no_colour_codes_when_stderr_is_not_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &["demo", "--json"], &[("LOG", "debug")], "");
+    ok(&out, &["demo", "--json"]);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr
+            .lines()
+            .filter(|l| l.contains("DEBUG") || l.contains("INFO"))
+            .count()
+            > 5,
+        "the demo logs at debug level: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in the log: {stderr:?}"
+    );
+}
+
+/// `PUBLIC_BASE_URL` without `ADMIN_SECRET_KEY` makes e-mails without an unsubscribe link: the
+/// CLI says so.
+#[test]
+fn a_public_url_without_a_secret_key_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["demo", "--json"];
+    let out = run(
+        dir.path(),
+        &args,
+        &[("PUBLIC_BASE_URL", "https://news.example.org")],
+        "",
+    );
+    ok(&out, &args);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("PUBLIC_BASE_URL is set but ADMIN_SECRET_KEY is not"),
+        "{stderr}"
+    );
+    let quiet = run(
+        dir.path(),
+        &["template", "list", "--json"],
+        &[
+            ("PUBLIC_BASE_URL", "https://news.example.org"),
+            (
+                "ADMIN_SECRET_KEY",
+                "a-secret-key-of-at-least-32-bytes-0123456789",
+            ),
+        ],
+        "",
+    );
+    ok(&quiet, &["template", "list", "--json"]);
+    assert!(
+        !text(&quiet.stderr).contains("ADMIN_SECRET_KEY"),
+        "{}",
+        text(&quiet.stderr)
+    );
+}

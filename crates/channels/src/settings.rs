@@ -172,12 +172,20 @@ impl ChannelSettings {
     }
 
     /// Signed unsubscribe links, when both `PUBLIC_BASE_URL` and `ADMIN_SECRET_KEY` are set.
+    /// With only `PUBLIC_BASE_URL`, a warning says that e-mails go out without a link.
     pub fn unsubscribe_links(&self) -> Result<Option<SignedUnsubscribeLinks>> {
         match (&self.public_base_url, &self.secret) {
             (Some(url), Some(secret)) => Ok(Some(SignedUnsubscribeLinks::new(
                 Some(url.clone()),
                 secret.clone(),
             )?)),
+            (Some(_), None) => {
+                tracing::warn!(
+                    "PUBLIC_BASE_URL is set but ADMIN_SECRET_KEY is not: e-mails go out without \
+                     an unsubscribe link; set ADMIN_SECRET_KEY (the panel's) to sign them"
+                );
+                Ok(None)
+            }
             _ => Ok(None),
         }
     }

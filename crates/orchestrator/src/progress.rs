@@ -29,9 +29,10 @@ pub struct Progress {
     pub skipped: u64,
     /// Still to do.
     pub open: u64,
-    /// Deliveries per second since the first one.
+    /// Deliveries per second since the first one, while the broadcast is running (`None` when
+    /// it is paused, scheduled or finished: nothing is being sent).
     pub rate: Option<f64>,
-    /// Seconds left at the current rate.
+    /// Seconds left at the current rate, while the broadcast is running.
     pub eta_seconds: Option<f64>,
     /// When the snapshot was taken.
     pub at: DateTime<Utc>,
@@ -46,7 +47,10 @@ impl Progress {
         at: DateTime<Utc>,
     ) -> Self {
         let open = stats.open();
-        let rate = stats.send_rate();
+        // A paused broadcast sends nothing: no rate, no time left.
+        let rate = stats
+            .send_rate()
+            .filter(|_| status == BroadcastStatus::Running);
         Self {
             broadcast_id,
             status,
@@ -81,6 +85,36 @@ impl Progress {
             1.0
         } else {
             self.done as f64 / self.total as f64
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use broadcast_domain::{DeliveryStats, DeliveryStatus};
+
+    use super::*;
+
+    #[test]
+    fn only_a_running_broadcast_has_a_rate_and_time_left() {
+        let start = chrono::Utc::now();
+        let mut stats = DeliveryStats {
+            total: 10,
+            first_sent_at: Some(start),
+            last_sent_at: Some(start + chrono::Duration::seconds(2)),
+            ..DeliveryStats::default()
+        };
+        stats.by_status.insert(DeliveryStatus::Sent, 5);
+        stats.by_status.insert(DeliveryStatus::Pending, 5);
+        let running = Progress::from_stats(1, BroadcastStatus::Running, &stats, start);
+        assert!(
+            running.rate.is_some() && running.eta_seconds.is_some(),
+            "{running:?}"
+        );
+        for status in [BroadcastStatus::Paused, BroadcastStatus::Cancelled] {
+            let p = Progress::from_stats(1, status, &stats, start);
+            assert_eq!((p.rate, p.eta_seconds), (None, None), "{status}");
+            assert_eq!(p.open, 5, "the counts stay");
         }
     }
 }

@@ -372,7 +372,9 @@ pub(crate) async fn show(
             "eta": match (view.open, view.eta_seconds) {
                 (0, _) => "–".to_owned(),
                 (_, Some(s)) => fmt_duration(s),
-                (_, None) => "estimating…".to_owned(),
+                // Only a running broadcast is on its way; a paused one has no time left.
+                (_, None) if view.status == BroadcastStatus::Running => "estimating…".to_owned(),
+                (_, None) => "–".to_owned(),
             },
         }),
     );

@@ -842,6 +842,12 @@ async fn an_open_circuit_breaker_is_shown_on_the_page_in_the_api_and_in_the_metr
         "the page tells about the probe at {when}:\n{}",
         page.body
     );
+    // Paused: nothing is on its way, so no time left is estimated.
+    assert!(
+        !page.body.contains("estimating"),
+        "a paused broadcast has no time left: {}",
+        page.body
+    );
     let shown = app
         .api(Method::GET, &format!("/broadcasts/{id}"), None)
         .await
