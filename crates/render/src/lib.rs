@@ -18,6 +18,7 @@
 
 mod catalogue;
 mod escape;
+mod links;
 mod renderer;
 mod sample;
 mod source;

@@ -12,7 +12,7 @@ use tera::{EscapeFn, Tera};
 use crate::catalogue::{self, Var, VarSet};
 use crate::sample::{SAMPLE_UNSUBSCRIBE_URL, sample_env, sample_recipient};
 use crate::telegram::{TELEGRAM_TEXT_LIMIT, check_markup, telegram_length};
-use crate::{escape, source};
+use crate::{escape, links, source};
 
 /// The four parts, in the order problems are reported.
 const PARTS: [TemplatePart; 4] = [
@@ -24,6 +24,15 @@ const PARTS: [TemplatePart; 4] = [
 
 fn error(part: TemplatePart, kind: TemplateErrorKind) -> TemplateError {
     TemplateError { part, kind }
+}
+
+/// True for the parts written in HTML: e-mail HTML, and the Telegram text in HTML mode.
+fn is_html(part: TemplatePart, mode: ParseMode) -> bool {
+    match part {
+        TemplatePart::EmailHtml => true,
+        TemplatePart::TelegramText => mode == ParseMode::Html,
+        _ => false,
+    }
 }
 
 fn missing(part: TemplatePart, what: &str) -> TemplateError {
@@ -468,26 +477,49 @@ impl TeraRenderer {
         let (template, compile_problems) = TeraTemplate::compile_parts(content);
         for part in PARTS {
             problems.extend(compile_problems.iter().filter(|p| p.part == part).cloned());
-            if part == TemplatePart::TelegramText
-                && let Some(src) = content.part(part)
-            {
-                problems.extend(check_markup(src, content.parse_mode).into_iter().map(|p| {
-                    error(
-                        part,
-                        TemplateErrorKind::Syntax {
-                            line: p.line,
-                            column: p.column,
-                            message: p.message,
-                        },
-                    )
-                }));
+            let html = is_html(part, content.parse_mode);
+            let mut markup = Vec::new();
+            if let Some(src) = content.part(part) {
+                if part == TemplatePart::TelegramText {
+                    markup.extend(check_markup(src, content.parse_mode));
+                }
+                if html {
+                    markup.extend(links::check_links(src));
+                }
             }
+            let source_has_problems = !markup.is_empty();
+            problems.extend(markup.into_iter().map(|p| {
+                error(
+                    part,
+                    TemplateErrorKind::Syntax {
+                        line: p.line,
+                        column: p.column,
+                        message: p.message,
+                    },
+                )
+            }));
             let Some(compiled) = template.get(part) else {
                 continue;
             };
             let rendered = compiled
                 .context(compiled.vars, recipient, env, Some(SAMPLE_UNSUBSCRIBE_URL))
                 .and_then(|ctx| compiled.render(&ctx));
+            // A link whose target comes from a value is checked once rendered (the source's
+            // own links were checked above).
+            if let Ok(text) = &rendered
+                && html
+                && !source_has_problems
+            {
+                problems.extend(links::check_links(text).into_iter().map(|p| {
+                    error(
+                        part,
+                        TemplateErrorKind::Render(format!(
+                            "line {}, column {} of the text rendered for the recipient: {}",
+                            p.line, p.column, p.message
+                        )),
+                    )
+                }));
+            }
             let checked = match rendered {
                 Ok(text) if part == TemplatePart::TelegramText => {
                     check_telegram_text(&text, content.parse_mode)

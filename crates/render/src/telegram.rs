@@ -61,7 +61,9 @@ fn html_length(text: &str) -> usize {
 }
 
 /// Decodes an entity at the start of `s`: the character and the entity's length in bytes.
-fn decode_entity(s: &str) -> Option<(char, usize)> {
+/// The character an HTML entity at the start of `s` stands for (`&lt;`, `&gt;`, `&amp;`,
+/// `&quot;`, `&#NN;`, `&#xNN;`) and the entity's length.
+pub(crate) fn decode_entity(s: &str) -> Option<(char, usize)> {
     let end = s.bytes().take(12).position(|b| b == b';')?;
     let body = &s[1..end];
     let ch = match body {

@@ -220,3 +220,38 @@ fn numeric_attributes_pass_validation_when_used_in_arithmetic() {
     );
     assert_eq!(problems(&content), "");
 }
+
+#[test]
+fn a_javascript_link_is_refused_in_each_html_part_with_its_place() {
+    let content = TemplateContent {
+        telegram_text: Some("Hi {{ first_name }}\n<a href=\"javascript:alert(1)\">open</a>".into()),
+        parse_mode: ParseMode::Html,
+        link_preview: false,
+        email_subject: Some("News".into()),
+        email_html: Some("<p>Dear {{ full_name }}</p>\n<p><a title=\"x\" href='JaVa&#x09;Script:go()'>here</a></p>".into()),
+        email_text: Some("Dear {{ full_name }}, see javascript:void(0) as text".into()),
+    };
+    expect![[r#"
+        telegram_text: syntax error at line 2, column 10: a link to `javascript:` is not allowed; links must be `http:`, `https:`, `mailto:`, `tg:`
+        email_html: syntax error at line 2, column 23: a link to `javascript:` is not allowed; links must be `http:`, `https:`, `mailto:`, `tg:`
+    "#]]
+    .assert_eq(&problems(&content));
+    // Allowed schemes, a link from a value, and Telegram's plain mode pass.
+    let fine = TemplateContent {
+        telegram_text: Some(
+            "<a href=\"tg://resolve?domain=x\">bot</a> <a href=\"{{ unsubscribe_url }}\">stop</a>"
+                .into(),
+        ),
+        parse_mode: ParseMode::Html,
+        link_preview: false,
+        email_subject: Some("News".into()),
+        email_html: Some(
+            "<a href=\"mailto:x@example.org\">mail</a> <a href=\"https://example.org\">web</a>"
+                .into(),
+        ),
+        email_text: None,
+    };
+    assert_eq!(problems(&fine), "");
+    let plain = telegram("javascript:alert(1) is just text here", ParseMode::Plain);
+    assert_eq!(problems(&plain), "");
+}
