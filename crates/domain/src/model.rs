@@ -585,6 +585,22 @@ pub struct ClaimRequest {
 }
 
 impl ClaimRequest {
+    /// Checks the request: a lease longer than zero and a worker id.
+    pub fn check(&self) -> crate::Result<()> {
+        if self.lease_for <= chrono::Duration::zero() {
+            return Err(crate::Error::Invalid(format!(
+                "a lease must last longer than 0 seconds, got {}",
+                self.lease_for
+            )));
+        }
+        if self.worker_id.trim().is_empty() {
+            return Err(crate::Error::Invalid(
+                "a worker id must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// How many due pending rows each of `broadcasts` running broadcasts gets first, so that a
     /// small broadcast launched during a large one is not queued behind it: an equal share of
     /// the limit (rounded up). Rows a broadcast leaves of its share go to the others, in

@@ -59,7 +59,7 @@
 #[cfg(doc)]
 use broadcast_domain::DeliveryStore;
 use broadcast_domain::{
-    BroadcastId, BroadcastStatus, ClaimRequest, DeliveryStatus, Error, Recipient, Result,
+    BroadcastId, BroadcastStatus, ClaimRequest, DeliveryStatus, Recipient, Result,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query, SelectStatement};
@@ -94,15 +94,7 @@ impl Store {
         if request.limit == 0 {
             return Ok(Vec::new());
         }
-        if request.lease_for <= chrono::Duration::zero() {
-            return Err(Error::Invalid(format!(
-                "a lease must last longer than 0 seconds, got {}",
-                request.lease_for
-            )));
-        }
-        if request.worker_id.trim().is_empty() {
-            return Err(Error::Invalid("a worker id must not be empty".into()));
-        }
+        request.check()?;
 
         let guard = self.sqlite_write_lock().await;
         // With a scope, the statements themselves check that it is running: no list needed.
@@ -178,15 +170,7 @@ impl Store {
         request: &ClaimRequest,
         broadcast: BroadcastId,
     ) -> Result<Option<Recipient>> {
-        if request.lease_for <= chrono::Duration::zero() {
-            return Err(Error::Invalid(format!(
-                "a lease must last longer than 0 seconds, got {}",
-                request.lease_for
-            )));
-        }
-        if request.worker_id.trim().is_empty() {
-            return Err(Error::Invalid("a worker id must not be empty".into()));
-        }
+        request.check()?;
         let guard = self.sqlite_write_lock().await;
         let mut sqlite = match self.is_sqlite() {
             true => Some((self.begin().await?, CountChanges::new())),
