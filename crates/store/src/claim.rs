@@ -105,12 +105,7 @@ impl Store {
         if running.is_empty() {
             return Ok(Vec::new());
         }
-        // SQLite: one transaction for every statement of the claim and its counter changes
-        // (its first statement is a write, so it holds the write lock from the start).
-        let mut sqlite = match self.is_sqlite() {
-            true => Some((self.begin().await?, CountChanges::new())),
-            false => None,
-        };
+        let mut sqlite = self.claim_transaction().await?;
         let mut claimed = Vec::new();
         // Expired leases: rows whose send had started may have gone out (one more uncertain
         // send); rows claimed ahead and never started are simply due again.
@@ -151,16 +146,32 @@ impl Store {
                 claimed.extend(got);
             }
         }
-        if let Some((txn, changes)) = sqlite {
-            changes.apply(&txn).await?;
-            txn.commit().await.map_err(db_err)?;
-        }
+        Self::commit_claim(sqlite).await?;
         drop(guard);
 
         // RETURNING does not keep the subquery's order.
         claimed.sort_by_key(|r| (r.next_attempt_at, r.id));
         tracing::debug!(claimed = claimed.len(), "claimed due recipient rows");
         Ok(claimed)
+    }
+
+    /// SQLite: one transaction for every statement of a claim and its counter changes (its
+    /// first statement is a write, so it holds the write lock from the start); PostgreSQL:
+    /// none, each statement counts its own changes.
+    async fn claim_transaction(&self) -> Result<Option<(DatabaseTransaction, CountChanges)>> {
+        Ok(match self.is_sqlite() {
+            true => Some((self.begin().await?, CountChanges::new())),
+            false => None,
+        })
+    }
+
+    /// Writes a SQLite claim's counter changes and commits it (nothing on PostgreSQL).
+    async fn commit_claim(sqlite: Option<(DatabaseTransaction, CountChanges)>) -> Result<()> {
+        if let Some((txn, changes)) = sqlite {
+            changes.apply(&txn).await?;
+            txn.commit().await.map_err(db_err)?;
+        }
+        Ok(())
     }
 
     /// See [`DeliveryStore::claim_probe`]: one statement like a claim's (`Due::Probe`), with
@@ -172,19 +183,13 @@ impl Store {
     ) -> Result<Option<Recipient>> {
         request.check()?;
         let guard = self.sqlite_write_lock().await;
-        let mut sqlite = match self.is_sqlite() {
-            true => Some((self.begin().await?, CountChanges::new())),
-            false => None,
-        };
+        let mut sqlite = self.claim_transaction().await?;
         let due = self.due_rows(request, Due::Probe(broadcast), 1);
         let fresh = Transition::from(DeliveryStatus::Pending);
         let mut claimed = self
             .lease_marked(request, due, fresh, true, &mut sqlite)
             .await?;
-        if let Some((txn, changes)) = sqlite {
-            changes.apply(&txn).await?;
-            txn.commit().await.map_err(db_err)?;
-        }
+        Self::commit_claim(sqlite).await?;
         drop(guard);
         Ok(claimed.pop())
     }

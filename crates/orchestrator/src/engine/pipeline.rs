@@ -308,6 +308,12 @@ impl Orchestrator {
         Ok(completed)
     }
 
+    /// How long a claim leases its rows (`settings.lease`), as the store takes it.
+    pub(super) fn lease(&self) -> Result<chrono::Duration> {
+        chrono::Duration::from_std(self.settings.lease)
+            .map_err(|e| Error::Invalid(format!("lease duration: {e}")))
+    }
+
     /// How many rows a lane claims at once: `batch_size`, but on a rate-shared channel no more
     /// than about a second of its rate (and not fewer than its in-flight places), so that a
     /// broadcast launched meanwhile waits at most that long behind rows claimed ahead.
@@ -326,8 +332,7 @@ impl Orchestrator {
         scope: Option<BroadcastId>,
         kind: ChannelKind,
     ) -> Result<tokio::task::JoinHandle<Result<ClaimedBatch>>> {
-        let lease = chrono::Duration::from_std(self.settings.lease)
-            .map_err(|e| Error::Invalid(format!("lease duration: {e}")))?;
+        let lease = self.lease()?;
         let request = ClaimRequest {
             worker_id: self.settings.worker_id.clone(),
             now: self.ports.clock.now(),

@@ -70,8 +70,7 @@ impl Orchestrator {
                     .await?
             }
         };
-        let lease = chrono::Duration::from_std(self.settings.lease)
-            .map_err(|e| Error::Invalid(format!("lease duration: {e}")))?;
+        let lease = self.lease()?;
         let mut probed = 0;
         for b in candidates {
             let due = b.status == BroadcastStatus::Paused
@@ -98,8 +97,7 @@ impl Orchestrator {
     /// Sends one probe of a broadcast paused by its breaker (the probe taken by this worker)
     /// and resumes the broadcast or schedules the next probe.
     async fn probe(&self, b: &Broadcast, probe: BreakerProbe) -> Result<()> {
-        let lease = chrono::Duration::from_std(self.settings.lease)
-            .map_err(|e| Error::Invalid(format!("lease duration: {e}")))?;
+        let lease = self.lease()?;
         let row = self
             .ports
             .deliveries

@@ -24,10 +24,7 @@ impl SendBudget for MemoryStore {
         let step = delta(interval, "interval")?;
         Slots::check_key(key)?;
         let mut s = self.lock();
-        let b = s
-            .budgets
-            .entry(key.to_owned())
-            .or_insert_with(|| Budget::new(now));
+        let b = Budget::of(&mut s.budgets, key, now);
         let first = b.next.max(now);
         b.next = first + step * n as i32;
         Ok(Slots {
@@ -45,10 +42,7 @@ impl SendBudget for MemoryStore {
     ) -> Result<Duration> {
         Slots::check_key(key)?;
         let mut s = self.lock();
-        let b = s
-            .budgets
-            .entry(key.to_owned())
-            .or_insert_with(|| Budget::new(now));
+        let b = Budget::of(&mut s.budgets, key, now);
         let missing = Slots::still_to_move(late, moved_then, b.moved);
         if !missing.is_zero() {
             b.next = b.next.max(now) + delta(missing, "move")?;
@@ -60,10 +54,7 @@ impl SendBudget for MemoryStore {
     async fn hold(&self, key: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
         Slots::check_key(key)?;
         let mut s = self.lock();
-        let b = s
-            .budgets
-            .entry(key.to_owned())
-            .or_insert_with(|| Budget::new(now));
+        let b = Budget::of(&mut s.budgets, key, now);
         b.next = b.next.max(until);
         b.held = Some(b.held.map_or(until, |h| h.max(until)));
         Ok(())
@@ -84,6 +75,17 @@ pub(super) struct Budget {
 }
 
 impl Budget {
+    /// The key's budget, new (free from `now`) when the key has none yet.
+    fn of<'a>(
+        budgets: &'a mut std::collections::BTreeMap<String, Budget>,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> &'a mut Budget {
+        budgets
+            .entry(key.to_owned())
+            .or_insert_with(|| Budget::new(now))
+    }
+
     fn new(now: DateTime<Utc>) -> Self {
         Self {
             next: now,
