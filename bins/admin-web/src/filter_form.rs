@@ -76,7 +76,7 @@ impl FilterFields {
     /// The channel policy (default: both channels).
     pub(crate) fn policy(&self) -> Result<ChannelPolicy, String> {
         if self.channel_policy.trim().is_empty() {
-            Ok(ChannelPolicy::Both)
+            Ok(ChannelPolicy::BOTH)
         } else {
             self.channel_policy
                 .parse()
@@ -190,8 +190,8 @@ mod tests {
         assert_eq!(filter.countries, vec!["Germany".to_owned()]);
         assert!(filter.cities.is_empty());
         assert_eq!((filter.has_email, filter.has_telegram), (Some(true), None));
-        assert_eq!(f.policy().unwrap(), ChannelPolicy::Email);
-        let back = FilterFields::from_filter(&filter, ChannelPolicy::Email);
+        assert_eq!(f.policy().unwrap(), ChannelPolicy::EMAIL);
+        let back = FilterFields::from_filter(&filter, ChannelPolicy::EMAIL);
         assert_eq!(back.filter().unwrap(), filter);
         assert_eq!(fields("").filter().unwrap(), AudienceFilter::default());
     }

@@ -142,7 +142,7 @@ impl Metrics {
             "# HELP broadcast_messages_sent_total Messages accepted by a channel, sent by this process."
         );
         let _ = writeln!(out, "# TYPE broadcast_messages_sent_total counter");
-        for kind in ChannelKind::ALL {
+        for kind in &ChannelKind::all() {
             let sent = channels.get(kind).map_or(0, |c| c.sent);
             let _ = writeln!(
                 out,
@@ -154,7 +154,7 @@ impl Metrics {
             "# HELP broadcast_messages_failed_total Send attempts that failed, by channel and error kind."
         );
         let _ = writeln!(out, "# TYPE broadcast_messages_failed_total counter");
-        for kind in ChannelKind::ALL {
+        for kind in &ChannelKind::all() {
             for error in ErrorKind::ALL {
                 let n = channels
                     .get(kind)
@@ -173,7 +173,7 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE broadcast_send_duration_seconds histogram");
         let empty = Histogram::default();
-        for kind in ChannelKind::ALL {
+        for kind in &ChannelKind::all() {
             let h = channels.get(kind).map_or(&empty, |c| &c.latency);
             for (bound, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
                 let _ = writeln!(
@@ -212,7 +212,7 @@ impl Metrics {
             "# HELP broadcast_breakers_open Broadcasts paused by their circuit breaker and waiting for a probe, by channel, from the database."
         );
         let _ = writeln!(out, "# TYPE broadcast_breakers_open gauge");
-        for kind in ChannelKind::ALL {
+        for kind in &ChannelKind::all() {
             let n = backlog.open_breakers.get(kind).copied().unwrap_or(0);
             let _ = writeln!(out, "broadcast_breakers_open{{channel=\"{kind}\"}} {n}");
         }
@@ -329,13 +329,13 @@ mod tests {
     #[test]
     fn renders_counters_and_histograms() {
         let m = Metrics::new();
-        m.record_send(ChannelKind::Telegram, 0.003, Ok(()));
-        m.record_send(ChannelKind::Telegram, 0.2, Err(ErrorKind::Blocked));
+        m.record_send(ChannelKind::TELEGRAM, 0.003, Ok(()));
+        m.record_send(ChannelKind::TELEGRAM, 0.2, Err(ErrorKind::Blocked));
         m.record_response(200);
         m.record_login(LoginOutcome::Failure);
         let backlog = Backlog {
             queue: BTreeMap::from([(DeliveryStatus::Pending, 7)]),
-            open_breakers: BTreeMap::from([(ChannelKind::Email, 2)]),
+            open_breakers: BTreeMap::from([(ChannelKind::EMAIL, 2)]),
         };
         let text = m.render(&backlog, true);
         for line in [

@@ -3,7 +3,7 @@
 
 use broadcast_domain::{
     AudienceCount, AudienceFilter, Broadcast, BroadcastStatus, ChannelKind, ChannelPolicy,
-    DeliveryStats, DeliveryStatus,
+    DeliveryStats, DeliveryStatus, PolicyMode,
 };
 use broadcast_orchestrator::Progress;
 use serde::Serialize;
@@ -112,12 +112,18 @@ pub(crate) struct BroadcastRow {
 }
 
 /// How a channel policy reads.
-pub(crate) fn policy_label(policy: ChannelPolicy) -> &'static str {
-    match policy {
-        ChannelPolicy::Telegram => "Telegram only",
-        ChannelPolicy::Email => "E-mail only",
-        ChannelPolicy::Both => "Telegram and e-mail",
-        ChannelPolicy::TelegramThenEmail => "Telegram, e-mail as fallback",
+pub(crate) fn policy_label(policy: ChannelPolicy) -> String {
+    let names: Vec<&str> = policy.channels().iter().map(|k| k.as_str()).collect();
+    match (policy, policy.mode()) {
+        (ChannelPolicy::TELEGRAM, _) => "Telegram only".into(),
+        (ChannelPolicy::EMAIL, _) => "E-mail only".into(),
+        (ChannelPolicy::BOTH, _) => "Telegram and e-mail".into(),
+        (ChannelPolicy::TELEGRAM_THEN_EMAIL, _) => "Telegram, e-mail as fallback".into(),
+        (_, _) if names.len() == 1 => format!("{} only", names[0]),
+        (_, PolicyMode::All) => format!("All of {}", names.join(", ")),
+        (_, PolicyMode::FirstReachable) => {
+            format!("First that reaches: {}", names.join(", then "))
+        }
     }
 }
 

@@ -174,8 +174,8 @@ pub(crate) fn child_engine(args: &[String]) -> Res<()> {
             source: shared.clone(),
             renderer: Arc::new(TeraRenderer::new()),
             channels: Channels::new()
-                .with(Arc::new(InstantChannel(ChannelKind::Telegram)))
-                .with(Arc::new(InstantChannel(ChannelKind::Email))),
+                .with(Arc::new(InstantChannel(ChannelKind::TELEGRAM)))
+                .with(Arc::new(InstantChannel(ChannelKind::EMAIL))),
             clock: Arc::new(SystemClock),
             links: Some(links()?),
             budget: Some(shared),

@@ -82,7 +82,7 @@ pub(crate) fn child_naive(args: &[String]) -> Res<()> {
 }
 
 async fn naive_launch(store: &Store, broadcast: i64, n: u64) -> Res<u64> {
-    use broadcast_domain::{AudienceStore as _, ChannelKind};
+    use broadcast_domain::AudienceStore as _;
     use sea_orm::sea_query::{Alias, Expr, Query};
     let conn = store.conn();
     let filter = AudienceFilter {
@@ -99,7 +99,7 @@ async fn naive_launch(store: &Store, broadcast: i64, n: u64) -> Res<u64> {
         let user_id: i64 = row.try_get("", "user_id").map_err(err)?;
         let registration_id: Option<i64> = row.try_get("", "registration_id").map_err(err)?;
         let user = store.get_user(user_id).await.map_err(err)?;
-        let (status, skip, address) = match user.address(ChannelKind::Email) {
+        let (status, skip, address) = match broadcast_domain::Reach::email().address_of(&user) {
             Ok(address) => ("pending", None, address),
             Err(reason) => ("skipped", Some(reason.as_str()), String::new()),
         };
@@ -165,7 +165,7 @@ async fn naive_deliver(
         config.pool_size = 1;
         Arc::new(broadcast_channels::EmailChannel::new(config).map_err(err)?)
     } else {
-        Arc::new(InstantChannel(ChannelKind::Email))
+        Arc::new(InstantChannel(ChannelKind::EMAIL))
     };
     let b = store.get_broadcast(broadcast).await.map_err(err)?;
     let content = b
@@ -204,13 +204,13 @@ async fn naive_deliver(
             .ok_or("no context")?;
         let url = links.url_for(row.user_id);
         let body = match row.channel {
-            ChannelKind::Telegram => MessageBody::Telegram {
-                chat_id: broadcast_domain::TelegramChatId::parse(&row.address).map_err(|e| e.0)?,
+            ChannelKind::TELEGRAM => MessageBody::Chat {
+                to: row.address.clone(),
                 message: template
                     .render_telegram(&context, &env, url.as_deref())
                     .map_err(err)?,
             },
-            ChannelKind::Email => MessageBody::Email {
+            ChannelKind::EMAIL => MessageBody::Email {
                 to: broadcast_domain::EmailAddress::parse(&row.address).map_err(|e| e.0)?,
                 to_name: Some(context.user.full_name()),
                 message: template
@@ -218,6 +218,7 @@ async fn naive_deliver(
                     .map_err(err)?,
                 unsubscribe_url: url,
             },
+            other => return Err(format!("the naive loop cannot send on {other}")),
         };
         let message = OutgoingMessage {
             broadcast_id: Some(broadcast),

@@ -104,15 +104,16 @@ impl DeliveryStore for Timed {
     ) -> DResult<broadcast_domain::Page<broadcast_domain::Recipient>> {
         self.store.list_recipients(broadcast, query).await
     }
-    async fn add_email_fallback(
+    async fn add_fallback(
         &self,
         broadcast: i64,
         user: i64,
         registration: Option<i64>,
+        chain: &[broadcast_domain::ChannelKind],
         now: chrono::DateTime<chrono::Utc>,
     ) -> DResult<bool> {
         self.store
-            .add_email_fallback(broadcast, user, registration, now)
+            .add_fallback(broadcast, user, registration, chain, now)
             .await
     }
     async fn requeue_failed(

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use broadcast_domain::ChannelPolicy;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Send announcements over Telegram and e-mail to chosen parts of an audience.
@@ -210,14 +211,9 @@ pub(crate) struct FilterArgs {
     pub(crate) has_telegram: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum PolicyArg {
-    Telegram,
-    Email,
-    Both,
-    TelegramThenEmail,
-}
-
+// Parsed once per run: the size of `Create` (a `ChannelPolicy` holds up to 8 kinds inline) costs
+// nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum BroadcastCmd {
     /// Create a draft broadcast (or a scheduled one with --schedule-at).
@@ -230,9 +226,11 @@ pub(crate) enum BroadcastCmd {
         /// Template id or name.
         #[arg(long)]
         template: String,
-        /// Which channels to send on.
-        #[arg(long, value_enum, default_value = "both")]
-        channels: PolicyArg,
+        /// Which channels to send on: telegram, email, both, telegram_then_email, or
+        /// `all:` / `first_reachable:` followed by channels separated by commas
+        /// (first_reachable:email,telegram).
+        #[arg(long, default_value = "both")]
+        channels: ChannelPolicy,
         #[command(flatten)]
         filter: FilterArgs,
         /// Start time (RFC 3339, e.g. 2027-03-01T09:00:00Z); a worker launches it then.

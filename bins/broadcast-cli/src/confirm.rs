@@ -60,14 +60,17 @@ pub(crate) fn rate(app: &App, kind: ChannelKind) -> Rate {
         }
     };
     match kind {
-        ChannelKind::Telegram => match &app.config.channels.telegram {
+        ChannelKind::TELEGRAM => match &app.config.channels.telegram {
             Some(t) => per_second(t.rate_per_sec),
             None => Rate::Instant,
         },
-        ChannelKind::Email => match &app.config.channels.smtp {
+        ChannelKind::EMAIL => match &app.config.channels.smtp {
             Some(s) => s.rate_per_sec.map_or(Rate::Unlimited, per_second),
             None => Rate::Instant,
         },
+        // The CLI configures Telegram and e-mail only; a channel it does not configure sends
+        // nothing, so it is not paced either.
+        _ => Rate::Instant,
     }
 }
 
@@ -122,9 +125,10 @@ pub(crate) async fn plan(app: &App, b: &Broadcast) -> CliResult<Plan> {
         let messages = channels
             .iter()
             .map(|k| {
-                let n = match k {
-                    ChannelKind::Telegram => telegram,
-                    ChannelKind::Email => email,
+                let n = match *k {
+                    ChannelKind::TELEGRAM => telegram,
+                    ChannelKind::EMAIL => email,
+                    _ => 0,
                 };
                 (*k, n, rate(app, *k))
             })
@@ -249,19 +253,19 @@ mod tests {
     #[test]
     fn the_slowest_channel_decides_the_estimate() {
         let p = plan(&[
-            (ChannelKind::Telegram, 3_000, Rate::PerSecond(30)),
-            (ChannelKind::Email, 1_000, Rate::PerSecond(50)),
+            (ChannelKind::TELEGRAM, 3_000, Rate::PerSecond(30)),
+            (ChannelKind::EMAIL, 1_000, Rate::PerSecond(50)),
         ]);
         assert_eq!(p.total(), 4_000);
         assert_eq!(p.estimate(), "about 1m 40s");
         let p = plan(&[
-            (ChannelKind::Telegram, 90, Rate::PerSecond(30)),
-            (ChannelKind::Email, 1_000, Rate::Unlimited),
+            (ChannelKind::TELEGRAM, 90, Rate::PerSecond(30)),
+            (ChannelKind::EMAIL, 1_000, Rate::Unlimited),
         ]);
         assert!(p.estimate().starts_with("at least 3s"), "{}", p.estimate());
         let p = plan(&[
-            (ChannelKind::Telegram, 90, Rate::Instant),
-            (ChannelKind::Email, 0, Rate::Unlimited),
+            (ChannelKind::TELEGRAM, 90, Rate::Instant),
+            (ChannelKind::EMAIL, 0, Rate::Unlimited),
         ]);
         assert_eq!(p.estimate(), "instant");
     }

@@ -120,7 +120,7 @@ pub(crate) async fn run(config: Config, reset: bool, json: bool) -> CliResult<()
             NewBroadcast {
                 name: format!("Reminder: {}", competition.name),
                 template_id: template.id,
-                channel_policy: ChannelPolicy::Both,
+                channel_policy: ChannelPolicy::BOTH,
                 filter,
                 scheduled_at: None,
                 created_by: Some("demo".into()),

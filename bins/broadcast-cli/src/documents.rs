@@ -69,7 +69,7 @@ pub(crate) struct BroadcastDoc {
     name: String,
     template_id: Option<i64>,
     frozen_template: Option<ContentDoc>,
-    channel_policy: &'static str,
+    channel_policy: String,
     filter: AudienceFilter,
     status: &'static str,
     status_reason: Option<String>,
@@ -108,7 +108,7 @@ impl From<&Broadcast> for BroadcastDoc {
             name: b.name.clone(),
             template_id: b.template_id,
             frozen_template: b.frozen_template.as_ref().map(Into::into),
-            channel_policy: b.channel_policy.as_str(),
+            channel_policy: b.channel_policy.to_string(),
             filter: b.filter.clone(),
             status: b.status.as_str(),
             status_reason: b.status_reason.clone(),
@@ -404,7 +404,7 @@ mod tests {
             broadcast_id: 2,
             user_id: 3,
             registration_id: None,
-            channel: ChannelKind::Email,
+            channel: ChannelKind::EMAIL,
             address: "a@example.org".into(),
             status: DeliveryStatus::Skipped,
             skip_reason: Some(SkipReason::EmailBounced),
@@ -448,7 +448,7 @@ mod tests {
         assert_eq!(keys(RecipientDoc::from(&recipient)), expected);
 
         let report = MaterialiseReport {
-            queued: BTreeMap::from([(ChannelKind::Telegram, 4)]),
+            queued: BTreeMap::from([(ChannelKind::TELEGRAM, 4)]),
             skipped: BTreeMap::from([(SkipReason::NoEmail, 1)]),
             inserted: 5,
         };

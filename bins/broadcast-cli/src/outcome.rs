@@ -68,7 +68,7 @@ mod tests {
             name: "b".into(),
             template_id: None,
             frozen_template: None,
-            channel_policy: ChannelPolicy::Both,
+            channel_policy: ChannelPolicy::BOTH,
             filter: AudienceFilter::default(),
             status,
             status_reason: reason.map(str::to_owned),
@@ -85,7 +85,7 @@ mod tests {
 
     fn stats(sent: u64, failed: u64) -> DeliveryStats {
         let row = |status, count| StatusCount {
-            channel: ChannelKind::Email,
+            channel: ChannelKind::EMAIL,
             status,
             error_kind: None,
             skip_reason: None,

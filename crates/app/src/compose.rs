@@ -33,14 +33,15 @@ pub async fn open_store(database_url: &str) -> Result<Store, ComposeError> {
     Ok(store)
 }
 
-/// The ports over one SQL store: it plays every store, the audience source, the send budget
-/// shared by workers and the audit log; tera renders; the system clock tells the time.
+/// The ports over one SQL store: it plays every store, the audience source (reaching users on
+/// the channels registered in `channels`), the send budget shared by workers and the audit log;
+/// tera renders; the system clock tells the time.
 pub fn sql_ports(
     store: &Store,
     channels: Channels,
     links: Option<Arc<dyn UnsubscribeLinks>>,
 ) -> Ports {
-    let shared = Arc::new(store.clone());
+    let shared = Arc::new(store.clone().with_reaches(channels.reaches()));
     Ports {
         templates: shared.clone(),
         broadcasts: shared.clone(),

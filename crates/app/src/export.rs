@@ -111,7 +111,7 @@ mod tests {
             broadcast_id: 2,
             user_id: 5,
             registration_id: None,
-            channel: ChannelKind::Email,
+            channel: ChannelKind::EMAIL,
             address: "=cmd@example.org".to_owned(),
             status: DeliveryStatus::Failed,
             skip_reason: None,

@@ -341,7 +341,7 @@ impl EmailChannel {
 #[async_trait]
 impl Channel for EmailChannel {
     fn kind(&self) -> ChannelKind {
-        ChannelKind::Email
+        ChannelKind::EMAIL
     }
 
     fn describe(&self) -> String {
@@ -359,7 +359,7 @@ impl Channel for EmailChannel {
         else {
             return Err(DeliveryError::permanent(format!(
                 "the e-mail channel cannot send {} messages",
-                message.body.channel()
+                message.body.format()
             )));
         };
         let composed =

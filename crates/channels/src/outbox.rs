@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use broadcast_domain::{
-    BroadcastId, Channel, ChannelKind, Delivered, DeliveryError, MessageBody, OutgoingMessage,
-    ParseMode, RecipientId, UserId,
+    BroadcastId, Channel, ChannelKind, Delivered, DeliveryError, FailureKind, MessageBody,
+    OutgoingMessage, ParseMode, RecipientId, TelegramChatId, UserId,
 };
 use chrono::{DateTime, Utc};
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
@@ -85,7 +85,7 @@ impl TelegramOutbox {
 #[async_trait]
 impl Channel for TelegramOutbox {
     fn kind(&self) -> ChannelKind {
-        ChannelKind::Telegram
+        ChannelKind::TELEGRAM
     }
 
     fn describe(&self) -> String {
@@ -93,16 +93,14 @@ impl Channel for TelegramOutbox {
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
-        let MessageBody::Telegram {
-            chat_id,
-            message: body,
-        } = &message.body
-        else {
+        let MessageBody::Chat { to, message: body } = &message.body else {
             return Err(DeliveryError::permanent(format!(
                 "the Telegram outbox cannot send {} messages",
-                message.body.channel()
+                message.body.format()
             )));
         };
+        let chat_id = &TelegramChatId::parse(to)
+            .map_err(|e| DeliveryError::new(FailureKind::InvalidAddress, e.0))?;
         let message_id = uuid::Uuid::new_v4().to_string();
         let line = TelegramOutboxLine {
             chat_id: chat_id.get(),
@@ -165,7 +163,7 @@ impl EmailOutbox {
 #[async_trait]
 impl Channel for EmailOutbox {
     fn kind(&self) -> ChannelKind {
-        ChannelKind::Email
+        ChannelKind::EMAIL
     }
 
     fn describe(&self) -> String {
@@ -182,7 +180,7 @@ impl Channel for EmailOutbox {
         else {
             return Err(DeliveryError::permanent(format!(
                 "the e-mail outbox cannot send {} messages",
-                message.body.channel()
+                message.body.format()
             )));
         };
         let composed =

@@ -149,10 +149,10 @@ impl ChannelSettings {
         let mut margin = crate::pacing::DEFAULT_MARGIN;
         if let Some(t) = &self.telegram {
             margin = t.pacing_margin;
-            rates.insert(ChannelKind::Telegram, t.rate_per_sec);
+            rates.insert(ChannelKind::TELEGRAM, t.rate_per_sec);
         }
         if let Some(rate) = self.smtp.as_ref().and_then(|s| s.rate_per_sec) {
-            rates.insert(ChannelKind::Email, rate);
+            rates.insert(ChannelKind::EMAIL, rate);
         }
         (rates, margin)
     }

@@ -272,7 +272,7 @@ impl TelegramChannel {
 #[async_trait]
 impl Channel for TelegramChannel {
     fn kind(&self) -> ChannelKind {
-        ChannelKind::Telegram
+        ChannelKind::TELEGRAM
     }
 
     fn describe(&self) -> String {
@@ -281,16 +281,14 @@ impl Channel for TelegramChannel {
 
     #[tracing::instrument(name = "telegram.send", skip_all, fields(recipient = ?message.recipient_id))]
     async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
-        let MessageBody::Telegram {
-            chat_id,
-            message: body,
-        } = &message.body
-        else {
+        let MessageBody::Chat { to, message: body } = &message.body else {
             return Err(DeliveryError::permanent(format!(
                 "the Telegram channel cannot send {} messages",
-                message.body.channel()
+                message.body.format()
             )));
         };
+        let chat_id = &TelegramChatId::parse(to)
+            .map_err(|e| DeliveryError::new(FailureKind::InvalidAddress, e.0))?;
         let turn = self.pacer.ready(*chat_id).await.map_err(held_back)?;
         let sent = self.send_to(*chat_id, body).await;
         // Answered: the window counts from now.

@@ -4,6 +4,7 @@
 //! This crate does no I/O. Everything that talks to a database, a network or a template engine
 //! lives in another crate and is handed to the orchestrator as `Arc<dyn Trait>`.
 
+mod channel;
 mod error;
 mod filter;
 mod import;
@@ -12,6 +13,10 @@ mod model;
 mod ports;
 mod types;
 
+pub use channel::{
+    AddressSource, ChannelKind, ChannelPolicy, ChannelSpec, MAX_KINDS, MAX_POLICY_KINDS, Reach,
+    Reaches, UserField,
+};
 pub use error::{DeliveryError, Error, FailureKind, Result, TemplateError, TemplateErrorKind};
 pub use filter::{AudienceFilter, FilterError, fold_case};
 pub use import::*;

@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::channel::{ChannelKind, ChannelPolicy};
 use crate::filter::AudienceFilter;
 use crate::types::*;
 
@@ -50,26 +51,6 @@ pub struct User {
 }
 
 impl User {
-    /// Where a message on `channel` goes (the chat id or the address), or why the user cannot
-    /// be reached there: no chat id or address, blocked the bot, unsubscribed, bounced.
-    pub fn address(&self, channel: ChannelKind) -> Result<String, SkipReason> {
-        match channel {
-            ChannelKind::Telegram => match (self.telegram_chat_id, self.telegram_blocked_at) {
-                (None, _) => Err(SkipReason::NoTelegram),
-                (Some(_), Some(_)) => Err(SkipReason::TelegramBlocked),
-                (Some(id), None) => Ok(id.to_string()),
-            },
-            ChannelKind::Email => match &self.email {
-                None => Err(SkipReason::NoEmail),
-                Some(_) if self.email_unsubscribed_at.is_some() => {
-                    Err(SkipReason::EmailUnsubscribed)
-                }
-                Some(_) if self.email_bounced_at.is_some() => Err(SkipReason::EmailBounced),
-                Some(e) => Ok(e.to_string()),
-            },
-        }
-    }
-
     /// First and last name joined by a space, without stray spaces.
     pub fn full_name(&self) -> String {
         match (self.first_name.trim(), self.last_name.trim()) {
@@ -218,15 +199,27 @@ impl TemplateContent {
         s.as_deref().filter(|s| !s.trim().is_empty())
     }
 
-    /// True when the template can be sent on the channel.
-    pub fn supports(&self, channel: ChannelKind) -> bool {
-        match channel {
-            ChannelKind::Telegram => self.part(TemplatePart::TelegramText).is_some(),
-            ChannelKind::Email => {
+    /// True when the template has the parts of a message format: a Telegram text for chat
+    /// messages; a subject and an HTML or plain-text body for e-mails.
+    pub fn supports(&self, format: MessageFormat) -> bool {
+        match format {
+            MessageFormat::Chat => self.part(TemplatePart::TelegramText).is_some(),
+            MessageFormat::Email => {
                 self.part(TemplatePart::EmailSubject).is_some()
                     && (self.part(TemplatePart::EmailHtml).is_some()
                         || self.part(TemplatePart::EmailText).is_some())
             }
+        }
+    }
+
+    /// The part a template lacks for a format, and what the format needs, for error messages.
+    pub fn needs(format: MessageFormat) -> (TemplatePart, &'static str) {
+        match format {
+            MessageFormat::Chat => (TemplatePart::TelegramText, "a Telegram text"),
+            MessageFormat::Email => (
+                TemplatePart::EmailSubject,
+                "an e-mail subject and an HTML or plain-text body",
+            ),
         }
     }
 }
@@ -499,14 +492,23 @@ pub struct AudienceCount {
 impl AudienceCount {
     /// Messages a broadcast with this policy would queue, per channel: (telegram, email).
     pub fn messages(&self, policy: ChannelPolicy) -> (u64, u64) {
-        match policy {
-            ChannelPolicy::Telegram => (self.telegram, 0),
-            ChannelPolicy::Email => (0, self.email),
-            ChannelPolicy::Both => (self.telegram, self.email),
-            ChannelPolicy::TelegramThenEmail => {
-                (self.telegram, self.email.saturating_sub(self.both))
+        let telegram = if policy.uses(ChannelKind::TELEGRAM) {
+            self.telegram
+        } else {
+            0
+        };
+        let email = match policy.uses(ChannelKind::EMAIL) {
+            false => 0,
+            // E-mail only for those Telegram cannot reach.
+            true if policy
+                .before(ChannelKind::EMAIL)
+                .contains(&ChannelKind::TELEGRAM) =>
+            {
+                self.email.saturating_sub(self.both)
             }
-        }
+            true => self.email,
+        };
+        (telegram, email)
     }
 }
 

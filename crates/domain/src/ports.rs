@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::channel::{ChannelKind, ChannelPolicy};
 use crate::error::{DeliveryError, Error, Result, TemplateError};
 use crate::filter::AudienceFilter;
 use crate::model::*;
@@ -153,15 +154,17 @@ pub trait DeliveryStore: Send + Sync + Debug {
         rows.truncate(limit);
         Ok(rows)
     }
-    /// Adds the e-mail fallback row of a `telegram_then_email` broadcast for a user whom
-    /// Telegram could not reach: pending when the user has a reachable address, skipped with
-    /// its reason otherwise, nothing when the row exists. Returns true when a pending row was
-    /// added.
-    async fn add_email_fallback(
+    /// Adds the fallback row of a `first_reachable` broadcast for a user whose delivery failed
+    /// for good on one channel, on the channels after it (`chain`, in order): a pending row on
+    /// the first of them that reaches the user, or, when none does, a skipped row on the first
+    /// with its reason; nothing when the user has a row on any of them. Returns true when a
+    /// pending row was added.
+    async fn add_fallback(
         &self,
         broadcast: BroadcastId,
         user: UserId,
         registration: Option<RegistrationId>,
+        chain: &[ChannelKind],
         now: DateTime<Utc>,
     ) -> Result<bool>;
     /// Puts failed rows back in the queue (attempts reset, due now), only those of the given
@@ -459,10 +462,11 @@ pub struct EmailMessage {
 /// Where and what to send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MessageBody {
-    /// A Telegram message to a chat.
-    Telegram {
-        /// Chat.
-        chat_id: TelegramChatId,
+    /// A chat message ([`MessageFormat::Chat`]): to a Telegram chat id, or to the address of
+    /// another chat-like channel.
+    Chat {
+        /// The recipient's address on the channel (for Telegram, the chat id).
+        to: String,
         /// Message.
         message: TelegramMessage,
     },
@@ -480,11 +484,19 @@ pub enum MessageBody {
 }
 
 impl MessageBody {
-    /// The channel this body goes on.
-    pub fn channel(&self) -> ChannelKind {
+    /// The format of this body.
+    pub fn format(&self) -> MessageFormat {
         match self {
-            Self::Telegram { .. } => ChannelKind::Telegram,
-            Self::Email { .. } => ChannelKind::Email,
+            Self::Chat { .. } => MessageFormat::Chat,
+            Self::Email { .. } => MessageFormat::Email,
+        }
+    }
+
+    /// The recipient's address.
+    pub fn to(&self) -> String {
+        match self {
+            Self::Chat { to, .. } => to.clone(),
+            Self::Email { to, .. } => to.to_string(),
         }
     }
 }

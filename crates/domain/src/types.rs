@@ -304,37 +304,22 @@ string_enum! {
 }
 
 string_enum! {
-    /// A delivery channel.
-    ChannelKind, "channel" {
-        /// A Telegram bot message.
-        Telegram => "telegram",
-        /// An e-mail.
-        Email => "email",
+    /// How a channel policy uses its channels.
+    PolicyMode, "policy mode" {
+        /// Every channel that reaches the user.
+        All => "all",
+        /// The first channel that reaches the user; the next one when it fails for good.
+        FirstReachable => "first_reachable",
     }
 }
 
 string_enum! {
-    /// Which channels a broadcast uses.
-    ChannelPolicy, "channel policy" {
-        /// Telegram only.
-        Telegram => "telegram",
-        /// E-mail only.
+    /// Which part of a template a channel renders, and so the shape of its messages.
+    MessageFormat, "message format" {
+        /// A chat message: the template's Telegram text, with its parse mode and link preview.
+        Chat => "chat",
+        /// An e-mail: the template's subject and its HTML and/or plain-text body.
         Email => "email",
-        /// Both channels, independently.
-        Both => "both",
-        /// Telegram, and e-mail for those Telegram cannot reach.
-        TelegramThenEmail => "telegram_then_email",
-    }
-}
-
-impl ChannelPolicy {
-    /// The channels this policy may send on.
-    pub fn channels(self) -> &'static [ChannelKind] {
-        match self {
-            Self::Telegram => &[ChannelKind::Telegram],
-            Self::Email => &[ChannelKind::Email],
-            Self::Both | Self::TelegramThenEmail => &[ChannelKind::Telegram, ChannelKind::Email],
-        }
     }
 }
 
@@ -425,6 +410,8 @@ string_enum! {
         EmailUnsubscribed => "email_unsubscribed",
         /// Mail to the address bounced before.
         EmailBounced => "email_bounced",
+        /// The user has no address on a channel other than Telegram and e-mail.
+        NoAddress => "no_address",
     }
 }
 
@@ -490,10 +477,6 @@ mod tests {
         assert_eq!(
             err.0,
             "unknown role `jduge`; expected one of: participant, judge, mentor, organizer, volunteer"
-        );
-        assert_eq!(
-            serde_json::to_string(&ChannelPolicy::TelegramThenEmail).unwrap(),
-            "\"telegram_then_email\""
         );
     }
 }

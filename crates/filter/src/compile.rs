@@ -28,12 +28,14 @@
 use std::collections::BTreeSet;
 
 use broadcast_domain::{
-    AudienceFilter, ChannelKind, DeliveryStatus, Error, Result, SkipReason, fold_case,
+    AddressSource, AudienceFilter, DeliveryStatus, Error, Reach, Result, SkipReason, UserField,
+    fold_case,
 };
 
 use crate::schema::{Registrations, Users};
 use sea_orm::sea_query::{
-    CaseStatement, Condition, Expr, ExprTrait, Func, JoinType, Order, Query, SelectStatement, Value,
+    BinOper, CaseStatement, Condition, Expr, ExprTrait, Func, JoinType, Order, Query,
+    SelectStatement, Value,
 };
 
 /// Alias of the derived table of matched registrations.
@@ -199,70 +201,84 @@ pub fn bound_values(filter: &AudienceFilter) -> usize {
         + filter.registration_statuses.len()
 }
 
-/// Telegram reachable: a chat id, and the bot not blocked.
-pub fn telegram_reachable() -> Condition {
-    Condition::all()
-        .add(Expr::col((Users::Table, Users::TelegramChatId)).is_not_null())
-        .add(Expr::col((Users::Table, Users::TelegramBlockedAt)).is_null())
+fn field(f: UserField) -> Expr {
+    let c = match f {
+        UserField::TelegramChatId => Users::TelegramChatId,
+        UserField::Email => Users::Email,
+        UserField::TelegramBlockedAt => Users::TelegramBlockedAt,
+        UserField::EmailUnsubscribedAt => Users::EmailUnsubscribedAt,
+        UserField::EmailBouncedAt => Users::EmailBouncedAt,
+    };
+    Expr::col((Users::Table, c))
 }
 
-/// E-mail reachable: an address, not unsubscribed, never bounced.
-pub fn email_reachable() -> Condition {
-    Condition::all()
-        .add(Expr::col((Users::Table, Users::Email)).is_not_null())
-        .add(Expr::col((Users::Table, Users::EmailUnsubscribedAt)).is_null())
-        .add(Expr::col((Users::Table, Users::EmailBouncedAt)).is_null())
-}
-
-/// What a user's recipient row on `channel` holds, as expressions over `users`: the address
-/// (empty when there is none), the status (`pending`, or `skipped` when the user cannot be
-/// reached there) and the skip reason (`NULL` when pending), with the reasons in the order of
-/// [`broadcast_domain::User::address`]: a missing address first, then the user's own choice.
-pub fn channel_columns(channel: ChannelKind) -> [Expr; 3] {
-    let col = |c: Users| Expr::col((Users::Table, c));
-    let skipped = || Expr::val(DeliveryStatus::Skipped.as_str());
-    let pending = Expr::val(DeliveryStatus::Pending.as_str());
-    let reason = |r: SkipReason| Expr::val(r.as_str());
-    match channel {
-        ChannelKind::Telegram => {
-            let chat = col(Users::TelegramChatId);
-            let blocked = col(Users::TelegramBlockedAt);
-            [
-                Func::coalesce([chat.clone().cast_as("TEXT"), Expr::val("")]).into(),
-                CaseStatement::new()
-                    .case(chat.clone().is_null(), skipped())
-                    .case(blocked.clone().is_not_null(), skipped())
-                    .finally(pending)
-                    .into(),
-                CaseStatement::new()
-                    .case(chat.is_null(), reason(SkipReason::NoTelegram))
-                    .case(blocked.is_not_null(), reason(SkipReason::TelegramBlocked))
-                    .into(),
-            ]
-        }
-        ChannelKind::Email => {
-            let email = col(Users::Email);
-            let unsubscribed = col(Users::EmailUnsubscribedAt);
-            let bounced = col(Users::EmailBouncedAt);
-            [
-                Func::coalesce([email.clone(), Expr::val("")]).into(),
-                CaseStatement::new()
-                    .case(email.clone().is_null(), skipped())
-                    .case(unsubscribed.clone().is_not_null(), skipped())
-                    .case(bounced.clone().is_not_null(), skipped())
-                    .finally(pending)
-                    .into(),
-                CaseStatement::new()
-                    .case(email.is_null(), reason(SkipReason::NoEmail))
-                    .case(
-                        unsubscribed.is_not_null(),
-                        reason(SkipReason::EmailUnsubscribed),
-                    )
-                    .case(bounced.is_not_null(), reason(SkipReason::EmailBounced))
-                    .into(),
-            ]
+/// A user's address on a channel, `NULL` when there is none: the column, or
+/// `NULLIF(TRIM(users.attributes ->> 'name'), '')` for an attribute (`->>` reads a JSON key as
+/// text on PostgreSQL and on SQLite 3.38 and later).
+fn address(reach: &Reach) -> Expr {
+    match &reach.address {
+        AddressSource::Field(f) => field(*f),
+        AddressSource::Attribute(name) => {
+            let text = Expr::col((Users::Table, Users::Attributes))
+                .binary(BinOper::Custom("->>"), Expr::val(name.as_str()));
+            Func::cust("NULLIF")
+                .arg(Func::cust("TRIM").arg(text))
+                .arg("")
+                .into()
         }
     }
+}
+
+/// [`address`] as text, for the recipient row.
+fn address_text(reach: &Reach) -> Expr {
+    match &reach.address {
+        AddressSource::Field(UserField::TelegramChatId) => address(reach).cast_as("TEXT"),
+        _ => address(reach),
+    }
+}
+
+/// Reachable on a channel: an address, and none of the refusals set (the bot not blocked, not
+/// unsubscribed, never bounced...).
+pub fn reachable(reach: &Reach) -> Condition {
+    reach.refusals.iter().fold(
+        Condition::all().add(address(reach).is_not_null()),
+        |all, (f, _)| all.add(field(*f).is_null()),
+    )
+}
+
+/// Refused the channel: one of its refusals set (blocked the bot, unsubscribed, bounced...).
+/// Never true for a channel without refusals.
+pub fn refused(reach: &Reach) -> Condition {
+    reach
+        .refusals
+        .iter()
+        .fold(Condition::any().add(Expr::val(false)), |any, (f, _)| {
+            any.add(field(*f).is_not_null())
+        })
+}
+
+/// What a user's recipient row on a channel holds, as expressions over `users`: the address
+/// (empty when there is none), the status (`pending`, or `skipped` when the user cannot be
+/// reached there) and the skip reason (`NULL` when pending), with the reasons in the order of
+/// [`Reach::address_of`]: a missing address first, then the user's own choice.
+pub fn channel_columns(reach: &Reach) -> [Expr; 3] {
+    let skipped = || Expr::val(DeliveryStatus::Skipped.as_str());
+    let reason = |r: SkipReason| Expr::val(r.as_str());
+    let address = address(reach);
+    let mut status = CaseStatement::new().case(address.clone().is_null(), skipped());
+    let mut skip_reason =
+        CaseStatement::new().case(address.clone().is_null(), reason(reach.missing));
+    for (f, why) in &reach.refusals {
+        status = status.case(field(*f).is_not_null(), skipped());
+        skip_reason = skip_reason.case(field(*f).is_not_null(), reason(*why));
+    }
+    [
+        Func::coalesce([address_text(reach), Expr::val("")]).into(),
+        status
+            .finally(Expr::val(DeliveryStatus::Pending.as_str()))
+            .into(),
+        skip_reason.into(),
+    ]
 }
 
 fn count_when(cond: Condition) -> Expr {
@@ -286,13 +302,13 @@ pub fn count_query(filter: &AudienceFilter) -> SelectStatement {
             Func::count(Expr::col(sea_orm::sea_query::Asterisk)),
             "users",
         )
-        .expr_as(count_when(telegram_reachable()), "telegram")
-        .expr_as(count_when(email_reachable()), "email")
+        .expr_as(count_when(reachable(&Reach::telegram())), "telegram")
+        .expr_as(count_when(reachable(&Reach::email())), "email")
         .expr_as(
             count_when(
                 Condition::all()
-                    .add(telegram_reachable())
-                    .add(email_reachable()),
+                    .add(reachable(&Reach::telegram()))
+                    .add(reachable(&Reach::email())),
             ),
             "both",
         );
@@ -315,6 +331,24 @@ mod tests {
 
     fn filter(json: &str) -> AudienceFilter {
         AudienceFilter::from_json(json).unwrap()
+    }
+
+    #[test]
+    fn an_attribute_address_is_read_as_trimmed_text_and_blank_is_none() {
+        let reach = Reach::attribute("phone").unwrap();
+        let mut select = Query::select();
+        select
+            .from(Users::Table)
+            .exprs(channel_columns(&reach))
+            .cond_where(reachable(&reach));
+        expect![[r#"
+            SELECT COALESCE(NULLIF(TRIM("users"."attributes" ->> 'phone'), ''), ''), (CASE WHEN (NULLIF(TRIM("users"."attributes" ->> 'phone'), '') IS NULL) THEN 'skipped' ELSE 'pending' END), (CASE WHEN (NULLIF(TRIM("users"."attributes" ->> 'phone'), '') IS NULL) THEN 'no_address' END) FROM "users" WHERE NULLIF(TRIM("users"."attributes" ->> 'phone'), '') IS NOT NULL"#]]
+        .assert_eq(&select.to_string(SqliteQueryBuilder));
+        // The same on PostgreSQL, where `attributes` is `jsonb`.
+        assert_eq!(
+            select.to_string(PostgresQueryBuilder),
+            select.to_string(SqliteQueryBuilder)
+        );
     }
 
     /// Renders with values inlined, one clause per line for readable snapshots.

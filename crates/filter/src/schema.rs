@@ -27,6 +27,8 @@ pub enum Users {
     EmailUnsubscribedAt,
     /// When mail to the user bounced.
     EmailBouncedAt,
+    /// Free-form JSON attributes.
+    Attributes,
 }
 
 /// `registrations`.

@@ -157,7 +157,7 @@ pub(crate) async fn run() -> Result<Report, Box<dyn std::error::Error>> {
             NewBroadcast {
                 name: "the club".to_owned(),
                 template_id: template.id,
-                channel_policy: ChannelPolicy::Telegram,
+                channel_policy: ChannelPolicy::TELEGRAM,
                 filter: AudienceFilter::default(),
                 scheduled_at: None,
                 created_by: Some("embed example".to_owned()),
@@ -228,7 +228,7 @@ struct WebhookChannel {
 #[async_trait]
 impl broadcast_domain::Channel for WebhookChannel {
     fn kind(&self) -> ChannelKind {
-        ChannelKind::Telegram
+        ChannelKind::TELEGRAM
     }
 
     fn describe(&self) -> String {
@@ -236,17 +236,13 @@ impl broadcast_domain::Channel for WebhookChannel {
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
-        let MessageBody::Telegram {
-            chat_id,
-            message: m,
-        } = &message.body
-        else {
+        let MessageBody::Chat { to, message: m } = &message.body else {
             return Err(DeliveryError::permanent(
                 "the webhook takes chat messages only",
             ));
         };
         let body = serde_json::json!({
-            "chat_id": chat_id.get(),
+            "chat_id": to,
             "text": m.text,
             "broadcast_id": message.broadcast_id,
             "recipient_id": message.recipient_id,
@@ -337,7 +333,9 @@ async fn answer(
     let mut body = vec![0; length];
     reader.read_exact(&mut body).await?;
     let (status, reply) = match serde_json::from_slice::<serde_json::Value>(&body) {
-        Ok(json) if is_post && json["chat_id"] == GONE_CHAT => ("410 Gone", String::new()),
+        Ok(json) if is_post && json["chat_id"].as_str() == Some(&GONE_CHAT.to_string()) => {
+            ("410 Gone", String::new())
+        }
         Ok(json) if is_post => {
             let mut all = received
                 .lock()

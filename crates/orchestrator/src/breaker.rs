@@ -99,7 +99,7 @@ mod tests {
     #[test]
     fn trips_on_consecutive_failures() {
         let mut b = Breaker::default();
-        let key = (1, ChannelKind::Email);
+        let key = (1, ChannelKind::EMAIL);
         for _ in 0..4 {
             assert!(b.record(key, true, LIMITS, "535").is_none());
         }
@@ -115,7 +115,7 @@ mod tests {
             reason.contains("5 consecutive email failures") && reason.contains("535 auth failed")
         );
         assert!(b.is_tripped(key));
-        assert!(!b.is_tripped((1, ChannelKind::Telegram)));
+        assert!(!b.is_tripped((1, ChannelKind::TELEGRAM)));
         b.reset(1);
         assert!(!b.is_tripped(key));
     }
@@ -123,7 +123,7 @@ mod tests {
     #[test]
     fn trips_on_failure_ratio_over_a_full_window() {
         let mut b = Breaker::default();
-        let key = (2, ChannelKind::Telegram);
+        let key = (2, ChannelKind::TELEGRAM);
         // fail, fail, ok, ... : 2 of 3 fail, never 5 in a row.
         let mut tripped = None;
         for i in 0..30 {

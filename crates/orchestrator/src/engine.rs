@@ -12,14 +12,14 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, broadcast, watch};
 
 use broadcast_domain::{
-    Actor, AudienceCount, AudienceFilter, AudienceSource, AudienceStore, AuditLog, Broadcast,
-    BroadcastId, BroadcastStatus, BroadcastStore, Channel, ChannelKind, ChannelPolicy,
-    ClaimRequest, Clock, CompiledTemplate, Delivered, DeliveryError, DeliveryResult, DeliveryStats,
-    DeliveryStore, EmailAddress, EmailMessage, Error, ErrorKind, FailureKind, MaterialiseReport,
-    MessageBody, Outcome, OutgoingMessage, Recipient, RecipientContext, RecipientId,
-    RegistrationId, RenderEnv, Renderer, Result, SendBudget, Slots, StatusChange, TelegramChatId,
-    TelegramMessage, TemplateContent, TemplateError, TemplateErrorKind, TemplatePart,
-    TemplateStore, Transition, UnsubscribeLinks, UserId,
+    Actor, AddressSource, AudienceCount, AudienceFilter, AudienceSource, AudienceStore, AuditLog,
+    Broadcast, BroadcastId, BroadcastStatus, BroadcastStore, Channel, ChannelKind, ChannelPolicy,
+    ChannelSpec, ClaimRequest, Clock, CompiledTemplate, Delivered, DeliveryError, DeliveryResult,
+    DeliveryStats, DeliveryStore, EmailAddress, EmailMessage, Error, ErrorKind, FailureKind,
+    MaterialiseReport, MessageBody, MessageFormat, Outcome, OutgoingMessage, Reaches, Recipient,
+    RecipientContext, RecipientId, RegistrationId, RenderEnv, Renderer, Result, SendBudget, Slots,
+    StatusChange, TelegramChatId, TelegramMessage, TemplateContent, TemplateError,
+    TemplateErrorKind, TemplateStore, Transition, UnsubscribeLinks, UserField, UserId,
 };
 
 mod compiled;
@@ -35,11 +35,12 @@ use crate::breaker::{Breaker, Limits};
 use crate::progress::Progress;
 use crate::settings::Settings;
 
-/// The channels the orchestrator may send on, at most one per [`ChannelKind`]. Rows of a
-/// channel kind that has no channel here are not claimed.
+/// The channels the orchestrator may send on, at most one adapter per [`ChannelKind`], each
+/// registered with its [`ChannelSpec`]. Rows of a channel kind that has no channel here are not
+/// claimed.
 #[derive(Debug, Clone, Default)]
 pub struct Channels {
-    by_kind: BTreeMap<ChannelKind, Arc<dyn Channel>>,
+    by_kind: BTreeMap<ChannelKind, (Arc<dyn Channel>, ChannelSpec)>,
 }
 
 impl Channels {
@@ -48,20 +49,50 @@ impl Channels {
         Self::default()
     }
 
-    /// Adds a channel, replacing any other of the same kind.
-    pub fn with(mut self, channel: Arc<dyn Channel>) -> Self {
-        self.by_kind.insert(channel.kind(), channel);
+    /// Adds an adapter of any kind with what the composition root says about it: where its
+    /// addresses come from, the template part it renders, how its provider counts its rate.
+    /// Replaces any other channel of the same kind.
+    pub fn register(mut self, channel: Arc<dyn Channel>, spec: ChannelSpec) -> Self {
+        self.by_kind.insert(channel.kind(), (channel, spec));
         self
+    }
+
+    /// Adds an adapter of a built-in kind (Telegram, e-mail) with the built-in
+    /// [`ChannelSpec`], replacing any other of the same kind.
+    ///
+    /// # Panics
+    /// When the adapter's kind is not built in: such a channel needs [`Channels::register`].
+    pub fn with(self, channel: Arc<dyn Channel>) -> Self {
+        let kind = channel.kind();
+        let spec = ChannelSpec::built_in(kind).unwrap_or_else(|| {
+            panic!("channel `{kind}` is not built in: add it with Channels::register")
+        });
+        self.register(channel, spec)
     }
 
     /// The channel of a kind.
     pub fn get(&self, kind: ChannelKind) -> Option<&Arc<dyn Channel>> {
-        self.by_kind.get(&kind)
+        self.by_kind.get(&kind).map(|(c, _)| c)
+    }
+
+    /// What the composition root said about a kind.
+    pub fn spec(&self, kind: ChannelKind) -> Option<&ChannelSpec> {
+        self.by_kind.get(&kind).map(|(_, s)| s)
     }
 
     /// The kinds configured.
     pub fn kinds(&self) -> Vec<ChannelKind> {
         self.by_kind.keys().copied().collect()
+    }
+
+    /// How each configured channel reaches users (the built-in ones always), for the audience
+    /// source: `Store::with_reaches`, `MemoryStore::with_reaches`.
+    pub fn reaches(&self) -> Reaches {
+        self.by_kind
+            .iter()
+            .fold(Reaches::default(), |all, (kind, (_, spec))| {
+                all.with(*kind, spec.reach.clone())
+            })
     }
 }
 
@@ -145,6 +176,8 @@ pub enum TestTarget {
     Chat(TelegramChatId),
     /// An e-mail address, with a sample user's data.
     Email(EmailAddress),
+    /// An address on one channel of the broadcast's policy, with a sample user's data.
+    Address(ChannelKind, String),
 }
 
 #[derive(Debug)]
@@ -164,6 +197,15 @@ struct Ready {
     compiled: Arc<Compiled>,
 }
 
+/// Why a message could not be built for a recipient.
+#[derive(Debug)]
+enum BodyError {
+    /// The template failed to render.
+    Render(TemplateError),
+    /// The address is not one of the format (an e-mail address that does not parse).
+    Address(broadcast_domain::ParseError),
+}
+
 /// A store update a delivery calls for, applied by the batch loop (not by the delivery itself,
 /// so that no in-flight send holds a database connection while results are written).
 #[derive(Debug)]
@@ -171,7 +213,13 @@ enum Effect {
     MarkBlocked(UserId),
     MarkBounced(UserId),
     UpdateChat(UserId, TelegramChatId),
-    Fallback(BroadcastId, UserId, Option<RegistrationId>),
+    /// Rows on the channels after a failed one in a `first_reachable` chain.
+    Fallback(
+        BroadcastId,
+        UserId,
+        Option<RegistrationId>,
+        Vec<ChannelKind>,
+    ),
 }
 
 /// A finished delivery: its result, the in-flight place it holds until the result is
@@ -292,8 +340,8 @@ impl Orchestrator {
             .channels
             .by_kind
             .iter()
-            .map(|(kind, ch)| {
-                let n = settings.concurrency.min(ch.max_concurrency()).max(1);
+            .map(|(kind, (channel, _))| {
+                let n = settings.concurrency.min(channel.max_concurrency()).max(1);
                 (*kind, Arc::new(Semaphore::new(n)))
             })
             .collect();
@@ -346,14 +394,9 @@ impl Orchestrator {
             return Err(first.into());
         }
         for channel in policy.channels() {
-            if !content.supports(*channel) {
-                let (part, need) = match channel {
-                    ChannelKind::Telegram => (TemplatePart::TelegramText, "a Telegram text"),
-                    ChannelKind::Email => (
-                        TemplatePart::EmailSubject,
-                        "an e-mail subject and an HTML or plain-text body",
-                    ),
-                };
+            let format = self.format(*channel)?;
+            if !content.supports(format) {
+                let (part, need) = TemplateContent::needs(format);
                 return Err(TemplateError {
                     part,
                     kind: TemplateErrorKind::Missing(format!(
@@ -364,6 +407,15 @@ impl Orchestrator {
             }
         }
         Ok(())
+    }
+
+    /// The message format of a configured channel.
+    pub(crate) fn format(&self, kind: ChannelKind) -> Result<MessageFormat> {
+        self.ports
+            .channels
+            .spec(kind)
+            .map(|spec| spec.format)
+            .ok_or_else(|| Error::Invalid(format!("no {kind} channel is configured")))
     }
 
     /// Counts a filter's audience per channel.

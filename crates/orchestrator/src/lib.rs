@@ -52,15 +52,15 @@
 //! #[async_trait]
 //! impl Channel for Printer {
 //!     fn kind(&self) -> ChannelKind {
-//!         ChannelKind::Telegram
+//!         ChannelKind::TELEGRAM
 //!     }
 //!     fn describe(&self) -> String {
 //!         "stdout".into()
 //!     }
 //!     async fn send(&self, m: &OutgoingMessage) -> Result<Delivered, DeliveryError> {
 //!         match &m.body {
-//!             MessageBody::Telegram { chat_id, message } => {
-//!                 println!("to {chat_id}: {}", message.text);
+//!             MessageBody::Chat { to, message } => {
+//!                 println!("to {to}: {}", message.text);
 //!                 Ok(Delivered::default())
 //!             }
 //!             MessageBody::Email { .. } => Err(DeliveryError::permanent("no e-mail here")),
@@ -167,7 +167,7 @@
 //!     .create_broadcast(&me, NewBroadcast {
 //!         name: "Hello".into(),
 //!         template_id: template.id,
-//!         channel_policy: ChannelPolicy::Telegram,
+//!         channel_policy: ChannelPolicy::TELEGRAM,
 //!         filter: AudienceFilter::default(),
 //!         scheduled_at: None,
 //!         created_by: None,

@@ -62,7 +62,7 @@ impl BroadcastStore for Store {
             name: Set(name.to_owned()),
             template_id: Set(Some(new.template_id)),
             frozen_template: Set(None),
-            channel_policy: Set(new.channel_policy.as_str().to_owned()),
+            channel_policy: Set(new.channel_policy.to_string()),
             filter: Set(convert::to_json("the audience filter", &new.filter)?),
             status: Set(status.as_str().to_owned()),
             status_reason: Set(None),

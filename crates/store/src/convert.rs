@@ -6,9 +6,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use broadcast_domain::{
-    AdminUser, AuditEntry, BreakerProbe, Broadcast, Competition, EmailAddress, Error,
-    MessageTemplate, Recipient, Registration, Result, TelegramChatId, TemplateContent,
-    TemplateName, User,
+    AdminUser, AuditEntry, BreakerProbe, Broadcast, ChannelKind, ChannelPolicy, Competition,
+    EmailAddress, Error, MessageTemplate, Recipient, Registration, Result, TelegramChatId,
+    TemplateContent, TemplateName, User,
 };
 
 use crate::entity::{
@@ -30,6 +30,11 @@ where
     T::Err: Display,
 {
     raw.parse().map_err(|e| garbage(table, column, id, e))
+}
+
+/// Parses a stored channel kind, which this process need not serve.
+pub(crate) fn kind(table: &str, column: &str, id: i64, raw: &str) -> Result<ChannelKind> {
+    ChannelKind::from_stored(raw).map_err(|e| garbage(table, column, id, e))
 }
 
 /// Parses an optional stored enum spelling.
@@ -166,7 +171,8 @@ pub(crate) fn broadcast(m: broadcasts::Model) -> Result<Broadcast> {
             None | Some(serde_json::Value::Null) => None,
             Some(v) => Some(from_json(T, "frozen_template", id, v)?),
         },
-        channel_policy: parse(T, "channel_policy", id, &m.channel_policy)?,
+        channel_policy: ChannelPolicy::from_stored(&m.channel_policy)
+            .map_err(|e| garbage(T, "channel_policy", id, e))?,
         filter: from_json(T, "filter", id, m.filter)?,
         status: parse(T, "status", id, &m.status)?,
         status_reason: m.status_reason,
@@ -179,7 +185,7 @@ pub(crate) fn broadcast(m: broadcasts::Model) -> Result<Broadcast> {
         updated_at: m.updated_at,
         probe: match (m.probe_channel, m.probe_cooldown_ms, m.probe_at) {
             (Some(channel), Some(cooldown), Some(at)) => Some(BreakerProbe {
-                channel: parse(T, "probe_channel", id, &channel)?,
+                channel: kind(T, "probe_channel", id, &channel)?,
                 cooldown: Duration::from_millis(u64::try_from(cooldown).unwrap_or(0)),
                 at,
             }),
@@ -196,7 +202,7 @@ pub(crate) fn recipient(m: broadcast_recipients::Model) -> Result<Recipient> {
         broadcast_id: m.broadcast_id,
         user_id: m.user_id,
         registration_id: m.registration_id,
-        channel: parse(T, "channel", id, &m.channel)?,
+        channel: kind(T, "channel", id, &m.channel)?,
         address: m.address,
         status: parse(T, "status", id, &m.status)?,
         skip_reason: parse_opt(T, "skip_reason", id, m.skip_reason.as_deref())?,

@@ -468,8 +468,7 @@ pub(crate) async fn read<C: ConnectionTrait>(
             continue;
         }
         out.counts.push(StatusCount {
-            channel: channel
-                .parse()
+            channel: ChannelKind::from_stored(&channel)
                 .map_err(|e| garbage("channel", broadcast, e))?,
             status: status
                 .parse()

@@ -541,17 +541,18 @@ impl DeliveryStore for Store {
         convert::all(models, convert::recipient)
     }
 
-    /// One `INSERT ... SELECT ... FROM users ... ON CONFLICT DO NOTHING RETURNING status` and a
-    /// bump of `broadcasts.total_recipients`, in one transaction (see `retry.rs`). A missing user,
+    /// Up to one `INSERT ... SELECT ... FROM users ... ON CONFLICT DO NOTHING RETURNING status`
+    /// per channel of the chain and a bump of `broadcasts.total_recipients`, in one transaction (see `retry.rs`). A missing user,
     /// broadcast or registration is [`Error::NotFound`].
-    async fn add_email_fallback(
+    async fn add_fallback(
         &self,
         broadcast: BroadcastId,
         user: UserId,
         registration: Option<RegistrationId>,
+        chain: &[ChannelKind],
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        self.email_fallback(broadcast, user, registration, now)
+        self.fallback(broadcast, user, registration, chain, now)
             .await
     }
 

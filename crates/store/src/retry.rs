@@ -1,8 +1,12 @@
-//! Second chances for recipients: the e-mail fallback row of `telegram_then_email`, and failed
-//! rows put back in the queue.
+//! Second chances for recipients: the fallback row of a `first_reachable` policy (such as
+//! `telegram_then_email`), and failed rows put back in the queue.
 //!
-//! **Fallback** (`add_email_fallback`), one statement that builds the row from the user the
-//! same way `broadcast-filter` materialises e-mail rows, then a counter bump:
+//! **Fallback** (`add_fallback`), in one transaction: nothing when the user already has a row on
+//! a channel of the chain; otherwise, per channel of the chain in order, until one inserts a
+//! row, a statement that builds the row from the user the same way `broadcast-filter`
+//! materialises rows (here for e-mail), restricted to users the channel reaches; then, when none
+//! did, the same statement unrestricted on the first channel (a skipped row with its reason);
+//! then a counter bump:
 //!
 //! ```sql
 //! INSERT INTO broadcast_recipients (broadcast_id, user_id, registration_id, channel, address,
@@ -16,6 +20,8 @@
 //!             WHEN users.email_bounced_at IS NOT NULL THEN 'email_bounced' END,
 //!        0, ?now, 0, ?now, ?now
 //! FROM users WHERE users.id = ?
+//!   [AND users.email IS NOT NULL AND users.email_unsubscribed_at IS NULL
+//!    AND users.email_bounced_at IS NULL]                  -- "restricted to users it reaches"
 //! ON CONFLICT (broadcast_id, user_id, channel) DO NOTHING
 //! RETURNING broadcast_id, channel, status, ...;   -- the row, for the counters
 //! UPDATE broadcasts SET total_recipients = total_recipients + <rows inserted> WHERE id = ?;
@@ -31,19 +37,20 @@
 //!     lease_expires_at = NULL, updated_at = ?now          -- error_kind, last_error kept
 //! WHERE broadcast_id = ? AND status = 'failed'
 //!   AND (error_kind IS NULL OR error_kind <> 'blocked') [AND error_kind IN (...)]
-//!   AND NOT (channel = 'telegram' AND EXISTS (SELECT 1 FROM users
+//!   AND NOT ((channel = 'telegram' AND EXISTS (SELECT 1 FROM users
 //!            WHERE users.id = broadcast_recipients.user_id AND telegram_blocked_at IS NOT NULL))
-//!   AND NOT (channel = 'email' AND EXISTS (SELECT 1 FROM users
+//!        OR (channel = 'email' AND EXISTS (SELECT 1 FROM users
 //!            WHERE users.id = broadcast_recipients.user_id
-//!              AND (email_unsubscribed_at IS NOT NULL OR email_bounced_at IS NOT NULL)))
+//!              AND (email_unsubscribed_at IS NOT NULL OR email_bounced_at IS NOT NULL))))
+//!                                         -- one term per channel whose users can refuse it
 //! ```
 
 use broadcast_domain::{
-    BroadcastId, ChannelKind, DeliveryStatus, Error, ErrorKind, RegistrationId, Result, SkipReason,
+    BroadcastId, ChannelKind, DeliveryStatus, Error, ErrorKind, Reach, RegistrationId, Result,
     UserId,
 };
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{CaseStatement, Condition, Expr, ExprTrait, Func, OnConflict, Query};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Statement};
 
 use crate::Store;
@@ -55,91 +62,68 @@ use crate::error::db_err;
 impl Store {
     /// See the module documentation.
     #[tracing::instrument(skip(self))]
-    pub(crate) async fn email_fallback(
+    pub(crate) async fn fallback(
         &self,
         broadcast: BroadcastId,
         user: UserId,
         registration: Option<RegistrationId>,
+        chain: &[ChannelKind],
         now: DateTime<Utc>,
     ) -> Result<bool> {
-        let u = |c: users::Column| Expr::col((users::Entity, c));
-        let (email, unsubscribed, bounced) = (
-            u(users::Column::Email),
-            u(users::Column::EmailUnsubscribedAt),
-            u(users::Column::EmailBouncedAt),
-        );
-        let skipped = || Expr::val(DeliveryStatus::Skipped.as_str());
-        let reason = |r: SkipReason| Expr::val(r.as_str());
-        let status = CaseStatement::new()
-            .case(email.clone().is_null(), skipped())
-            .case(unsubscribed.clone().is_not_null(), skipped())
-            .case(bounced.clone().is_not_null(), skipped())
-            .finally(Expr::val(DeliveryStatus::Pending.as_str()));
-        let skip_reason = CaseStatement::new()
-            .case(email.clone().is_null(), reason(SkipReason::NoEmail))
-            .case(
-                unsubscribed.is_not_null(),
-                reason(SkipReason::EmailUnsubscribed),
-            )
-            .case(bounced.is_not_null(), reason(SkipReason::EmailBounced));
-        let select = Query::select()
-            .expr(Expr::val(broadcast))
-            .expr(u(users::Column::Id))
-            .expr(Expr::val(registration))
-            .expr(Expr::val(ChannelKind::Email.as_str()))
-            .expr(Func::coalesce([email.clone(), Expr::val("")]))
-            .expr(status)
-            .expr(skip_reason)
-            .expr(Expr::val(0i32))
-            .expr(Expr::val(now))
-            .expr(Expr::val(0i32))
-            .expr(Expr::val(now))
-            .expr(Expr::val(now))
-            .from(users::Entity)
-            .and_where(u(users::Column::Id).eq(user))
-            .to_owned();
-        let insert = Query::insert()
-            .into_table(Entity)
-            .columns([
-                Column::BroadcastId,
-                Column::UserId,
-                Column::RegistrationId,
-                Column::Channel,
-                Column::Address,
-                Column::Status,
-                Column::SkipReason,
-                Column::Attempts,
-                Column::NextAttemptAt,
-                Column::UncertainSends,
-                Column::CreatedAt,
-                Column::UpdatedAt,
-            ])
-            .select_from(select)
-            .map_err(|e| Error::Internal(format!("cannot build the e-mail fallback row: {e}")))?
-            .on_conflict(
-                OnConflict::columns([Column::BroadcastId, Column::UserId, Column::Channel])
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .to_owned();
-        let backend = self.backend();
-        let insert = backend.build(&insert);
-        let insert = Statement::from_sql_and_values(
-            backend,
-            format!("{} RETURNING {}", insert.sql, counts::RETURNING),
-            insert.values.map(|v| v.0).unwrap_or_default(),
-        );
+        let Some(first) = chain.first() else {
+            return Ok(false);
+        };
+        let reaches = chain
+            .iter()
+            .map(|k| Ok((*k, self.reaches().get(*k)?)))
+            .collect::<Result<Vec<_>>>()?;
+        // Pending on the first channel that reaches the user; when none does, a skipped row on
+        // the first channel, with its reason.
+        let mut inserts = reaches
+            .iter()
+            .map(|(kind, reach)| {
+                self.fallback_insert(broadcast, user, registration, *kind, reach, true, now)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        inserts.push(self.fallback_insert(
+            broadcast,
+            user,
+            registration,
+            *first,
+            reaches[0].1,
+            false,
+            now,
+        )?);
 
         let guard = self.sqlite_write_lock().await;
         let txn = self.begin().await?;
-        let rows = match txn.query_all_raw(insert).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                drop(txn);
-                drop(guard);
-                return Err(self.fallback_error(e, broadcast, registration).await);
+        let existing = Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::BroadcastId.eq(broadcast))
+            .filter(Column::UserId.eq(user))
+            .filter(Column::Channel.is_in(chain.iter().map(|k| k.as_str())))
+            .into_tuple::<i64>()
+            .one(&txn)
+            .await
+            .map_err(db_err)?;
+        let mut rows = Vec::new();
+        if existing.is_none() {
+            for insert in inserts {
+                match txn.query_all_raw(insert).await {
+                    Ok(inserted) if inserted.is_empty() => continue,
+                    Ok(inserted) => {
+                        rows = inserted;
+                        break;
+                    }
+                    Err(e) => {
+                        drop(txn);
+                        drop(guard);
+                        return Err(self.fallback_error(e, broadcast, registration).await);
+                    }
+                }
             }
-        };
+        }
         let mut pending = false;
         let mut changes = CountChanges::new();
         for row in &rows {
@@ -163,11 +147,78 @@ impl Store {
         txn.commit().await.map_err(db_err)?;
         drop(guard);
 
-        if rows.is_empty() && !self.user_exists(user).await? {
+        if existing.is_none() && rows.is_empty() && !self.user_exists(user).await? {
             return Err(Error::not_found("user", user));
         }
-        tracing::debug!(inserted = rows.len(), pending, "e-mail fallback");
+        tracing::debug!(inserted = rows.len(), pending, "fallback");
         Ok(pending)
+    }
+
+    /// The `INSERT ... SELECT ... FROM users WHERE users.id = ? ... RETURNING` of a fallback
+    /// row on `kind`; with `only_reachable`, it inserts nothing unless the channel reaches the
+    /// user.
+    #[allow(clippy::too_many_arguments)]
+    fn fallback_insert(
+        &self,
+        broadcast: BroadcastId,
+        user: UserId,
+        registration: Option<RegistrationId>,
+        kind: ChannelKind,
+        reach: &Reach,
+        only_reachable: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Statement> {
+        let [address, status, skip_reason] = broadcast_filter::channel_columns(reach);
+        let mut select = Query::select()
+            .expr(Expr::val(broadcast))
+            .expr(Expr::col((users::Entity, users::Column::Id)))
+            .expr(Expr::val(registration))
+            .expr(Expr::val(kind.as_str()))
+            .expr(address)
+            .expr(status)
+            .expr(skip_reason)
+            .expr(Expr::val(0i32))
+            .expr(Expr::val(now))
+            .expr(Expr::val(0i32))
+            .expr(Expr::val(now))
+            .expr(Expr::val(now))
+            .from(users::Entity)
+            .and_where(Expr::col((users::Entity, users::Column::Id)).eq(user))
+            .to_owned();
+        if only_reachable {
+            select.cond_where(broadcast_filter::reachable(reach));
+        }
+        let insert = Query::insert()
+            .into_table(Entity)
+            .columns([
+                Column::BroadcastId,
+                Column::UserId,
+                Column::RegistrationId,
+                Column::Channel,
+                Column::Address,
+                Column::Status,
+                Column::SkipReason,
+                Column::Attempts,
+                Column::NextAttemptAt,
+                Column::UncertainSends,
+                Column::CreatedAt,
+                Column::UpdatedAt,
+            ])
+            .select_from(select)
+            .map_err(|e| Error::Internal(format!("cannot build the fallback row: {e}")))?
+            .on_conflict(
+                OnConflict::columns([Column::BroadcastId, Column::UserId, Column::Channel])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .to_owned();
+        let backend = self.backend();
+        let insert = backend.build(&insert);
+        Ok(Statement::from_sql_and_values(
+            backend,
+            format!("{} RETURNING {}", insert.sql, counts::RETURNING),
+            insert.values.map(|v| v.0).unwrap_or_default(),
+        ))
     }
 
     /// Names the missing record when the fallback insert broke a foreign key.
@@ -224,19 +275,18 @@ impl Store {
                     .to_owned(),
             )
         };
-        let telegram_blocked = Condition::all()
-            .add(Column::Channel.eq(ChannelKind::Telegram.as_str()))
-            .add(user_where(
-                Condition::all().add(users::Column::TelegramBlockedAt.is_not_null()),
-            ));
-        let email_unreachable = Condition::all()
-            .add(Column::Channel.eq(ChannelKind::Email.as_str()))
-            .add(user_where(
-                Condition::any()
-                    .add(users::Column::EmailUnsubscribedAt.is_not_null())
-                    .add(users::Column::EmailBouncedAt.is_not_null()),
-            ));
-
+        // Never the rows of users who refused the channel since (blocked the bot,
+        // unsubscribed, bounced).
+        let refused = self
+            .reaches()
+            .iter()
+            .filter(|(_, reach)| !reach.refusals.is_empty())
+            .map(|(kind, reach)| {
+                Condition::all()
+                    .add(Column::Channel.eq(kind.as_str()))
+                    .add(user_where(broadcast_filter::refused(reach)))
+            })
+            .fold(Condition::any(), Condition::add);
         let mut rows = Condition::all()
             .add(Column::BroadcastId.eq(broadcast))
             .add(Column::Status.eq(DeliveryStatus::Failed.as_str()))
@@ -245,8 +295,7 @@ impl Store {
                     .add(Column::ErrorKind.is_null())
                     .add(Column::ErrorKind.ne(ErrorKind::Blocked.as_str())),
             )
-            .add(telegram_blocked.not())
-            .add(email_unreachable.not());
+            .add(refused.not());
         if !kinds.is_empty() {
             rows = rows.add(Column::ErrorKind.is_in(kinds.iter().map(|k| k.as_str())));
         }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use async_trait::async_trait;
 use broadcast_domain::{
     AudienceCount, AudienceFilter, AudienceSource, BroadcastId, ChannelKind, ChannelPolicy,
-    DeliveryStatus, Error, MaterialiseReport, RecipientContext, Result, SkipReason,
+    DeliveryStatus, Error, MaterialiseReport, Reach, Reaches, RecipientContext, Result, SkipReason,
 };
 use broadcast_filter as compile;
 use chrono::{DateTime, Utc};
@@ -33,22 +33,26 @@ fn get_u64(row: &QueryResult, column: &str) -> Result<u64> {
     u64::try_from(v).map_err(|_| Error::Internal(format!("negative count {v} in `{column}`")))
 }
 
-/// The statements of a policy: which channel, for which users.
-fn plan(policy: ChannelPolicy) -> &'static [(ChannelKind, Rows)] {
-    match policy {
-        ChannelPolicy::Telegram => &[(ChannelKind::Telegram, Rows::Everyone)],
-        ChannelPolicy::Email => &[(ChannelKind::Email, Rows::Everyone)],
-        ChannelPolicy::Both => &[
-            (ChannelKind::Telegram, Rows::Everyone),
-            (ChannelKind::Email, Rows::Everyone),
-        ],
-        // E-mail only for those Telegram cannot reach; the orchestrator adds an e-mail row later
-        // for users whose Telegram delivery fails for good.
-        ChannelPolicy::TelegramThenEmail => &[
-            (ChannelKind::Telegram, Rows::Everyone),
-            (ChannelKind::Email, Rows::NotTelegramReachable),
-        ],
-    }
+/// The statements of a policy: per channel, its reach and the reaches of the channels before
+/// it in a `first_reachable` chain (a user gets a row on the channel only when none of those
+/// reaches the user; the orchestrator adds a row later for users whose delivery on an earlier
+/// channel fails for good).
+fn plan(
+    reaches: &Reaches,
+    policy: ChannelPolicy,
+) -> Result<Vec<(ChannelKind, &Reach, Vec<&Reach>)>> {
+    policy
+        .channels()
+        .iter()
+        .map(|channel| {
+            let before = policy
+                .before(*channel)
+                .iter()
+                .map(|k| reaches.get(*k))
+                .collect::<Result<Vec<_>>>()?;
+            Ok((*channel, reaches.get(*channel)?, before))
+        })
+        .collect()
 }
 
 /// The broadcast's skipped rows per channel and reason.
@@ -72,8 +76,7 @@ async fn skipped(
                 "broadcast {broadcast} has a skipped recipient row with {what}: {e}"
             ))
         };
-        let channel: ChannelKind = text("channel")?
-            .parse()
+        let channel = ChannelKind::from_stored(&text("channel")?)
             .map_err(|e| bad("an unknown channel", e))?;
         let reason: SkipReason = text("skip_reason")?
             .parse()
@@ -171,6 +174,7 @@ impl AudienceSource for Store {
         now: DateTime<Utc>,
     ) -> Result<MaterialiseReport> {
         compile::check(filter)?;
+        let plan = plan(self.reaches(), policy)?;
         let _guard = self.sqlite_write_lock().await;
         let txn = self.begin().await?;
         // A write first: it proves the broadcast exists, and on SQLite it takes the write lock
@@ -186,8 +190,8 @@ impl AudienceSource for Store {
 
         let before = skipped(&txn, broadcast).await?;
         let mut inserted = BTreeMap::new();
-        for (channel, rows) in plan(policy) {
-            let insert = insert_recipients(broadcast, filter, *channel, *rows, now);
+        for (channel, reach, before) in &plan {
+            let insert = insert_recipients(broadcast, filter, *channel, reach, before, now);
             let n = txn
                 .execute(&insert)
                 .await
@@ -300,27 +304,20 @@ impl AudienceSource for Store {
     }
 }
 
-/// Which users get a row on a channel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Rows {
-    /// Every user of the audience.
-    Everyone,
-    /// Only users Telegram cannot reach (the e-mail part of `telegram_then_email`).
-    NotTelegramReachable,
-}
-
 /// `INSERT INTO broadcast_recipients (...) SELECT ... ON CONFLICT DO NOTHING` for one channel:
 /// a `pending` row with the address for reachable users, a `skipped` row with the reason (and an
-/// empty address when there is none) for the others.
+/// empty address when there is none) for the others; only for users whom none of `not_reached_by`
+/// reaches.
 fn insert_recipients(
     broadcast: BroadcastId,
     filter: &AudienceFilter,
     channel: ChannelKind,
-    rows: Rows,
+    reach: &Reach,
+    not_reached_by: &[&Reach],
     now: DateTime<Utc>,
 ) -> InsertStatement {
     use broadcast_recipients::Column as R;
-    let [address, status, skip_reason] = compile::channel_columns(channel);
+    let [address, status, skip_reason] = compile::channel_columns(reach);
     let mut select = compile::audience_from(filter);
     select
         .expr(Expr::Constant(Value::BigInt(Some(broadcast))))
@@ -335,12 +332,12 @@ fn insert_recipients(
         .expr(Expr::Constant(0i32.into()))
         .expr(Expr::val(now))
         .expr(Expr::val(now));
-    if rows == Rows::NotTelegramReachable {
-        select.cond_where(compile::telegram_reachable().not());
+    for earlier in not_reached_by {
+        select.cond_where(compile::reachable(earlier).not());
     }
     // SQLite needs a WHERE clause in INSERT ... SELECT ... ON CONFLICT, or it may read the ON of
     // the upsert as the ON of a join.
-    if rows == Rows::Everyone && !compile::constrains_users(filter) {
+    if not_reached_by.is_empty() && !compile::constrains_users(filter) {
         select.and_where(Expr::cust("TRUE"));
     }
 
@@ -441,7 +438,8 @@ mod tests {
             registration_statuses: vec![RegistrationStatus::Confirmed],
             ..AudienceFilter::default()
         };
-        let telegram = insert_recipients(7, &f, ChannelKind::Telegram, Rows::Everyone, now);
+        let telegram =
+            insert_recipients(7, &f, ChannelKind::TELEGRAM, &Reach::telegram(), &[], now);
         expect![[r#"
             INSERT INTO "broadcast_recipients" ("broadcast_id", "user_id", "registration_id", "channel", "address", "status", "skip_reason", "attempts", "next_attempt_at", "uncertain_sends", "created_at", "updated_at")
             SELECT 7, "users"."id", "matched"."registration_id", 'telegram', COALESCE(CAST("users"."telegram_chat_id" AS TEXT), ''), (CASE WHEN ("users"."telegram_chat_id" IS NULL) THEN 'skipped' WHEN ("users"."telegram_blocked_at" IS NOT NULL) THEN 'skipped' ELSE 'pending' END), (CASE WHEN ("users"."telegram_chat_id" IS NULL) THEN 'no_telegram' WHEN ("users"."telegram_blocked_at" IS NOT NULL) THEN 'telegram_blocked' END), 0, '2027-03-01 09:00:00.000000 +00:00', 0, '2027-03-01 09:00:00.000000 +00:00', '2027-03-01 09:00:00.000000 +00:00'
@@ -457,8 +455,9 @@ mod tests {
         let email = insert_recipients(
             7,
             &AudienceFilter::default(),
-            ChannelKind::Email,
-            Rows::NotTelegramReachable,
+            ChannelKind::EMAIL,
+            &Reach::email(),
+            &[&Reach::telegram()],
             now,
         );
         expect![[r#"

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use broadcast_domain::{Error, Result};
+use broadcast_domain::{Error, Reaches, Result};
 use sea_orm::{
     DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, QuerySelect, TransactionTrait,
 };
@@ -27,6 +27,9 @@ pub struct Store {
     /// file lock, under which each claim is one atomic `UPDATE ... RETURNING`. On PostgreSQL the
     /// lock is not taken: claims use `FOR UPDATE SKIP LOCKED` and run in parallel.
     sqlite_writer: Arc<Mutex<()>>,
+    /// How each channel reaches users: where a recipient row's address comes from and when a
+    /// user is skipped. Telegram and e-mail unless [`Store::with_reaches`] says more.
+    reaches: Arc<Reaches>,
 }
 
 impl Store {
@@ -49,7 +52,20 @@ impl Store {
         Store {
             conn,
             sqlite_writer: Arc::new(Mutex::new(())),
+            reaches: Arc::new(Reaches::default()),
         }
+    }
+
+    /// The same store, reaching users on the channels of `reaches` (the composition root's
+    /// registered channels).
+    pub fn with_reaches(mut self, reaches: Reaches) -> Store {
+        self.reaches = Arc::new(reaches);
+        self
+    }
+
+    /// How each channel reaches users.
+    pub fn reaches(&self) -> &Reaches {
+        &self.reaches
     }
 
     /// Applies every pending migration.

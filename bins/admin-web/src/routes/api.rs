@@ -305,7 +305,7 @@ async fn create_broadcast(
     let new = NewBroadcast {
         name: input.name.trim().to_owned(),
         template_id: input.template_id,
-        channel_policy: input.channel_policy.unwrap_or(ChannelPolicy::Both),
+        channel_policy: input.channel_policy.unwrap_or(ChannelPolicy::BOTH),
         filter: filter_of(input.filter)?,
         scheduled_at: input.scheduled_at,
         created_by: Some(caller.actor.clone()),
@@ -499,7 +499,7 @@ async fn count(
     ApiJson(input): ApiJson<CountInput>,
 ) -> ApiResult<Response> {
     let filter = filter_of(input.filter)?;
-    let policy = input.channel_policy.unwrap_or(ChannelPolicy::Both);
+    let policy = input.channel_policy.unwrap_or(ChannelPolicy::BOTH);
     let c = state.orchestrator.count_audience(&filter).await?;
     let (telegram_messages, email_messages) = c.messages(policy);
     Ok(Json(serde_json::json!({

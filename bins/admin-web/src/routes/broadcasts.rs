@@ -143,7 +143,7 @@ async fn form_page(
     let competitions = ports.audience.list_competitions().await?;
     let locations = state.locations().await?;
     let fields = form.fields();
-    let policy = fields.policy().unwrap_or(ChannelPolicy::Both);
+    let policy = fields.policy().unwrap_or(ChannelPolicy::BOTH);
     let count = match fields.filter() {
         Ok(filter) => {
             let c = state.orchestrator.count_audience(&filter).await?;
@@ -159,7 +159,7 @@ async fn form_page(
         &serde_json::json!({
             "name": form.name,
             "template_id": template_id,
-            "channel_policy": policy.as_str(),
+            "channel_policy": policy.to_string(),
             "scheduled_at": form.scheduled_at,
             "has_email": form.has_email,
             "has_telegram": form.has_telegram,
@@ -174,9 +174,9 @@ async fn form_page(
     );
     ctx.insert(
         "policies",
-        &ChannelPolicy::ALL
+        &ChannelPolicy::NAMED
             .iter()
-            .map(|p| serde_json::json!({ "value": p.as_str(), "label": policy_label(*p) }))
+            .map(|p| serde_json::json!({ "value": p.to_string(), "label": policy_label(*p) }))
             .collect::<Vec<_>>(),
     );
     ctx.insert(
@@ -242,7 +242,7 @@ pub(crate) async fn new_form(
 ) -> PageResult {
     let form = match q.from {
         None => BroadcastForm {
-            channel_policy: ChannelPolicy::Both.to_string(),
+            channel_policy: ChannelPolicy::BOTH.to_string(),
             ..BroadcastForm::default()
         },
         Some(id) => {
@@ -748,7 +748,7 @@ pub(crate) async fn recipients(
     );
     ctx.insert(
         "channels",
-        &ChannelKind::ALL
+        &ChannelKind::all()
             .iter()
             .map(|s| s.as_str())
             .collect::<Vec<_>>(),

@@ -211,9 +211,9 @@ pub(crate) async fn list(
                 "id": t.id,
                 "name": t.name,
                 "description": t.description,
-                "telegram": t.content.supports(broadcast_domain::ChannelKind::Telegram),
+                "telegram": t.content.supports(broadcast_domain::MessageFormat::Chat),
                 "parse_mode": t.content.parse_mode,
-                "email": t.content.supports(broadcast_domain::ChannelKind::Email),
+                "email": t.content.supports(broadcast_domain::MessageFormat::Email),
                 "version": t.version,
                 "updated": fmt_time(t.updated_at),
             })
@@ -411,14 +411,14 @@ pub(crate) async fn preview(
                 let env = sample_env();
                 (
                     content
-                        .supports(broadcast_domain::ChannelKind::Telegram)
+                        .supports(broadcast_domain::MessageFormat::Chat)
                         .then(|| {
                             compiled
                                 .render_telegram(&ctx_user, &env, Some(SAMPLE_UNSUBSCRIBE_URL))
                                 .map_err(|e| e.to_string())
                         }),
                     content
-                        .supports(broadcast_domain::ChannelKind::Email)
+                        .supports(broadcast_domain::MessageFormat::Email)
                         .then(|| {
                             compiled
                                 .render_email(&ctx_user, &env, Some(SAMPLE_UNSUBSCRIBE_URL))

@@ -826,7 +826,7 @@ async fn an_open_circuit_breaker_is_shown_on_the_page_in_the_api_and_in_the_metr
         None,
     );
     pause.probe = Some(BreakerProbe {
-        channel: ChannelKind::Email,
+        channel: ChannelKind::EMAIL,
         cooldown: Duration::from_secs(30),
         at,
     });

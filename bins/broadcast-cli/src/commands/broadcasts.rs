@@ -53,15 +53,6 @@ pub(crate) async fn build_filter(app: &App, args: &FilterArgs) -> CliResult<Audi
     Ok(f.normalised())
 }
 
-pub(crate) fn policy(p: PolicyArg) -> ChannelPolicy {
-    match p {
-        PolicyArg::Telegram => ChannelPolicy::Telegram,
-        PolicyArg::Email => ChannelPolicy::Email,
-        PolicyArg::Both => ChannelPolicy::Both,
-        PolicyArg::TelegramThenEmail => ChannelPolicy::TelegramThenEmail,
-    }
-}
-
 pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResult<()> {
     let orch = &app.orchestrator;
     match cmd {
@@ -89,7 +80,7 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
                     NewBroadcast {
                         name,
                         template_id: t.id,
-                        channel_policy: policy(channels),
+                        channel_policy: channels,
                         filter,
                         scheduled_at,
                         created_by: Some(app.actor.to_string()),

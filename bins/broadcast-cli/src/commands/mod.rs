@@ -20,9 +20,9 @@ use broadcast_app::csv_import;
 use broadcast_domain::Broadcast;
 use broadcast_domain::{
     AudienceFilter, AudienceStore as _, BroadcastStatus, BroadcastStore as _, ChannelKind,
-    ChannelPolicy, DeliveryStatus, DeliveryStore as _, MessageTemplate, NewBroadcast, NewTemplate,
-    ParseMode, RecipientQuery, RegistrationStatus, Role, TemplateContent, TemplateName,
-    TemplateStore as _, UserQuery,
+    DeliveryStatus, DeliveryStore as _, MessageTemplate, NewBroadcast, NewTemplate, ParseMode,
+    RecipientQuery, RegistrationStatus, Role, TemplateContent, TemplateName, TemplateStore as _,
+    UserQuery,
 };
 use broadcast_domain::{EmailAddress, ErrorKind, TelegramChatId, Transition};
 use broadcast_orchestrator::{LaunchReport, Preview, Progress, TestTarget};

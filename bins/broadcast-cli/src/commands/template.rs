@@ -2,6 +2,7 @@
 //! the JSON template files they can be read from.
 
 use super::*;
+use broadcast_domain::MessageFormat;
 
 /// The JSON form of a template file (see fixtures/README.md).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -78,7 +79,7 @@ impl TemplateFile {
 }
 
 pub(crate) fn sends_nothing(c: &TemplateContent) -> bool {
-    !c.supports(ChannelKind::Telegram) && !c.supports(ChannelKind::Email)
+    !c.supports(MessageFormat::Chat) && !c.supports(MessageFormat::Email)
 }
 
 pub(crate) fn read_file(path: &Path) -> CliResult<String> {
@@ -239,10 +240,10 @@ pub(crate) async fn template(app: &App, cmd: TemplateCmd, j: bool) -> CliResult<
 
 pub(crate) fn channels_of(c: &TemplateContent) -> String {
     let mut v = Vec::new();
-    if c.supports(ChannelKind::Telegram) {
+    if c.supports(MessageFormat::Chat) {
         v.push(format!("telegram ({})", c.parse_mode));
     }
-    if c.supports(ChannelKind::Email) {
+    if c.supports(MessageFormat::Email) {
         v.push("email".to_owned());
     }
     v.join(", ")

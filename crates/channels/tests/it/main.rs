@@ -17,8 +17,8 @@ pub(crate) fn telegram(chat: i64, text: &str, parse_mode: ParseMode) -> Outgoing
         broadcast_id: Some(7),
         recipient_id: Some(chat.abs()),
         user_id: Some(chat.abs()),
-        body: MessageBody::Telegram {
-            chat_id: TelegramChatId::new(chat).unwrap(),
+        body: MessageBody::Chat {
+            to: TelegramChatId::new(chat).unwrap().to_string(),
             message: TelegramMessage {
                 text: text.to_owned(),
                 parse_mode,

@@ -58,7 +58,7 @@ async fn each_parse_mode_arrives_as_sent() {
         assert!(id.starts_with(&format!("{chat}:")), "{id}");
     }
     let mut with_preview = telegram(104, "see https://example.org", ParseMode::Plain);
-    if let broadcast_domain::MessageBody::Telegram { message, .. } = &mut with_preview.body {
+    if let broadcast_domain::MessageBody::Chat { message, .. } = &mut with_preview.body {
         message.link_preview = true;
     }
     channel.send(&with_preview).await.unwrap();

@@ -208,7 +208,10 @@ impl Orchestrator {
                     self.limits(),
                     "",
                 );
-                if let Some(new_chat) = delivered.migrated_to {
+                let chat_ids = self.ports.channels.spec(row.channel).is_some_and(|spec| {
+                    spec.reach.address == AddressSource::Field(UserField::TelegramChatId)
+                });
+                if let Some(new_chat) = delivered.migrated_to.filter(|_| chat_ids) {
                     effects.push(Effect::UpdateChat(row.user_id, new_chat));
                 }
                 let outcome = Outcome::Sent {
@@ -232,11 +235,18 @@ impl Orchestrator {
                 let counts = matches!(e.kind, FailureKind::Transient | FailureKind::Permanent);
                 let message = e.message.clone();
                 let uncertain = e.outcome_unknown;
-                match (row.channel, e.kind) {
-                    (ChannelKind::Telegram, FailureKind::Blocked) => {
+                // The user's refusal, on channels whose users can refuse that way.
+                let refusable = |field: UserField| {
+                    self.ports
+                        .channels
+                        .spec(row.channel)
+                        .is_some_and(|spec| spec.reach.refusals.iter().any(|(f, _)| *f == field))
+                };
+                match e.kind {
+                    FailureKind::Blocked if refusable(UserField::TelegramBlockedAt) => {
                         effects.push(Effect::MarkBlocked(row.user_id));
                     }
-                    (ChannelKind::Email, FailureKind::InvalidAddress) => {
+                    FailureKind::InvalidAddress if refusable(UserField::EmailBouncedAt) => {
                         effects.push(Effect::MarkBounced(row.user_id));
                     }
                     _ => {}
@@ -250,14 +260,13 @@ impl Orchestrator {
                         &message,
                     );
                 }
-                if matches!(outcome, Outcome::Failed { .. })
-                    && row.channel == ChannelKind::Telegram
-                    && compiled.policy == ChannelPolicy::TelegramThenEmail
-                {
+                let chain = compiled.policy.after(row.channel);
+                if matches!(outcome, Outcome::Failed { .. }) && !chain.is_empty() {
                     effects.push(Effect::Fallback(
                         row.broadcast_id,
                         row.user_id,
                         row.registration_id,
+                        chain.to_vec(),
                     ));
                 }
                 self.result(&row, outcome, uncertain)
@@ -286,12 +295,12 @@ impl Orchestrator {
                 "store the migrated chat id",
                 self.ports.audience.update_chat_id(u, chat).await,
             ),
-            Effect::Fallback(b, u, r) => (
+            Effect::Fallback(b, u, r, chain) => (
                 u,
-                "add the e-mail fallback",
+                "add the fallback row",
                 self.ports
                     .deliveries
-                    .add_email_fallback(b, u, r, now)
+                    .add_fallback(b, u, r, &chain, now)
                     .await
                     .map(|_| ()),
             ),
@@ -374,24 +383,40 @@ impl Orchestrator {
         compiled: &Compiled,
     ) -> std::result::Result<MessageBody, (ErrorKind, String)> {
         let env = self.env(&compiled.broadcast_name);
-        let url = self.unsubscribe_url(row.user_id);
-        let render_err = |e: TemplateError| (ErrorKind::Render, e.to_string());
-        let bad_address = |e: broadcast_domain::ParseError| (ErrorKind::InvalidAddress, e.0);
-        Ok(match row.channel {
-            ChannelKind::Telegram => MessageBody::Telegram {
-                chat_id: TelegramChatId::parse(&row.address).map_err(bad_address)?,
-                message: compiled
-                    .template
-                    .render_telegram(context, &env, url.as_deref())
-                    .map_err(render_err)?,
+        let format = self
+            .format(row.channel)
+            .map_err(|e| (ErrorKind::Permanent, e.to_string()))?;
+        self.body(format, &row.address, context, &*compiled.template, &env)
+            .map_err(|e| match e {
+                BodyError::Render(e) => (ErrorKind::Render, e.to_string()),
+                BodyError::Address(e) => (ErrorKind::InvalidAddress, e.0),
+            })
+    }
+
+    /// A message of `format` to `to`, rendered for `context` (with the user's unsubscribe
+    /// link, when there is one).
+    pub(super) fn body(
+        &self,
+        format: MessageFormat,
+        to: &str,
+        context: &RecipientContext,
+        template: &dyn CompiledTemplate,
+        env: &RenderEnv,
+    ) -> std::result::Result<MessageBody, BodyError> {
+        let url = self.unsubscribe_url(context.user.id);
+        Ok(match format {
+            MessageFormat::Chat => MessageBody::Chat {
+                to: to.to_owned(),
+                message: template
+                    .render_telegram(context, env, url.as_deref())
+                    .map_err(BodyError::Render)?,
             },
-            ChannelKind::Email => MessageBody::Email {
-                to: EmailAddress::parse(&row.address).map_err(bad_address)?,
+            MessageFormat::Email => MessageBody::Email {
+                to: EmailAddress::parse(to).map_err(BodyError::Address)?,
                 to_name: Some(context.user.full_name()).filter(|n| !n.is_empty()),
-                message: compiled
-                    .template
-                    .render_email(context, &env, url.as_deref())
-                    .map_err(render_err)?,
+                message: template
+                    .render_email(context, env, url.as_deref())
+                    .map_err(BodyError::Render)?,
                 unsubscribe_url: url,
             },
         })

@@ -550,7 +550,8 @@ impl Orchestrator {
         }
     }
 
-    /// A Telegram message sent in `slot` was answered now. Telegram counts at its end in any
+    /// A message of a strict-window channel ([`ChannelSpec::strict_window`], Telegram) sent in
+    /// `slot` was answered now. Telegram counts at its end in any
     /// sliding second, and the message reached it at some time before its answer: when that
     /// is later than the pacing margin allows, the slot `rate` after it could share a second
     /// with it, so the budget's unreserved slots move back by the difference (see
@@ -560,7 +561,12 @@ impl Orchestrator {
         let (Some(budget), Some(shared)) = (&self.ports.budget, self.slots.get(&kind)) else {
             return Ok(());
         };
-        if kind != ChannelKind::Telegram {
+        if !self
+            .ports
+            .channels
+            .spec(kind)
+            .is_some_and(|spec| spec.strict_window)
+        {
             // E-mail relays count per second without this strictness; their round trips are
             // long, and this would cost a round trip per window.
             return Ok(());

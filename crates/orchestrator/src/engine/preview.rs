@@ -30,12 +30,12 @@ impl Orchestrator {
                 Preview {
                     user_id: ctx.user.id,
                     full_name: ctx.user.full_name(),
-                    telegram: content.supports(ChannelKind::Telegram).then(|| {
+                    telegram: content.supports(MessageFormat::Chat).then(|| {
                         compiled
                             .render_telegram(ctx, &env, url.as_deref())
                             .map_err(|e| e.to_string())
                     }),
-                    email: content.supports(ChannelKind::Email).then(|| {
+                    email: content.supports(MessageFormat::Email).then(|| {
                         compiled
                             .render_email(ctx, &env, url.as_deref())
                             .map_err(|e| e.to_string())
@@ -84,7 +84,7 @@ impl Orchestrator {
                     registration,
                 }
             }
-            TestTarget::Chat(_) | TestTarget::Email(_) => {
+            TestTarget::Chat(_) | TestTarget::Email(_) | TestTarget::Address(..) => {
                 let mut sample = self.ports.source.sample(&b.filter, 1).await?;
                 sample.pop().ok_or_else(|| {
                     Error::Invalid(format!(
@@ -94,31 +94,27 @@ impl Orchestrator {
             }
         };
         let mut bodies = Vec::new();
-        let url = self.unsubscribe_url(context.user.id);
-        let wants =
-            |k: ChannelKind| b.channel_policy.channels().contains(&k) && content.supports(k);
-        let chat = match &target {
-            TestTarget::Chat(c) => Some(*c),
-            TestTarget::User(_) => context.user.telegram_chat_id,
-            TestTarget::Email(_) => None,
-        };
-        let email = match &target {
-            TestTarget::Email(e) => Some(e.clone()),
-            TestTarget::User(_) => context.user.email.clone(),
-            TestTarget::Chat(_) => None,
-        };
-        if let (Some(chat_id), true) = (chat, wants(ChannelKind::Telegram)) {
-            let message = compiled.render_telegram(&context, &env, url.as_deref())?;
-            bodies.push(MessageBody::Telegram { chat_id, message });
-        }
-        if let (Some(to), true) = (email, wants(ChannelKind::Email)) {
-            let message = compiled.render_email(&context, &env, url.as_deref())?;
-            bodies.push(MessageBody::Email {
-                to,
-                to_name: Some(context.user.full_name()).filter(|n| !n.is_empty()),
-                message,
-                unsubscribe_url: url.clone(),
-            });
+        for kind in b.channel_policy.channels() {
+            let Some(spec) = self.ports.channels.spec(*kind) else {
+                continue;
+            };
+            let to = match &target {
+                TestTarget::User(_) => spec.reach.address_of(&context.user).ok(),
+                TestTarget::Chat(chat) if *kind == ChannelKind::TELEGRAM => Some(chat.to_string()),
+                TestTarget::Email(to) if *kind == ChannelKind::EMAIL => Some(to.to_string()),
+                TestTarget::Address(channel, to) if channel == kind => Some(to.clone()),
+                _ => None,
+            };
+            let Some(to) = to.filter(|_| content.supports(spec.format)) else {
+                continue;
+            };
+            let body = self
+                .body(spec.format, &to, &context, &*compiled, &env)
+                .map_err(|e| match e {
+                    BodyError::Render(e) => Error::from(e),
+                    BodyError::Address(e) => Error::Invalid(e.0),
+                })?;
+            bodies.push((*kind, body));
         }
         if bodies.is_empty() {
             return Err(Error::Invalid(format!(
@@ -127,8 +123,7 @@ impl Orchestrator {
             )));
         }
         let mut results = Vec::new();
-        for body in bodies {
-            let kind = body.channel();
+        for (kind, body) in bodies {
             let channel = self.channel(kind)?;
             let message = OutgoingMessage {
                 broadcast_id: None,

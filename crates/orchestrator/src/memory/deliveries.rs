@@ -285,16 +285,24 @@ impl DeliveryStore for MemoryStore {
         Ok(n)
     }
 
-    async fn add_email_fallback(
+    async fn add_fallback(
         &self,
         broadcast: BroadcastId,
         user: UserId,
         registration: Option<RegistrationId>,
+        chain: &[ChannelKind],
         now: DateTime<Utc>,
     ) -> Result<bool> {
         let mut s = self.lock();
+        let Some(first) = chain.first() else {
+            return Ok(false);
+        };
+        let reaches = chain
+            .iter()
+            .map(|k| Ok((*k, s.reaches.get(*k)?)))
+            .collect::<Result<Vec<_>>>()?;
         let exists = s.recipients.values().any(|r| {
-            r.broadcast_id == broadcast && r.user_id == user && r.channel == ChannelKind::Email
+            r.broadcast_id == broadcast && r.user_id == user && chain.contains(&r.channel)
         });
         if exists {
             return Ok(false);
@@ -303,7 +311,11 @@ impl DeliveryStore for MemoryStore {
             .users
             .get(&user)
             .ok_or_else(|| Error::not_found("user", user))?;
-        let (status, skip_reason, address) = match u.address(ChannelKind::Email) {
+        let (channel, address) = reaches
+            .iter()
+            .find_map(|(k, reach)| Some((*k, Ok(reach.address_of(u).ok()?))))
+            .unwrap_or_else(|| (*first, reaches[0].1.address_of(u)));
+        let (status, skip_reason, address) = match address {
             Ok(a) => (DeliveryStatus::Pending, None, a),
             Err(reason) => (DeliveryStatus::Skipped, Some(reason), String::new()),
         };
@@ -315,7 +327,7 @@ impl DeliveryStore for MemoryStore {
                 broadcast_id: broadcast,
                 user_id: user,
                 registration_id: registration,
-                channel: ChannelKind::Email,
+                channel,
                 address,
                 status,
                 skip_reason,
@@ -345,11 +357,10 @@ impl DeliveryStore for MemoryStore {
         let mut s = self.lock();
         let mut flagged = Vec::new();
         for u in s.users.values() {
-            if u.telegram_blocked_at.is_some() {
-                flagged.push((u.id, ChannelKind::Telegram));
-            }
-            if u.email_unsubscribed_at.is_some() || u.email_bounced_at.is_some() {
-                flagged.push((u.id, ChannelKind::Email));
+            for (kind, reach) in s.reaches.iter() {
+                if reach.refused_by(u) {
+                    flagged.push((u.id, kind));
+                }
             }
         }
         let mut n = 0;

@@ -45,6 +45,8 @@ struct State {
     audit: Vec<AuditEntry>,
     /// Per key, the next free slot and how far the slots have been moved back in all.
     budgets: BTreeMap<String, budget::Budget>,
+    /// How each channel reaches users.
+    reaches: Reaches,
 }
 
 impl State {
@@ -67,6 +69,12 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The same store (and its clones), reaching users on the channels of `reaches`.
+    pub fn with_reaches(self, reaches: Reaches) -> Self {
+        self.lock().reaches = reaches;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -15,8 +15,8 @@ impl AudienceSource for MemoryStore {
         for (uid, _) in s.audience(filter) {
             let u = &s.users[&uid];
             let (t, e) = (
-                u.address(ChannelKind::Telegram).is_ok(),
-                u.address(ChannelKind::Email).is_ok(),
+                Reach::telegram().address_of(u).is_ok(),
+                Reach::email().address_of(u).is_ok(),
             );
             c.users += 1;
             c.telegram += u64::from(t);
@@ -39,21 +39,19 @@ impl AudienceSource for MemoryStore {
         let mut new_rows = Vec::new();
         for (uid, reg) in s.audience(filter) {
             let u = &s.users[&uid];
-            let telegram = u.address(ChannelKind::Telegram);
-            let mut rows = Vec::new();
-            if policy.channels().contains(&ChannelKind::Telegram) {
-                rows.push((ChannelKind::Telegram, telegram.clone()));
-            }
-            let wants_email = match policy {
-                ChannelPolicy::Email | ChannelPolicy::Both => true,
-                ChannelPolicy::TelegramThenEmail => telegram.is_err(),
-                ChannelPolicy::Telegram => false,
-            };
-            if wants_email {
-                rows.push((ChannelKind::Email, u.address(ChannelKind::Email)));
-            }
-            for (channel, address) in rows {
-                new_rows.push((uid, reg, channel, address));
+            for channel in policy.channels() {
+                // In a `first_reachable` chain, a row only when no earlier channel reaches the
+                // user.
+                let reached_before = policy
+                    .before(*channel)
+                    .iter()
+                    .map(|k| Ok(s.reaches.get(*k)?.address_of(u).is_ok()))
+                    .collect::<Result<Vec<bool>>>()?
+                    .contains(&true);
+                if !reached_before {
+                    let address = s.reaches.get(*channel)?.address_of(u);
+                    new_rows.push((uid, reg, *channel, address));
+                }
             }
         }
         for (uid, reg, channel, address) in new_rows {

@@ -181,15 +181,8 @@ impl ScriptedChannel {
             .lock()
             .unwrap()
             .iter()
-            .map(|m| address_of(&m.body))
+            .map(|m| m.body.to())
             .collect()
-    }
-}
-
-pub(crate) fn address_of(body: &MessageBody) -> String {
-    match body {
-        MessageBody::Telegram { chat_id, .. } => chat_id.to_string(),
-        MessageBody::Email { to, .. } => to.to_string(),
     }
 }
 
@@ -210,7 +203,7 @@ impl Channel for ScriptedChannel {
         if let Some(gate) = gate {
             gate.acquire().await.expect("gate closed").forget();
         }
-        let address = address_of(&message.body);
+        let address = message.body.to();
         let scripted = self
             .script
             .lock()

@@ -2,6 +2,7 @@
 
 mod doubles;
 mod example;
+mod open_set;
 mod sql;
 
 use std::sync::Arc;
@@ -71,8 +72,8 @@ impl Harness {
     async fn with_settings(settings: Settings) -> Self {
         let store = MemoryStore::new();
         let clock = ManualClock::new();
-        let telegram = ScriptedChannel::new(ChannelKind::Telegram);
-        let email = ScriptedChannel::new(ChannelKind::Email);
+        let telegram = ScriptedChannel::new(ChannelKind::TELEGRAM);
+        let email = ScriptedChannel::new(ChannelKind::EMAIL);
         let mut blocked = user("u4", "Dora", Some(104), Some("dora@example.org"));
         blocked.telegram_blocked = true;
         let mut unsub = user("u5", "Emil", None, Some("emil@example.org"));
@@ -173,7 +174,7 @@ async fn act_with_sends_in_flight(
         ..Settings::default()
     })
     .await;
-    let id = h.broadcast(ChannelPolicy::Both).await;
+    let id = h.broadcast(ChannelPolicy::BOTH).await;
     h.orch.launch(&op(), id).await.unwrap();
     let (tg, mail) = (h.telegram.close_gate(), h.email.close_gate());
     let driver = async {
@@ -238,7 +239,7 @@ async fn cancel_stops_sends_that_have_not_started_and_leaves_nothing_open() {
 async fn shared_slots_moved_by_late_answers(failure: Option<FailureKind>) -> Duration {
     let h = Harness::with_settings(Settings {
         worker_id: "w1".into(),
-        shared_rates: [(ChannelKind::Telegram, 10)].into(),
+        shared_rates: [(ChannelKind::TELEGRAM, 10)].into(),
         pacing_margin: Duration::from_millis(15),
         max_attempts: 5,
         ..Settings::default()
@@ -249,7 +250,7 @@ async fn shared_slots_moved_by_late_answers(failure: Option<FailureKind>) -> Dur
             h.telegram.fail_always(chat, kind);
         }
     }
-    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    let id = h.broadcast(ChannelPolicy::TELEGRAM).await;
     h.orch.launch(&op(), id).await.unwrap();
     let gate = h.telegram.close_gate();
     let driver = async {
@@ -294,10 +295,10 @@ async fn late_answers_move_the_shared_slots_back_once_by_the_latest() {
 #[tokio::test]
 async fn delivers_on_both_channels_and_explains_every_user() {
     let h = Harness::new().await;
-    let id = h.broadcast(ChannelPolicy::Both).await;
+    let id = h.broadcast(ChannelPolicy::BOTH).await;
     let report = h.orch.launch(&op(), id).await.unwrap();
-    assert_eq!(report.materialised.queued[&ChannelKind::Telegram], 3);
-    assert_eq!(report.materialised.queued[&ChannelKind::Email], 4);
+    assert_eq!(report.materialised.queued[&ChannelKind::TELEGRAM], 3);
+    assert_eq!(report.materialised.queued[&ChannelKind::EMAIL], 4);
     assert_eq!(report.materialised.skipped[&SkipReason::NoTelegram], 2);
     assert_eq!(report.materialised.skipped[&SkipReason::TelegramBlocked], 1);
     assert_eq!(report.materialised.skipped[&SkipReason::NoEmail], 1);
@@ -312,7 +313,7 @@ async fn delivers_on_both_channels_and_explains_every_user() {
     assert_eq!(stats.count(DeliveryStatus::Sent), 7);
     assert_eq!(stats.count(DeliveryStatus::Skipped), 5);
     assert_eq!(
-        stats.channel_count(ChannelKind::Email, DeliveryStatus::Sent),
+        stats.channel_count(ChannelKind::EMAIL, DeliveryStatus::Sent),
         4
     );
     let mut tg = h.telegram.sent_to();
@@ -326,7 +327,7 @@ async fn delivers_on_both_channels_and_explains_every_user() {
         .unwrap()
         .iter()
         .map(|m| match &m.body {
-            MessageBody::Telegram { message, .. } => message.text.clone(),
+            MessageBody::Chat { message, .. } => message.text.clone(),
             MessageBody::Email { .. } => unreachable!(),
         })
         .collect();
@@ -355,7 +356,7 @@ async fn delivers_on_both_channels_and_explains_every_user() {
 #[tokio::test]
 async fn launch_is_refused_when_not_draft_or_template_lacks_a_part() {
     let h = Harness::new().await;
-    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    let id = h.broadcast(ChannelPolicy::TELEGRAM).await;
     h.orch.launch(&op(), id).await.unwrap();
     let err = h.orch.launch(&op(), id).await.unwrap_err();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
@@ -379,7 +380,7 @@ async fn launch_is_refused_when_not_draft_or_template_lacks_a_part() {
             NewBroadcast {
                 name: "x".into(),
                 template_id: t.id,
-                channel_policy: ChannelPolicy::Both,
+                channel_policy: ChannelPolicy::BOTH,
                 filter: AudienceFilter::default(),
                 scheduled_at: None,
                 created_by: None,
@@ -396,7 +397,7 @@ async fn transient_errors_back_off_then_succeed_and_give_up_at_the_limit() {
     h.telegram
         .fail_next("101", &[FailureKind::Transient, FailureKind::Transient]);
     h.telegram.fail_always("102", FailureKind::Transient);
-    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    let id = h.broadcast(ChannelPolicy::TELEGRAM).await;
     h.orch.launch(&op(), id).await.unwrap();
 
     let t = h.orch.tick(Some(id)).await.unwrap();
@@ -446,7 +447,7 @@ async fn rate_limits_requeue_without_using_an_attempt() {
             retry_after: Duration::from_secs(7),
         }],
     );
-    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    let id = h.broadcast(ChannelPolicy::TELEGRAM).await;
     h.orch.launch(&op(), id).await.unwrap();
     h.orch.tick(Some(id)).await.unwrap();
     let row = h
@@ -479,7 +480,7 @@ async fn blocked_and_bounced_users_are_flagged_and_skipped_next_time() {
         .fail_always("chen@example.org", FailureKind::InvalidAddress);
     h.email
         .fail_always("farid@example.org", FailureKind::Permanent);
-    let id = h.broadcast(ChannelPolicy::Both).await;
+    let id = h.broadcast(ChannelPolicy::BOTH).await;
     h.orch.launch(&op(), id).await.unwrap();
     let stats = h.orch.run_until_done(id).await.unwrap();
     assert_eq!(stats.by_error_kind[&ErrorKind::Blocked], 1);
@@ -496,7 +497,7 @@ async fn blocked_and_bounced_users_are_flagged_and_skipped_next_time() {
             .all(|r| r.attempts == 1)
     );
 
-    let next = h.broadcast(ChannelPolicy::Both).await;
+    let next = h.broadcast(ChannelPolicy::BOTH).await;
     let report = h.orch.launch(&op(), next).await.unwrap();
     assert_eq!(report.materialised.skipped[&SkipReason::TelegramBlocked], 2);
     assert_eq!(report.materialised.skipped[&SkipReason::EmailBounced], 1);
@@ -505,7 +506,7 @@ async fn blocked_and_bounced_users_are_flagged_and_skipped_next_time() {
 #[tokio::test]
 async fn pause_resume_and_cancel() {
     let h = Harness::new().await;
-    let id = h.broadcast(ChannelPolicy::Both).await;
+    let id = h.broadcast(ChannelPolicy::BOTH).await;
     h.orch.launch(&op(), id).await.unwrap();
     // One batch (3) per channel lane: 3 Telegram rows and 3 of the 4 e-mail rows.
     assert_eq!(h.orch.tick(Some(id)).await.unwrap().claimed, 6);
@@ -525,7 +526,7 @@ async fn pause_resume_and_cancel() {
     let err = h.orch.cancel(&op(), id).await.unwrap_err();
     assert!(err.to_string().contains("is completed"), "{err}");
 
-    let id = h.broadcast(ChannelPolicy::Both).await;
+    let id = h.broadcast(ChannelPolicy::BOTH).await;
     h.orch.launch(&op(), id).await.unwrap();
     h.orch.tick(Some(id)).await.unwrap();
     let (b, cancelled) = h.orch.cancel(&op(), id).await.unwrap();
@@ -542,7 +543,7 @@ async fn pause_resume_and_cancel() {
 #[tokio::test]
 async fn a_worker_round_delivers_batch_after_batch_until_the_queue_is_dry() {
     let h = Harness::new().await;
-    let id = h.broadcast(ChannelPolicy::Both).await;
+    let id = h.broadcast(ChannelPolicy::BOTH).await;
     h.orch.launch(&op(), id).await.unwrap();
     // 7 rows in batches of 3: one round claims the next batch while sending, and checks for
     // completion once a claim comes back short.
@@ -550,7 +551,7 @@ async fn a_worker_round_delivers_batch_after_batch_until_the_queue_is_dry() {
     assert_eq!(h.telegram.sent_to().len() + h.email.sent_to().len(), 7);
     assert_eq!(h.status(id).await, BroadcastStatus::Completed);
     // A single tick takes one batch per channel lane.
-    let id = h.broadcast(ChannelPolicy::Both).await;
+    let id = h.broadcast(ChannelPolicy::BOTH).await;
     h.orch.launch(&op(), id).await.unwrap();
     assert_eq!(h.orch.tick(Some(id)).await.unwrap().claimed, 6);
 }
@@ -565,7 +566,7 @@ async fn a_stopping_worker_finishes_sends_in_flight_and_hands_back_the_rest() {
         ..Settings::default()
     })
     .await;
-    let id = h.broadcast(ChannelPolicy::Both).await;
+    let id = h.broadcast(ChannelPolicy::BOTH).await;
     h.orch.launch(&op(), id).await.unwrap();
     let tg_gate = h.telegram.close_gate();
     let mail_gate = h.email.close_gate();
@@ -627,7 +628,7 @@ async fn a_stopping_worker_finishes_sends_in_flight_and_hands_back_the_rest() {
 #[tokio::test]
 async fn expired_leases_are_taken_over_and_only_started_sends_count_as_possible_duplicates() {
     let h = Harness::new().await;
-    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    let id = h.broadcast(ChannelPolicy::TELEGRAM).await;
     h.orch.launch(&op(), id).await.unwrap();
     // A worker that claimed rows and died.
     let dead = h
@@ -686,7 +687,7 @@ async fn expired_leases_are_taken_over_and_only_started_sends_count_as_possible_
 #[tokio::test]
 async fn scheduled_broadcasts_launch_when_due() {
     let h = Harness::new().await;
-    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    let id = h.broadcast(ChannelPolicy::TELEGRAM).await;
     let at = h.clock.now() + chrono::Duration::minutes(5);
     h.store
         .set_schedule(id, Some(at), h.clock.now())
@@ -702,7 +703,7 @@ async fn scheduled_broadcasts_launch_when_due() {
 #[tokio::test]
 async fn preview_renders_without_sending_and_frozen_template_survives_edits() {
     let h = Harness::new().await;
-    let id = h.broadcast(ChannelPolicy::Both).await;
+    let id = h.broadcast(ChannelPolicy::BOTH).await;
     let previews = h.orch.preview(id, 2).await.unwrap();
     assert_eq!(previews.len(), 2);
     assert_eq!(
@@ -734,7 +735,9 @@ async fn preview_renders_without_sending_and_frozen_template_survives_edits() {
         .unwrap();
     h.orch.run_until_done(id).await.unwrap();
     let sent = h.telegram.sent.lock().unwrap();
-    assert!(sent.iter().all(|m| matches!(&m.body, MessageBody::Telegram { message, .. } if message.text.starts_with("Hi "))));
+    assert!(sent.iter().all(
+        |m| matches!(&m.body, MessageBody::Chat { message, .. } if message.text.starts_with("Hi "))
+    ));
 }
 
 /// The audit log's entries from `from` on (oldest first): actor, action, target id.
@@ -786,7 +789,7 @@ async fn every_change_through_the_embedding_api_writes_one_audit_entry_naming_th
     let new = NewBroadcast {
         name: "audited".into(),
         template_id: t.id,
-        channel_policy: ChannelPolicy::Telegram,
+        channel_policy: ChannelPolicy::TELEGRAM,
         filter: AudienceFilter::default(),
         scheduled_at: None,
         created_by: Some("alice".into()),
@@ -835,7 +838,7 @@ async fn every_change_through_the_embedding_api_writes_one_audit_entry_naming_th
 async fn an_empty_audience_completes_at_launch_and_progress_is_published() {
     let h = Harness::new().await;
     let mut rx = h.orch.subscribe();
-    let id = h.broadcast(ChannelPolicy::Telegram).await;
+    let id = h.broadcast(ChannelPolicy::TELEGRAM).await;
     let b = h.store.get_broadcast(id).await.unwrap();
     let t = h.store.get_template(b.template_id.unwrap()).await.unwrap();
     let empty = h
@@ -845,7 +848,7 @@ async fn an_empty_audience_completes_at_launch_and_progress_is_published() {
             NewBroadcast {
                 name: "nobody".into(),
                 template_id: t.id,
-                channel_policy: ChannelPolicy::Telegram,
+                channel_policy: ChannelPolicy::TELEGRAM,
                 filter: AudienceFilter {
                     user_ids: vec![9999],
                     ..Default::default()
@@ -889,12 +892,12 @@ mod durable {
         let h = Harness::new().await;
         h.telegram.fail_always("106", FailureKind::Blocked);
         h.telegram.fail_always("101", FailureKind::Transient);
-        let id = h.broadcast(ChannelPolicy::TelegramThenEmail).await;
+        let id = h.broadcast(ChannelPolicy::TELEGRAM_THEN_EMAIL).await;
         let report = h.orch.launch(&op(), id).await.unwrap();
         // Telegram for everyone; e-mail rows only for those Telegram cannot reach at launch.
-        assert_eq!(report.materialised.queued[&ChannelKind::Telegram], 3);
+        assert_eq!(report.materialised.queued[&ChannelKind::TELEGRAM], 3);
         assert_eq!(
-            report.materialised.queued[&ChannelKind::Email],
+            report.materialised.queued[&ChannelKind::EMAIL],
             2,
             "chen + dora (blocked)"
         );
@@ -927,7 +930,7 @@ mod durable {
     async fn both_sends_each_channel_independently() {
         let h = Harness::new().await;
         h.telegram.fail_always("101", FailureKind::Permanent);
-        let id = h.broadcast(ChannelPolicy::Both).await;
+        let id = h.broadcast(ChannelPolicy::BOTH).await;
         h.orch.launch(&op(), id).await.unwrap();
         h.orch.run_until_done(id).await.unwrap();
         assert!(h.email.sent_to().contains(&"anna@example.org".to_owned()));
@@ -954,7 +957,7 @@ mod durable {
         // Farid's relay is down too for the first probe.
         h.email
             .fail_always("farid@example.org", FailureKind::Transient);
-        let id = h.broadcast(ChannelPolicy::Email).await;
+        let id = h.broadcast(ChannelPolicy::EMAIL).await;
         h.orch.launch(&op(), id).await.unwrap();
         for _ in 0..10 {
             if h.status(id).await == BroadcastStatus::Paused {
@@ -971,7 +974,7 @@ mod durable {
         assert_eq!(
             (probe.channel, probe.cooldown, probe.at),
             (
-                ChannelKind::Email,
+                ChannelKind::EMAIL,
                 Duration::from_secs(30),
                 paused_at + chrono::Duration::seconds(30)
             )
@@ -1052,7 +1055,7 @@ mod durable {
         for addr in ["anna@example.org", "chen@example.org", "dora@example.org"] {
             h.email.fail_always(addr, FailureKind::Transient);
         }
-        let id = h.broadcast(ChannelPolicy::Email).await;
+        let id = h.broadcast(ChannelPolicy::EMAIL).await;
         h.orch.launch(&op(), id).await.unwrap();
         for _ in 0..10 {
             if h.status(id).await == BroadcastStatus::Paused {
@@ -1090,7 +1093,7 @@ mod durable {
         let h = Harness::new().await;
         h.telegram.fail_always("101", FailureKind::Permanent);
         h.telegram.fail_always("102", FailureKind::Blocked);
-        let id = h.broadcast(ChannelPolicy::Telegram).await;
+        let id = h.broadcast(ChannelPolicy::TELEGRAM).await;
         h.orch.launch(&op(), id).await.unwrap();
         h.orch.run_until_done(id).await.unwrap();
         assert_eq!(h.status(id).await, BroadcastStatus::Completed);
@@ -1136,7 +1139,7 @@ mod durable {
     #[tokio::test]
     async fn a_stale_schedule_waits_for_an_operator() {
         let h = Harness::new().await;
-        let id = h.broadcast(ChannelPolicy::Telegram).await;
+        let id = h.broadcast(ChannelPolicy::TELEGRAM).await;
         let at = h.clock.now() + chrono::Duration::minutes(1);
         h.store
             .set_schedule(id, Some(at), h.clock.now())
@@ -1150,7 +1153,7 @@ mod durable {
         assert!(b.status_reason.unwrap().contains("grace period"));
         assert!(h.telegram.sent_to().is_empty());
         // Within the grace window it would have started late.
-        let late = h.broadcast(ChannelPolicy::Telegram).await;
+        let late = h.broadcast(ChannelPolicy::TELEGRAM).await;
         let at = h.clock.now() - chrono::Duration::minutes(30);
         h.store
             .set_schedule(late, Some(at), h.clock.now())
@@ -1165,7 +1168,7 @@ mod durable {
     #[tokio::test]
     async fn lifecycle_transitions_are_refused_with_clear_errors() {
         let h = Harness::new().await;
-        let id = h.broadcast(ChannelPolicy::Telegram).await;
+        let id = h.broadcast(ChannelPolicy::TELEGRAM).await;
         let err = h.orch.resume(&op(), id).await.unwrap_err();
         assert!(err.to_string().contains("is draft"), "{err}");
         let err = h.orch.pause(&op(), id, None).await.unwrap_err();
@@ -1219,7 +1222,7 @@ mod durable {
 async fn test_send_goes_to_one_target_without_touching_the_ledger() {
     use broadcast_orchestrator::TestTarget;
     let h = Harness::new().await;
-    let id = h.broadcast(ChannelPolicy::Both).await;
+    let id = h.broadcast(ChannelPolicy::BOTH).await;
     let anna = h.user_by_ext("u1").await;
     let results = h
         .orch

@@ -39,8 +39,8 @@ async fn setups() -> Vec<Sql> {
         store.import_competitions(comps, now).await.unwrap();
         store.import_users(users, now).await.unwrap();
         store.import_registrations(regs, now).await.unwrap();
-        let telegram = ScriptedChannel::new(ChannelKind::Telegram);
-        let email = ScriptedChannel::new(ChannelKind::Email);
+        let telegram = ScriptedChannel::new(ChannelKind::TELEGRAM);
+        let email = ScriptedChannel::new(ChannelKind::EMAIL);
         let shared = Arc::new(store.clone());
         let ports = Ports {
             templates: shared.clone(),
@@ -134,7 +134,7 @@ fn confirmed_at_first_competition() -> AudienceFilter {
 async fn delivers_on_every_backend_and_statistics_match_what_the_channels_got() {
     for h in setups().await {
         let id = h
-            .broadcast(ChannelPolicy::Both, confirmed_at_first_competition())
+            .broadcast(ChannelPolicy::BOTH, confirmed_at_first_competition())
             .await;
         let count = h
             .orch
@@ -143,27 +143,27 @@ async fn delivers_on_every_backend_and_statistics_match_what_the_channels_got() 
             .unwrap();
         let report = h.orch.launch(&op(), id).await.unwrap();
         assert_eq!(
-            report.materialised.queued[&ChannelKind::Telegram],
+            report.materialised.queued[&ChannelKind::TELEGRAM],
             count.telegram
         );
-        assert_eq!(report.materialised.queued[&ChannelKind::Email], count.email);
+        assert_eq!(report.materialised.queued[&ChannelKind::EMAIL], count.email);
         let stats = h.orch.run_until_done(id).await.unwrap();
         let b = h.store.get_broadcast(id).await.unwrap();
         assert_eq!(b.status, BroadcastStatus::Completed);
         assert!(b.frozen_template.is_some());
         assert_eq!(
-            stats.channel_count(ChannelKind::Telegram, DeliveryStatus::Sent),
+            stats.channel_count(ChannelKind::TELEGRAM, DeliveryStatus::Sent),
             h.telegram.sent_to().len() as u64
         );
         assert_eq!(
-            stats.channel_count(ChannelKind::Email, DeliveryStatus::Sent),
+            stats.channel_count(ChannelKind::EMAIL, DeliveryStatus::Sent),
             h.email.sent_to().len() as u64
         );
         assert_eq!(stats.by_skip_reason[&SkipReason::TelegramBlocked], 1);
         assert_eq!(stats.by_skip_reason[&SkipReason::EmailUnsubscribed], 1);
         // Rendered per recipient with the competition of the matched registration.
         for m in h.telegram.sent.lock().unwrap().iter() {
-            let MessageBody::Telegram { message, .. } = &m.body else {
+            let MessageBody::Chat { message, .. } = &m.body else {
                 unreachable!()
             };
             assert!(
@@ -197,7 +197,7 @@ async fn delivers_on_every_backend_and_statistics_match_what_the_channels_got() 
 async fn retries_and_failures_are_recorded_in_the_ledger() {
     for h in setups().await {
         let filter = confirmed_at_first_competition();
-        let id = h.broadcast(ChannelPolicy::Telegram, filter).await;
+        let id = h.broadcast(ChannelPolicy::TELEGRAM, filter).await;
         h.orch.launch(&op(), id).await.unwrap();
         let rows = h
             .store
@@ -286,7 +286,7 @@ async fn retries_and_failures_are_recorded_in_the_ledger() {
 async fn pause_cancel_and_lease_takeover_on_every_backend() {
     for h in setups().await {
         let id = h
-            .broadcast(ChannelPolicy::Email, confirmed_at_first_competition())
+            .broadcast(ChannelPolicy::EMAIL, confirmed_at_first_competition())
             .await;
         h.orch.launch(&op(), id).await.unwrap();
         // A worker that dies holding a lease.
@@ -328,7 +328,7 @@ async fn pause_cancel_and_lease_takeover_on_every_backend() {
         );
 
         let id = h
-            .broadcast(ChannelPolicy::Email, confirmed_at_first_competition())
+            .broadcast(ChannelPolicy::EMAIL, confirmed_at_first_competition())
             .await;
         h.orch.launch(&op(), id).await.unwrap();
         h.orch.tick(Some(id)).await.unwrap();

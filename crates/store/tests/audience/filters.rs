@@ -323,19 +323,19 @@ async fn check(l: &Loaded, case: &Case) {
         );
     }
 
-    let broadcast = l.new_broadcast(f, ChannelPolicy::Both).await;
+    let broadcast = l.new_broadcast(f, ChannelPolicy::BOTH).await;
     let report = l
         .audience
-        .materialise(broadcast, f, ChannelPolicy::Both, now())
+        .materialise(broadcast, f, ChannelPolicy::BOTH, now())
         .await
         .unwrap();
     let rows = l.rows(broadcast).await;
     let set: BTreeSet<_> = rows.iter().cloned().collect();
     assert_eq!(set.len(), rows.len(), "{what}: no duplicate rows");
-    assert_eq!(set, l.expected_rows(f, ChannelPolicy::Both), "{what}: rows");
+    assert_eq!(set, l.expected_rows(f, ChannelPolicy::BOTH), "{what}: rows");
 
     // The count predicts the materialised rows exactly.
-    for channel in [ChannelKind::Telegram, ChannelKind::Email] {
+    for channel in [ChannelKind::TELEGRAM, ChannelKind::EMAIL] {
         let of_channel: Vec<_> = rows.iter().filter(|r| r.channel == channel).collect();
         assert_eq!(
             of_channel.len() as u64,
@@ -347,8 +347,9 @@ async fn check(l: &Loaded, case: &Case) {
             .filter(|r| r.status == DeliveryStatus::Pending)
             .count() as u64;
         let reachable = match channel {
-            ChannelKind::Telegram => count.telegram,
-            ChannelKind::Email => count.email,
+            ChannelKind::TELEGRAM => count.telegram,
+            ChannelKind::EMAIL => count.email,
+            other => panic!("no count for channel {other}"),
         };
         assert_eq!(pending, reachable, "{what}: {channel} pending rows");
         assert_eq!(report.queued[&channel], pending, "{what}: {channel} queued");
@@ -441,9 +442,9 @@ async fn a_user_with_two_matching_registrations_appears_once_with_the_first() {
             .collect();
         assert!(twice.len() >= 5, "the fixtures have such users: {twice:?}");
 
-        let broadcast = l.new_broadcast(&f, ChannelPolicy::Both).await;
+        let broadcast = l.new_broadcast(&f, ChannelPolicy::BOTH).await;
         l.audience
-            .materialise(broadcast, &f, ChannelPolicy::Both, now())
+            .materialise(broadcast, &f, ChannelPolicy::BOTH, now())
             .await
             .unwrap();
         let rows = l.rows(broadcast).await;

@@ -251,7 +251,7 @@ impl Loaded {
                 RowView::new(
                     u.id,
                     registration_id,
-                    ChannelKind::Telegram,
+                    ChannelKind::TELEGRAM,
                     address,
                     reason,
                 )
@@ -271,25 +271,26 @@ impl Loaded {
                 } else {
                     None
                 };
-                RowView::new(u.id, registration_id, ChannelKind::Email, address, reason)
+                RowView::new(u.id, registration_id, ChannelKind::EMAIL, address, reason)
             };
             match policy {
-                ChannelPolicy::Telegram => {
+                ChannelPolicy::TELEGRAM => {
                     rows.insert(telegram());
                 }
-                ChannelPolicy::Email => {
+                ChannelPolicy::EMAIL => {
                     rows.insert(email());
                 }
-                ChannelPolicy::Both => {
+                ChannelPolicy::BOTH => {
                     rows.insert(telegram());
                     rows.insert(email());
                 }
-                ChannelPolicy::TelegramThenEmail => {
+                ChannelPolicy::TELEGRAM_THEN_EMAIL => {
                     rows.insert(telegram());
                     if !telegram_reachable(u) {
                         rows.insert(email());
                     }
                 }
+                other => panic!("the model knows no policy {other}"),
             }
         }
         rows
@@ -301,7 +302,7 @@ impl Loaded {
             name: Set(format!("test: {}", f.describe())),
             template_id: Set(None),
             frozen_template: Set(None),
-            channel_policy: Set(policy.as_str().to_owned()),
+            channel_policy: Set(policy.to_string()),
             filter: Set(serde_json::to_value(f).unwrap()),
             status: Set("draft".to_owned()),
             total_recipients: Set(0),

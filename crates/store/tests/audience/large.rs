@@ -273,13 +273,13 @@ async fn a_large_audience_counts_exactly_what_materialises() {
             .unwrap()
             .id;
             let report = audience
-                .materialise(broadcast, filter, ChannelPolicy::Both, now())
+                .materialise(broadcast, filter, ChannelPolicy::BOTH, now())
                 .await
                 .unwrap();
             assert_eq!(report.inserted, 2 * count.users, "{what}");
             for (channel, reachable) in [
-                (ChannelKind::Telegram, count.telegram),
-                (ChannelKind::Email, count.email),
+                (ChannelKind::TELEGRAM, count.telegram),
+                (ChannelKind::EMAIL, count.email),
             ] {
                 assert_eq!(
                     rows_where(conn, broadcast, channel, None).await,
@@ -298,7 +298,7 @@ async fn a_large_audience_counts_exactly_what_materialises() {
                 "{what}"
             );
             let again = audience
-                .materialise(broadcast, filter, ChannelPolicy::Both, now())
+                .materialise(broadcast, filter, ChannelPolicy::BOTH, now())
                 .await
                 .unwrap();
             assert_eq!(again.inserted, 0, "{what}");

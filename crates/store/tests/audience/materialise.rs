@@ -30,24 +30,24 @@ async fn every_policy_writes_the_expected_rows_and_the_count_predicts_them() {
     for l in Loaded::all().await {
         let f = confirmed_at_euro(&l);
         let count = l.audience.count(&f).await.unwrap();
-        for policy in ChannelPolicy::ALL {
+        for policy in ChannelPolicy::NAMED {
             let what = format!("{} / {policy}", l.backend());
-            let broadcast = l.new_broadcast(&f, *policy).await;
+            let broadcast = l.new_broadcast(&f, policy).await;
             let report = l
                 .audience
-                .materialise(broadcast, &f, *policy, now())
+                .materialise(broadcast, &f, policy, now())
                 .await
                 .unwrap();
             let rows = l.rows(broadcast).await;
             let set: BTreeSet<RowView> = rows.iter().cloned().collect();
-            assert_eq!(set, l.expected_rows(&f, *policy), "{what}");
+            assert_eq!(set, l.expected_rows(&f, policy), "{what}");
             assert_eq!(set.len(), rows.len(), "{what}: no duplicates");
 
             // AudienceCount::messages is what the operator is shown before launch.
-            let (telegram, email) = count.messages(*policy);
+            let (telegram, email) = count.messages(policy);
             let queued = |c| report.queued.get(&c).copied().unwrap_or(0);
-            assert_eq!(queued(ChannelKind::Telegram), telegram, "{what}");
-            assert_eq!(queued(ChannelKind::Email), email, "{what}");
+            assert_eq!(queued(ChannelKind::TELEGRAM), telegram, "{what}");
+            assert_eq!(queued(ChannelKind::EMAIL), email, "{what}");
             for c in policy.channels() {
                 assert!(
                     report.queued.contains_key(c),
@@ -62,24 +62,25 @@ async fn every_policy_writes_the_expected_rows_and_the_count_predicts_them() {
             );
             let channels = per_channel(&rows);
             match policy {
-                ChannelPolicy::Telegram => {
-                    assert_eq!(channels.get(&ChannelKind::Email), None, "{what}");
+                ChannelPolicy::TELEGRAM => {
+                    assert_eq!(channels.get(&ChannelKind::EMAIL), None, "{what}");
                 }
-                ChannelPolicy::Email => {
-                    assert_eq!(channels.get(&ChannelKind::Telegram), None, "{what}");
+                ChannelPolicy::EMAIL => {
+                    assert_eq!(channels.get(&ChannelKind::TELEGRAM), None, "{what}");
                 }
-                ChannelPolicy::Both => {
-                    assert_eq!(channels[&ChannelKind::Telegram] as u64, count.users);
-                    assert_eq!(channels[&ChannelKind::Email] as u64, count.users);
+                ChannelPolicy::BOTH => {
+                    assert_eq!(channels[&ChannelKind::TELEGRAM] as u64, count.users);
+                    assert_eq!(channels[&ChannelKind::EMAIL] as u64, count.users);
                 }
-                ChannelPolicy::TelegramThenEmail => {
-                    assert_eq!(channels[&ChannelKind::Telegram] as u64, count.users);
+                ChannelPolicy::TELEGRAM_THEN_EMAIL => {
+                    assert_eq!(channels[&ChannelKind::TELEGRAM] as u64, count.users);
                     assert_eq!(
-                        channels[&ChannelKind::Email] as u64,
+                        channels[&ChannelKind::EMAIL] as u64,
                         count.users - count.telegram,
                         "{what}: e-mail rows only for users Telegram cannot reach"
                     );
                 }
+                other => panic!("no expectation for policy {other}"),
             }
         }
     }
@@ -89,7 +90,7 @@ async fn every_policy_writes_the_expected_rows_and_the_count_predicts_them() {
 async fn telegram_then_email_gives_email_rows_only_to_users_telegram_cannot_reach() {
     for l in Loaded::all().await {
         let f = confirmed_at_euro(&l);
-        let policy = ChannelPolicy::TelegramThenEmail;
+        let policy = ChannelPolicy::TELEGRAM_THEN_EMAIL;
         let broadcast = l.new_broadcast(&f, policy).await;
         l.audience
             .materialise(broadcast, &f, policy, now())
@@ -99,8 +100,8 @@ async fn telegram_then_email_gives_email_rows_only_to_users_telegram_cannot_reac
         let selected = l.expected(&f);
         for u in l.users.iter().filter(|u| selected.contains_key(&u.id)) {
             let mine: Vec<&RowView> = rows.iter().filter(|r| r.user_id == u.id).collect();
-            let email = mine.iter().find(|r| r.channel == ChannelKind::Email);
-            assert!(mine.iter().any(|r| r.channel == ChannelKind::Telegram));
+            let email = mine.iter().find(|r| r.channel == ChannelKind::EMAIL);
+            assert!(mine.iter().any(|r| r.channel == ChannelKind::TELEGRAM));
             if telegram_reachable(u) {
                 assert!(
                     email.is_none(),
@@ -126,11 +127,11 @@ async fn telegram_then_email_gives_email_rows_only_to_users_telegram_cannot_reac
             .map(|r| (r.channel, r))
             .collect();
         assert_eq!(
-            his[&ChannelKind::Telegram].skip_reason,
+            his[&ChannelKind::TELEGRAM].skip_reason,
             Some(SkipReason::TelegramBlocked)
         );
-        assert_eq!(his[&ChannelKind::Email].status, DeliveryStatus::Pending);
-        assert_eq!(his[&ChannelKind::Email].address, "thomas.berger@gmx.de");
+        assert_eq!(his[&ChannelKind::EMAIL].status, DeliveryStatus::Pending);
+        assert_eq!(his[&ChannelKind::EMAIL].address, "thomas.berger@gmx.de");
     }
 }
 
@@ -138,7 +139,7 @@ async fn telegram_then_email_gives_email_rows_only_to_users_telegram_cannot_reac
 async fn materialising_twice_inserts_nothing_the_second_time() {
     for l in Loaded::all().await {
         let f = confirmed_at_euro(&l);
-        for policy in [ChannelPolicy::Both, ChannelPolicy::TelegramThenEmail] {
+        for policy in [ChannelPolicy::BOTH, ChannelPolicy::TELEGRAM_THEN_EMAIL] {
             let broadcast = l.new_broadcast(&f, policy).await;
             let first = l
                 .audience
@@ -188,16 +189,16 @@ async fn every_skip_reason_is_recorded() {
 
         let f = confirmed_at_euro(&l);
         assert_eq!(l.audience.count(&f).await.unwrap(), l.expected_count(&f));
-        let broadcast = l.new_broadcast(&f, ChannelPolicy::Both).await;
+        let broadcast = l.new_broadcast(&f, ChannelPolicy::BOTH).await;
         let report = l
             .audience
-            .materialise(broadcast, &f, ChannelPolicy::Both, now())
+            .materialise(broadcast, &f, ChannelPolicy::BOTH, now())
             .await
             .unwrap();
         let rows = l.rows(broadcast).await;
         assert_eq!(
             rows.iter().cloned().collect::<BTreeSet<_>>(),
-            l.expected_rows(&f, ChannelPolicy::Both)
+            l.expected_rows(&f, ChannelPolicy::BOTH)
         );
         for reason in [
             SkipReason::NoTelegram,
@@ -219,19 +220,19 @@ async fn every_skip_reason_is_recorded() {
                 .unwrap()
                 .clone()
         };
-        let bounced_row = row(bounced, ChannelKind::Email);
+        let bounced_row = row(bounced, ChannelKind::EMAIL);
         assert_eq!(bounced_row.skip_reason, Some(SkipReason::EmailBounced));
         assert!(!bounced_row.address.is_empty(), "the address is kept");
-        let claire = row(l.user("u1200").id, ChannelKind::Email);
+        let claire = row(l.user("u1200").id, ChannelKind::EMAIL);
         assert_eq!(claire.skip_reason, Some(SkipReason::EmailUnsubscribed));
         assert_eq!(claire.address, "claire.fontaine@orange.fr");
-        let mia = row(l.user("u1194").id, ChannelKind::Telegram);
+        let mia = row(l.user("u1194").id, ChannelKind::TELEGRAM);
         assert_eq!(
             (mia.status, mia.address.as_str()),
             (DeliveryStatus::Skipped, "")
         );
         assert_eq!(mia.skip_reason, Some(SkipReason::NoTelegram));
-        let max = row(l.user("u1192").id, ChannelKind::Telegram);
+        let max = row(l.user("u1192").id, ChannelKind::TELEGRAM);
         assert_eq!(max.status, DeliveryStatus::Pending);
         assert_eq!(
             max.address,
@@ -248,7 +249,7 @@ async fn an_unknown_broadcast_is_not_found_and_writes_nothing() {
             .materialise(
                 987_654,
                 &AudienceFilter::default(),
-                ChannelPolicy::Both,
+                ChannelPolicy::BOTH,
                 now(),
             )
             .await
@@ -275,10 +276,10 @@ async fn an_empty_audience_materialises_to_nothing() {
             user_ids: vec![i64::MAX],
             ..AudienceFilter::default()
         };
-        let broadcast = l.new_broadcast(&f, ChannelPolicy::Both).await;
+        let broadcast = l.new_broadcast(&f, ChannelPolicy::BOTH).await;
         let report = l
             .audience
-            .materialise(broadcast, &f, ChannelPolicy::Both, now())
+            .materialise(broadcast, &f, ChannelPolicy::BOTH, now())
             .await
             .unwrap();
         assert_eq!(report.inserted, 0);
@@ -302,7 +303,7 @@ async fn counters_follow_a_launch_through_its_delivery() {
     for l in Loaded::all().await {
         let be = l.backend();
         let f = AudienceFilter::default();
-        let policy = ChannelPolicy::TelegramThenEmail;
+        let policy = ChannelPolicy::TELEGRAM_THEN_EMAIL;
         let b = l.new_broadcast(&f, policy).await;
         let report = l.audience.materialise(b, &f, policy, now()).await.unwrap();
         assert!(!report.skipped.is_empty(), "{be}: the fixtures have skips");
@@ -390,7 +391,13 @@ async fn counters_follow_a_launch_through_its_delivery() {
         // The e-mail fallback for a user whose Telegram row failed as blocked.
         let blocked = &w2[3];
         l.store
-            .add_email_fallback(b, blocked.user_id, blocked.registration_id, later)
+            .add_fallback(
+                b,
+                blocked.user_id,
+                blocked.registration_id,
+                &[ChannelKind::EMAIL],
+                later,
+            )
             .await
             .unwrap();
         l.assert_counted(b).await;

@@ -290,7 +290,7 @@ async fn draft(store: &dyn Contract, policy: ChannelPolicy, filter: AudienceFilt
 async fn transitions_are_refused_from_the_wrong_status() {
     for s in subjects().await {
         let store = s.store.as_ref();
-        let id = draft(store, ChannelPolicy::Both, AudienceFilter::default()).await;
+        let id = draft(store, ChannelPolicy::BOTH, AudienceFilter::default()).await;
         let b = store.set_schedule(id, Some(t(30)), t(1)).await.unwrap();
         assert_eq!(b.status, BroadcastStatus::Scheduled, "{}", s.name);
         let b = store.set_schedule(id, None, t(1)).await.unwrap();
@@ -359,7 +359,7 @@ async fn materialising_writes_the_same_rows_and_reasons() {
             ..AudienceFilter::default()
         };
         let mut reports = Vec::new();
-        for policy in [ChannelPolicy::Both, ChannelPolicy::TelegramThenEmail] {
+        for policy in [ChannelPolicy::BOTH, ChannelPolicy::TELEGRAM_THEN_EMAIL] {
             let id = draft(store, policy, in_lodz.clone()).await;
             let report = store.materialise(id, &in_lodz, policy, t(1)).await.unwrap();
             let again = store.materialise(id, &in_lodz, policy, t(2)).await.unwrap();
@@ -387,10 +387,11 @@ async fn materialising_writes_the_same_rows_and_reasons() {
             view.sort();
             reports.push((report, view));
         }
-        use ChannelKind::{Email, Telegram};
+        const TELEGRAM: ChannelKind = ChannelKind::TELEGRAM;
+        const EMAIL: ChannelKind = ChannelKind::EMAIL;
         use DeliveryStatus::{Pending, Skipped};
         let report = |telegram, email, skipped: &[(SkipReason, u64)], inserted| MaterialiseReport {
-            queued: BTreeMap::from([(Telegram, telegram), (Email, email)]),
+            queued: BTreeMap::from([(TELEGRAM, telegram), (EMAIL, email)]),
             skipped: skipped.iter().copied().collect(),
             inserted,
         };
@@ -408,31 +409,31 @@ async fn materialising_writes_the_same_rows_and_reasons() {
                     6,
                 ),
                 vec![
-                    ("u1".to_owned(), Telegram, Pending, None),
-                    ("u1".to_owned(), Email, Pending, None),
+                    ("u1".to_owned(), TELEGRAM, Pending, None),
+                    ("u1".to_owned(), EMAIL, Pending, None),
                     (
                         "u2".to_owned(),
-                        Telegram,
+                        TELEGRAM,
                         Skipped,
                         Some(SkipReason::TelegramBlocked),
                     ),
-                    ("u2".to_owned(), Email, Skipped, Some(SkipReason::NoEmail)),
+                    ("u2".to_owned(), EMAIL, Skipped, Some(SkipReason::NoEmail)),
                     (
                         "u3".to_owned(),
-                        Telegram,
+                        TELEGRAM,
                         Skipped,
                         Some(SkipReason::NoTelegram),
                     ),
                     (
                         "u3".to_owned(),
-                        Email,
+                        EMAIL,
                         Skipped,
                         Some(SkipReason::EmailUnsubscribed),
                     ),
                 ],
             ),
             (
-                // E-mail rows only for those Telegram cannot reach.
+                // E-mail rows only for those TELEGRAM cannot reach.
                 report(
                     1,
                     0,
@@ -445,23 +446,23 @@ async fn materialising_writes_the_same_rows_and_reasons() {
                     5,
                 ),
                 vec![
-                    ("u1".to_owned(), Telegram, Pending, None),
+                    ("u1".to_owned(), TELEGRAM, Pending, None),
                     (
                         "u2".to_owned(),
-                        Telegram,
+                        TELEGRAM,
                         Skipped,
                         Some(SkipReason::TelegramBlocked),
                     ),
-                    ("u2".to_owned(), Email, Skipped, Some(SkipReason::NoEmail)),
+                    ("u2".to_owned(), EMAIL, Skipped, Some(SkipReason::NoEmail)),
                     (
                         "u3".to_owned(),
-                        Telegram,
+                        TELEGRAM,
                         Skipped,
                         Some(SkipReason::NoTelegram),
                     ),
                     (
                         "u3".to_owned(),
-                        Email,
+                        EMAIL,
                         Skipped,
                         Some(SkipReason::EmailUnsubscribed),
                     ),
@@ -546,11 +547,11 @@ async fn rows_of_a_stopped_broadcast_are_not_started_and_come_back_right() {
         import_fixture(store).await;
         let mut rows_of = BTreeMap::new();
         for stop in [Transition::Pause, Transition::Cancel] {
-            let id = draft(store, ChannelPolicy::Both, AudienceFilter::default()).await;
+            let id = draft(store, ChannelPolicy::BOTH, AudienceFilter::default()).await;
             let launch = Transition::Launch.change(t(1), None, Some(content()));
             store.change_status(id, launch).await.unwrap();
             store
-                .materialise(id, &AudienceFilter::default(), ChannelPolicy::Both, t(1))
+                .materialise(id, &AudienceFilter::default(), ChannelPolicy::BOTH, t(1))
                 .await
                 .unwrap();
             let claimed = store
@@ -636,11 +637,11 @@ async fn claims_share_the_batch_between_running_broadcasts() {
         import_fixture(store).await;
         let mut ids = Vec::new();
         for _ in 0..2 {
-            let id = draft(store, ChannelPolicy::Both, AudienceFilter::default()).await;
+            let id = draft(store, ChannelPolicy::BOTH, AudienceFilter::default()).await;
             let launch = Transition::Launch.change(t(1), None, Some(content()));
             store.change_status(id, launch).await.unwrap();
             store
-                .materialise(id, &AudienceFilter::default(), ChannelPolicy::Both, t(1))
+                .materialise(id, &AudienceFilter::default(), ChannelPolicy::BOTH, t(1))
                 .await
                 .unwrap();
             ids.push(id);
@@ -697,11 +698,11 @@ async fn expired_rows_of_stopped_broadcasts_are_freed() {
         import_fixture(store).await;
         let mut running = None;
         for stop in [None, Some(Transition::Pause), Some(Transition::Cancel)] {
-            let id = draft(store, ChannelPolicy::Both, AudienceFilter::default()).await;
+            let id = draft(store, ChannelPolicy::BOTH, AudienceFilter::default()).await;
             let launch = Transition::Launch.change(t(1), None, Some(content()));
             store.change_status(id, launch).await.unwrap();
             store
-                .materialise(id, &AudienceFilter::default(), ChannelPolicy::Both, t(1))
+                .materialise(id, &AudienceFilter::default(), ChannelPolicy::BOTH, t(1))
                 .await
                 .unwrap();
             let claimed = store
@@ -811,13 +812,13 @@ async fn a_breaker_probe_is_taken_once_and_claims_one_row_of_the_paused_broadcas
     for s in subjects().await {
         let (name, store) = (&s.name, s.store.as_ref());
         import_fixture(store).await;
-        let id = draft(store, ChannelPolicy::Both, AudienceFilter::default()).await;
+        let id = draft(store, ChannelPolicy::BOTH, AudienceFilter::default()).await;
         store
             .change_status(id, Transition::Launch.change(t(1), None, Some(content())))
             .await
             .unwrap();
         store
-            .materialise(id, &AudienceFilter::default(), ChannelPolicy::Both, t(1))
+            .materialise(id, &AudienceFilter::default(), ChannelPolicy::BOTH, t(1))
             .await
             .unwrap();
         // One e-mail row fails for now and waits for its retry, due at t(30).
@@ -827,7 +828,7 @@ async fn a_breaker_probe_is_taken_once_and_claims_one_row_of_the_paused_broadcas
             lease_for: lease,
             limit: 1,
             broadcast_id: Some(id),
-            channels: vec![ChannelKind::Email],
+            channels: vec![ChannelKind::EMAIL],
         };
         let first = store.claim_due(&claim(t(2))).await.unwrap().remove(0);
         store
@@ -851,7 +852,7 @@ async fn a_breaker_probe_is_taken_once_and_claims_one_row_of_the_paused_broadcas
             "{name}"
         );
         let probe = BreakerProbe {
-            channel: ChannelKind::Email,
+            channel: ChannelKind::EMAIL,
             cooldown: Duration::from_secs(30),
             at: t(5),
         };
@@ -884,7 +885,7 @@ async fn a_breaker_probe_is_taken_once_and_claims_one_row_of_the_paused_broadcas
         // The probe row: a pending e-mail row of the paused broadcast, started; the normal
         // claim takes nothing from a paused broadcast.
         let row = store
-            .claim_probe(id, ChannelKind::Email, "w", t(6), lease)
+            .claim_probe(id, ChannelKind::EMAIL, "w", t(6), lease)
             .await
             .unwrap()
             .expect("a probe row");
@@ -896,7 +897,7 @@ async fn a_breaker_probe_is_taken_once_and_claims_one_row_of_the_paused_broadcas
                 row.lease_owner.as_deref()
             ),
             (
-                ChannelKind::Email,
+                ChannelKind::EMAIL,
                 DeliveryStatus::Sending,
                 Some(t(6)),
                 Some("w")
@@ -911,7 +912,7 @@ async fn a_breaker_probe_is_taken_once_and_claims_one_row_of_the_paused_broadcas
         // Rows not yet due are probed too once nothing else is left.
         let mut probed = vec![row.id];
         while let Some(r) = store
-            .claim_probe(id, ChannelKind::Email, "w", t(7), lease)
+            .claim_probe(id, ChannelKind::EMAIL, "w", t(7), lease)
             .await
             .unwrap()
         {
@@ -920,12 +921,12 @@ async fn a_breaker_probe_is_taken_once_and_claims_one_row_of_the_paused_broadcas
         assert!(probed.contains(&first.id), "{name}: {probed:?}");
         let stats = store.stats(id).await.unwrap();
         assert_eq!(
-            stats.by_channel[&ChannelKind::Email].get(&DeliveryStatus::Pending),
+            stats.by_channel[&ChannelKind::EMAIL].get(&DeliveryStatus::Pending),
             None,
             "{name}: every pending e-mail row was probed"
         );
         assert!(
-            stats.by_channel[&ChannelKind::Telegram][&DeliveryStatus::Pending] > 0,
+            stats.by_channel[&ChannelKind::TELEGRAM][&DeliveryStatus::Pending] > 0,
             "{name}: Telegram rows are not probed for e-mail"
         );
         assert_eq!(
@@ -937,7 +938,7 @@ async fn a_breaker_probe_is_taken_once_and_claims_one_row_of_the_paused_broadcas
         // broadcast gives no probe row.
         assert!(
             store
-                .claim_probe(id, ChannelKind::Email, "w", t(8), lease)
+                .claim_probe(id, ChannelKind::EMAIL, "w", t(8), lease)
                 .await
                 .unwrap()
                 .is_none(),
@@ -950,7 +951,7 @@ async fn a_breaker_probe_is_taken_once_and_claims_one_row_of_the_paused_broadcas
         assert_eq!(b.probe, None, "{name}");
         assert!(
             store
-                .claim_probe(id, ChannelKind::Telegram, "w", t(9), lease)
+                .claim_probe(id, ChannelKind::TELEGRAM, "w", t(9), lease)
                 .await
                 .unwrap()
                 .is_none(),

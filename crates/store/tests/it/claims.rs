@@ -243,18 +243,18 @@ async fn only_running_broadcasts_and_requested_rows_are_claimed() {
         let r1 = broadcast(&store, BroadcastStatus::Running).await;
         let r2 = broadcast(&store, BroadcastStatus::Running).await;
         for id in [draft.id, paused.id, done.id] {
-            add(id, ChannelKind::Telegram, DeliveryStatus::Pending).await;
+            add(id, ChannelKind::TELEGRAM, DeliveryStatus::Pending).await;
         }
-        let tg1 = add(r1.id, ChannelKind::Telegram, DeliveryStatus::Pending).await;
-        let mail1 = add(r1.id, ChannelKind::Email, DeliveryStatus::Pending).await;
-        let tg2 = add(r2.id, ChannelKind::Telegram, DeliveryStatus::Pending).await;
+        let tg1 = add(r1.id, ChannelKind::TELEGRAM, DeliveryStatus::Pending).await;
+        let mail1 = add(r1.id, ChannelKind::EMAIL, DeliveryStatus::Pending).await;
+        let tg2 = add(r2.id, ChannelKind::TELEGRAM, DeliveryStatus::Pending).await;
         for status in [
             DeliveryStatus::Sent,
             DeliveryStatus::Failed,
             DeliveryStatus::Skipped,
             DeliveryStatus::Cancelled,
         ] {
-            add(r1.id, ChannelKind::Telegram, status).await;
+            add(r1.id, ChannelKind::TELEGRAM, status).await;
         }
 
         let only_r2 = store
@@ -267,13 +267,13 @@ async fn only_running_broadcasts_and_requested_rows_are_claimed() {
         assert_eq!(ids(&only_r2), [tg2], "{b}");
         let email = store
             .claim_due(&ClaimRequest {
-                channels: vec![ChannelKind::Email],
+                channels: vec![ChannelKind::EMAIL],
                 ..claim("w", 1, 10)
             })
             .await
             .unwrap();
         assert_eq!(ids(&email), [mail1], "{b}");
-        assert_eq!(email[0].channel, ChannelKind::Email);
+        assert_eq!(email[0].channel, ChannelKind::EMAIL);
         let rest = store.claim_due(&claim("w", 1, 10)).await.unwrap();
         assert_eq!(
             ids(&rest),

@@ -87,7 +87,8 @@ async fn counters_follow_every_write_of_the_ledger() {
     for (db, store) in stores().await {
         let be = db.backend();
         let b = broadcast(&store, BroadcastStatus::Running).await.id;
-        use ChannelKind::{Email, Telegram};
+        const TELEGRAM: ChannelKind = ChannelKind::TELEGRAM;
+        const EMAIL: ChannelKind = ChannelKind::EMAIL;
         // Eight users with a Telegram row each (two skipped), two with an e-mail row too.
         let mut users = Vec::new();
         for n in 1..=8 {
@@ -96,7 +97,7 @@ async fn counters_follow_every_write_of_the_ledger() {
                 8 => Some("telegram_blocked"),
                 _ => None,
             };
-            let id = launched(&store, b, n, Telegram, skip).await;
+            let id = launched(&store, b, n, TELEGRAM, skip).await;
             users.push(row(&store, id).await.user_id);
         }
         for n in [1, 2] {
@@ -105,7 +106,7 @@ async fn counters_follow_every_write_of_the_ledger() {
                 &store,
                 b,
                 Row {
-                    channel: Email,
+                    channel: EMAIL,
                     ..Row::pending(u, t(0))
                 },
             )
@@ -222,7 +223,7 @@ async fn counters_follow_every_write_of_the_ledger() {
         // E-mail fallback: a pending row, a skipped one (unsubscribed), and none twice.
         assert!(
             store
-                .add_email_fallback(b, users[2], None, t(60_000))
+                .add_fallback(b, users[2], None, &[ChannelKind::EMAIL], t(60_000))
                 .await
                 .unwrap(),
             "{be}"
@@ -233,14 +234,14 @@ async fn counters_follow_every_write_of_the_ledger() {
             .unwrap();
         assert!(
             !store
-                .add_email_fallback(b, users[6], None, t(60_000))
+                .add_fallback(b, users[6], None, &[ChannelKind::EMAIL], t(60_000))
                 .await
                 .unwrap(),
             "{be}"
         );
         assert!(
             !store
-                .add_email_fallback(b, users[2], None, t(60_000))
+                .add_fallback(b, users[2], None, &[ChannelKind::EMAIL], t(60_000))
                 .await
                 .unwrap(),
             "{be}"
@@ -272,7 +273,7 @@ async fn counters_follow_every_write_of_the_ledger() {
                 ..Default::default()
             },
             RecipientQuery {
-                channel: Some(Email),
+                channel: Some(EMAIL),
                 ..Default::default()
             },
             RecipientQuery {
@@ -314,7 +315,7 @@ async fn keyset_pages_walk_the_ledger_by_id() {
         let b = broadcast(&store, BroadcastStatus::Running).await.id;
         let mut ids = Vec::new();
         for n in 1..=7 {
-            ids.push(launched(&store, b, n, ChannelKind::Telegram, None).await);
+            ids.push(launched(&store, b, n, ChannelKind::TELEGRAM, None).await);
         }
         let query = RecipientQuery {
             limit: 3,

@@ -1,4 +1,4 @@
-//! DeliveryStore::add_email_fallback: the e-mail row of a user Telegram could not reach, pending
+//! DeliveryStore::add_fallback: the e-mail row of a user Telegram could not reach, pending
 //! or skipped with its reason, never duplicated, counted in the broadcast's total.
 
 use broadcast_domain::{
@@ -19,7 +19,7 @@ async fn email_row(store: &Store, b: i64, user: i64) -> Option<broadcast_recipie
     let mut rows = broadcast_recipients::Entity::find()
         .filter(broadcast_recipients::Column::BroadcastId.eq(b))
         .filter(broadcast_recipients::Column::UserId.eq(user))
-        .filter(broadcast_recipients::Column::Channel.eq(ChannelKind::Email.as_str()))
+        .filter(broadcast_recipients::Column::Channel.eq(ChannelKind::EMAIL.as_str()))
         .all(store.conn())
         .await
         .unwrap();
@@ -71,7 +71,7 @@ async fn a_reachable_user_gets_a_pending_row_once() {
         let now = t(2_000);
         assert!(
             store
-                .add_email_fallback(running, alice, Some(reg), now)
+                .add_fallback(running, alice, Some(reg), &[ChannelKind::EMAIL], now)
                 .await
                 .unwrap(),
             "{b}: a pending row was added"
@@ -92,7 +92,7 @@ async fn a_reachable_user_gets_a_pending_row_once() {
         // Asking again changes nothing.
         assert!(
             !store
-                .add_email_fallback(running, alice, None, t(3_000))
+                .add_fallback(running, alice, None, &[ChannelKind::EMAIL], t(3_000))
                 .await
                 .unwrap(),
             "{b}: nothing added the second time"
@@ -109,7 +109,7 @@ async fn a_reachable_user_gets_a_pending_row_once() {
                 lease_for: Duration::seconds(30),
                 limit: 10,
                 broadcast_id: Some(running),
-                channels: vec![ChannelKind::Email],
+                channels: vec![ChannelKind::EMAIL],
             })
             .await
             .unwrap();
@@ -172,7 +172,7 @@ async fn unreachable_users_get_a_skipped_row_with_the_reason() {
         ];
         for (i, (u, reason, address)) in cases.iter().enumerate() {
             let pending = store
-                .add_email_fallback(running, *u, None, t(100))
+                .add_fallback(running, *u, None, &[ChannelKind::EMAIL], t(100))
                 .await
                 .unwrap();
             assert_eq!(pending, reason.is_none(), "{b}: user {u}");
@@ -196,7 +196,7 @@ async fn unreachable_users_get_a_skipped_row_with_the_reason() {
         // A skipped row stays: asking again does not turn it pending or add another.
         assert!(
             !store
-                .add_email_fallback(running, bounced, None, t(200))
+                .add_fallback(running, bounced, None, &[ChannelKind::EMAIL], t(200))
                 .await
                 .unwrap()
         );
@@ -221,16 +221,20 @@ async fn missing_records_are_not_found() {
             other => panic!("{b}: expected NotFound ({what}), got {other:?}"),
         };
         not_found(
-            store.add_email_fallback(running, 999_999, None, t(0)).await,
+            store
+                .add_fallback(running, 999_999, None, &[ChannelKind::EMAIL], t(0))
+                .await,
             "user",
         );
         not_found(
-            store.add_email_fallback(999_999, u, None, t(0)).await,
+            store
+                .add_fallback(999_999, u, None, &[ChannelKind::EMAIL], t(0))
+                .await,
             "broadcast",
         );
         not_found(
             store
-                .add_email_fallback(running, u, Some(999_999), t(0))
+                .add_fallback(running, u, Some(999_999), &[ChannelKind::EMAIL], t(0))
                 .await,
             "registration",
         );
@@ -239,7 +243,7 @@ async fn missing_records_are_not_found() {
         // The failures left the store usable.
         assert!(
             store
-                .add_email_fallback(running, u, None, t(0))
+                .add_fallback(running, u, None, &[ChannelKind::EMAIL], t(0))
                 .await
                 .unwrap()
         );

@@ -503,7 +503,7 @@ async fn contexts_come_in_input_order_with_registrations() {
             broadcast_id: 1,
             user_id: user,
             registration_id,
-            channel: ChannelKind::Email,
+            channel: ChannelKind::EMAIL,
             address: String::new(),
             status: DeliveryStatus::Pending,
             skip_reason: None,

@@ -63,7 +63,8 @@ async fn assert_untouched(store: &Store, id: i64, status: DeliveryStatus, what: 
 
 #[tokio::test]
 async fn failed_rows_are_requeued_by_kind_except_unreachable_users() {
-    use ChannelKind::{Email, Telegram};
+    const TELEGRAM: ChannelKind = ChannelKind::TELEGRAM;
+    const EMAIL: ChannelKind = ChannelKind::EMAIL;
     use DeliveryStatus::{Failed, Pending, Sent, Skipped};
     use ErrorKind::{Blocked, InvalidAddress, Permanent, Transient};
     for (db, store) in stores().await {
@@ -71,20 +72,20 @@ async fn failed_rows_are_requeued_by_kind_except_unreachable_users() {
         let bc = broadcast(&store, BroadcastStatus::Paused).await.id;
         let other = broadcast(&store, BroadcastStatus::Paused).await.id;
 
-        let tg_transient = add(&store, bc, 1, Telegram, Failed, Some(Transient)).await;
-        let tg_permanent = add(&store, bc, 2, Telegram, Failed, Some(Permanent)).await;
-        let tg_failed_blocked = add(&store, bc, 3, Telegram, Failed, Some(Blocked)).await;
-        let tg_user_blocked = add(&store, bc, 4, Telegram, Failed, Some(Transient)).await;
-        let em_unsubscribed = add(&store, bc, 5, Email, Failed, Some(Transient)).await;
-        let em_bounced = add(&store, bc, 6, Email, Failed, Some(Transient)).await;
-        let em_bot_blocked = add(&store, bc, 7, Email, Failed, Some(Transient)).await;
-        let tg_unsubscribed = add(&store, bc, 8, Telegram, Failed, Some(Transient)).await;
-        let em_invalid = add(&store, bc, 9, Email, Failed, Some(InvalidAddress)).await;
-        let no_kind = add(&store, bc, 10, Telegram, Failed, None).await;
-        let sent = add(&store, bc, 11, Telegram, Sent, None).await;
-        let pending = add(&store, bc, 12, Telegram, Pending, Some(Transient)).await;
-        let skipped = add(&store, bc, 13, Email, Skipped, None).await;
-        let elsewhere = add(&store, other, 14, Telegram, Failed, Some(Transient)).await;
+        let tg_transient = add(&store, bc, 1, TELEGRAM, Failed, Some(Transient)).await;
+        let tg_permanent = add(&store, bc, 2, TELEGRAM, Failed, Some(Permanent)).await;
+        let tg_failed_blocked = add(&store, bc, 3, TELEGRAM, Failed, Some(Blocked)).await;
+        let tg_user_blocked = add(&store, bc, 4, TELEGRAM, Failed, Some(Transient)).await;
+        let em_unsubscribed = add(&store, bc, 5, EMAIL, Failed, Some(Transient)).await;
+        let em_bounced = add(&store, bc, 6, EMAIL, Failed, Some(Transient)).await;
+        let em_bot_blocked = add(&store, bc, 7, EMAIL, Failed, Some(Transient)).await;
+        let tg_unsubscribed = add(&store, bc, 8, TELEGRAM, Failed, Some(Transient)).await;
+        let em_invalid = add(&store, bc, 9, EMAIL, Failed, Some(InvalidAddress)).await;
+        let no_kind = add(&store, bc, 10, TELEGRAM, Failed, None).await;
+        let sent = add(&store, bc, 11, TELEGRAM, Sent, None).await;
+        let pending = add(&store, bc, 12, TELEGRAM, Pending, Some(Transient)).await;
+        let skipped = add(&store, bc, 13, EMAIL, Skipped, None).await;
+        let elsewhere = add(&store, other, 14, TELEGRAM, Failed, Some(Transient)).await;
 
         let user_of = |id: i64| {
             let store = store.clone();

@@ -40,50 +40,51 @@ async fn add(
 
 /// A running broadcast with a mix of rows; returns its id and the ids by kind.
 async fn ledger(store: &Store) -> (i64, Vec<i64>) {
-    use ChannelKind::{Email, Telegram};
+    const TELEGRAM: ChannelKind = ChannelKind::TELEGRAM;
+    const EMAIL: ChannelKind = ChannelKind::EMAIL;
     use DeliveryStatus::*;
     let b = broadcast(store, BroadcastStatus::Running).await.id;
     let mut ids = Vec::new();
     ids.push(
-        add(store, b, 1, Telegram, Sent, |m| {
+        add(store, b, 1, TELEGRAM, Sent, |m| {
             m.sent_at = Set(Some(t(5_000)));
         })
         .await,
     );
     ids.push(
-        add(store, b, 2, Telegram, Sent, |m| {
+        add(store, b, 2, TELEGRAM, Sent, |m| {
             m.sent_at = Set(Some(t(1_500)));
             m.uncertain_sends = Set(1);
         })
         .await,
     );
     ids.push(
-        add(store, b, 3, Email, Sent, |m| {
+        add(store, b, 3, EMAIL, Sent, |m| {
             m.sent_at = Set(Some(t(900_000)));
         })
         .await,
     );
     ids.push(
-        add(store, b, 4, Telegram, Failed, |m| {
+        add(store, b, 4, TELEGRAM, Failed, |m| {
             m.error_kind = Set(Some("blocked".into()));
         })
         .await,
     );
     ids.push(
-        add(store, b, 5, Email, Failed, |m| {
+        add(store, b, 5, EMAIL, Failed, |m| {
             m.error_kind = Set(Some("permanent".into()));
         })
         .await,
     );
     ids.push(
-        add(store, b, 6, Email, Pending, |m| {
+        add(store, b, 6, EMAIL, Pending, |m| {
             m.error_kind = Set(Some("transient".into()));
         })
         .await,
     );
-    ids.push(add(store, b, 7, Email, Pending, |_| {}).await);
+    ids.push(add(store, b, 7, EMAIL, Pending, |_| {}).await);
     ids.push(
-        add(store, b, 8, Telegram, Sending, |m| {
+        add(store, b, 8, TELEGRAM, Sending, |m| {
             m.lease_owner = Set(Some("w".into()));
             m.lease_expires_at = Set(Some(t(60_000)));
             m.uncertain_sends = Set(2);
@@ -91,19 +92,19 @@ async fn ledger(store: &Store) -> (i64, Vec<i64>) {
         .await,
     );
     ids.push(
-        add(store, b, 9, Telegram, Skipped, |m| {
+        add(store, b, 9, TELEGRAM, Skipped, |m| {
             m.skip_reason = Set(Some("no_telegram".into()));
         })
         .await,
     );
     ids.push(
-        add(store, b, 10, Telegram, Skipped, |m| {
+        add(store, b, 10, TELEGRAM, Skipped, |m| {
             m.skip_reason = Set(Some("no_telegram".into()));
         })
         .await,
     );
     ids.push(
-        add(store, b, 11, Email, Skipped, |m| {
+        add(store, b, 11, EMAIL, Skipped, |m| {
             m.skip_reason = Set(Some("email_unsubscribed".into()));
         })
         .await,
@@ -125,20 +126,21 @@ async fn counts_and_statistics() {
             skip_reason,
             count,
         };
-        use ChannelKind::{Email, Telegram};
+        const TELEGRAM: ChannelKind = ChannelKind::TELEGRAM;
+        const EMAIL: ChannelKind = ChannelKind::EMAIL;
         use DeliveryStatus::*;
         assert_eq!(
             counts,
             vec![
-                c(Telegram, Sending, None, None, 1),
-                c(Telegram, Sent, None, None, 2),
-                c(Telegram, Failed, Some(ErrorKind::Blocked), None, 1),
-                c(Telegram, Skipped, None, Some(SkipReason::NoTelegram), 2),
-                c(Email, Pending, None, None, 1),
-                c(Email, Pending, Some(ErrorKind::Transient), None, 1),
-                c(Email, Sent, None, None, 1),
-                c(Email, Failed, Some(ErrorKind::Permanent), None, 1),
-                c(Email, Skipped, None, Some(SkipReason::EmailUnsubscribed), 1),
+                c(TELEGRAM, Sending, None, None, 1),
+                c(TELEGRAM, Sent, None, None, 2),
+                c(TELEGRAM, Failed, Some(ErrorKind::Blocked), None, 1),
+                c(TELEGRAM, Skipped, None, Some(SkipReason::NoTelegram), 2),
+                c(EMAIL, Pending, None, None, 1),
+                c(EMAIL, Pending, Some(ErrorKind::Transient), None, 1),
+                c(EMAIL, Sent, None, None, 1),
+                c(EMAIL, Failed, Some(ErrorKind::Permanent), None, 1),
+                c(EMAIL, Skipped, None, Some(SkipReason::EmailUnsubscribed), 1),
             ],
             "{b}"
         );
@@ -146,7 +148,7 @@ async fn counts_and_statistics() {
         let stats = store.stats(id).await.unwrap();
         assert_eq!(stats.total, 11, "{b}");
         assert_eq!(stats.count(Sent), 3);
-        assert_eq!(stats.channel_count(Telegram, Skipped), 2);
+        assert_eq!(stats.channel_count(TELEGRAM, Skipped), 2);
         assert_eq!(
             stats.by_error_kind.get(&ErrorKind::Transient),
             Some(&1),
@@ -260,7 +262,7 @@ async fn list_recipients_filters_and_pages() {
         assert_eq!(failed.total, 2, "{b}");
         let failed_mail = list(RecipientQuery {
             status: Some(DeliveryStatus::Failed),
-            channel: Some(ChannelKind::Email),
+            channel: Some(ChannelKind::EMAIL),
             ..Default::default()
         })
         .await;
@@ -282,7 +284,7 @@ async fn list_recipients_filters_and_pages() {
         );
         let skipped = list(RecipientQuery {
             status: Some(DeliveryStatus::Skipped),
-            channel: Some(ChannelKind::Telegram),
+            channel: Some(ChannelKind::TELEGRAM),
             limit: 1,
             ..Default::default()
         })

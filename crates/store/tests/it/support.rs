@@ -55,7 +55,7 @@ pub(crate) fn new_broadcast(template_id: i64, name: &str) -> NewBroadcast {
     NewBroadcast {
         name: name.into(),
         template_id,
-        channel_policy: ChannelPolicy::Both,
+        channel_policy: ChannelPolicy::BOTH,
         filter: AudienceFilter::default(),
         scheduled_at: None,
         created_by: Some("tester".into()),
@@ -127,7 +127,7 @@ impl Row {
     pub(crate) fn pending(user: i64, next_attempt_at: DateTime<Utc>) -> Row {
         Row {
             user,
-            channel: ChannelKind::Telegram,
+            channel: ChannelKind::TELEGRAM,
             status: DeliveryStatus::Pending,
             next_attempt_at,
         }
