@@ -168,12 +168,22 @@ pub(crate) fn broadcast_row(
 #[derive(Debug, Serialize)]
 pub(crate) struct CountView {
     pub(crate) users: u64,
-    pub(crate) telegram: u64,
-    pub(crate) email: u64,
-    pub(crate) both: u64,
-    pub(crate) telegram_messages: u64,
-    pub(crate) email_messages: u64,
+    pub(crate) channel_policy: String,
+    /// Per channel of the policy, in its order.
+    pub(crate) channels: Vec<ChannelCountView>,
+    pub(crate) unreachable: u64,
     pub(crate) describe: String,
+}
+
+/// One channel of a [`CountView`].
+#[derive(Debug, Serialize)]
+pub(crate) struct ChannelCountView {
+    pub(crate) channel: &'static str,
+    /// What its messages are called in a sentence (`e-mails`) and as a heading (`E-mails`).
+    pub(crate) label: String,
+    pub(crate) title: String,
+    pub(crate) reachable: u64,
+    pub(crate) messages: u64,
 }
 
 impl CountView {
@@ -182,45 +192,65 @@ impl CountView {
         policy: ChannelPolicy,
         filter: &AudienceFilter,
     ) -> Self {
-        let (telegram_messages, email_messages) = count.messages(policy);
+        let channels = policy
+            .channels()
+            .iter()
+            .map(|kind| {
+                let (label, title) = match *kind {
+                    ChannelKind::TELEGRAM => {
+                        ("Telegram messages".into(), "Telegram messages".into())
+                    }
+                    ChannelKind::EMAIL => ("e-mails".into(), "E-mails".into()),
+                    other => (format!("{other} messages"), format!("{other} messages")),
+                };
+                ChannelCountView {
+                    channel: kind.as_str(),
+                    label,
+                    title,
+                    reachable: count.reachable_on(*kind),
+                    messages: count.messages_on(*kind),
+                }
+            })
+            .collect();
         Self {
             users: count.users,
-            telegram: count.telegram,
-            email: count.email,
-            both: count.both,
-            telegram_messages,
-            email_messages,
+            channel_policy: policy.to_string(),
+            channels,
+            unreachable: count.unreachable,
             describe: filter.describe(),
         }
     }
 }
 
 /// How long sending takes at the configured rates, e.g. `about 4 min 10 s (Telegram at
-/// 30 messages/s)`.
-pub(crate) fn estimate(settings: &Settings, telegram: u64, email: u64) -> String {
+/// 30 messages/s)`: the slowest channel decides, as channels send side by side.
+pub(crate) fn estimate(settings: &Settings, count: &AudienceCount) -> String {
     let channels = &settings.channels;
     let mut parts = Vec::new();
     let mut longest: f64 = 0.0;
-    if telegram > 0 {
-        match &channels.telegram {
-            Some(cfg) => {
-                let rate = f64::from(cfg.rate_per_sec.max(1));
-                longest = longest.max(telegram as f64 / rate);
-                parts.push(format!("Telegram at {} messages/s", cfg.rate_per_sec));
-            }
-            None => parts.push("Telegram to the outbox file, no rate limit".to_owned()),
-        }
-    }
-    if email > 0 {
-        match channels.smtp.as_ref().and_then(|c| c.rate_per_sec) {
-            Some(rate) => {
-                longest = longest.max(email as f64 / f64::from(rate.max(1)));
-                parts.push(format!("e-mail at {rate} messages/s"));
-            }
-            None if channels.smtp.is_some() => {
-                parts.push("e-mail without a rate limit".to_owned());
-            }
-            None => parts.push("e-mail to the outbox directory, no rate limit".to_owned()),
+    for (kind, n) in count.messages.iter().filter(|(_, n)| **n > 0) {
+        let n = *n as f64;
+        match *kind {
+            ChannelKind::TELEGRAM => match &channels.telegram {
+                Some(cfg) => {
+                    let rate = f64::from(cfg.rate_per_sec.max(1));
+                    longest = longest.max(n / rate);
+                    parts.push(format!("Telegram at {} messages/s", cfg.rate_per_sec));
+                }
+                None => parts.push("Telegram to the outbox file, no rate limit".to_owned()),
+            },
+            ChannelKind::EMAIL => match channels.smtp.as_ref().and_then(|c| c.rate_per_sec) {
+                Some(rate) => {
+                    longest = longest.max(n / f64::from(rate.max(1)));
+                    parts.push(format!("e-mail at {rate} messages/s"));
+                }
+                None if channels.smtp.is_some() => {
+                    parts.push("e-mail without a rate limit".to_owned());
+                }
+                None => parts.push("e-mail to the outbox directory, no rate limit".to_owned()),
+            },
+            // The panel configures Telegram and e-mail; other channels pace themselves.
+            other => parts.push(format!("{other} at its own pace")),
         }
     }
     if parts.is_empty() {

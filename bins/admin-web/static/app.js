@@ -87,8 +87,19 @@ function watchAudienceForm(form) {
           return;
         }
         error.hidden = true;
-        ["users", "telegram_messages", "email_messages", "describe"].forEach(function (k) {
+        ["users", "describe"].forEach(function (k) {
           setText(box, "[data-count=" + k + "]", result.body[k]);
+        });
+        // One line per channel of the chosen policy, built from text only.
+        var list = box.querySelector("[data-count=channels]");
+        list.replaceChildren();
+        result.body.channels.forEach(function (c) {
+          var item = document.createElement("li");
+          var n = document.createElement("span");
+          n.dataset.count = "messages-" + c.channel;
+          n.textContent = String(c.messages);
+          item.append(n, " " + c.label);
+          list.append(item);
         });
         box.dataset.counted = String(mine);
       })

@@ -465,12 +465,16 @@ pub(crate) enum AudienceCmd {
         #[arg(long, default_value_t = 0)]
         offset: u64,
     },
-    /// Count the users a filter selects, per channel.
+    /// Count the users a filter selects, and per channel of a policy the users it reaches and
+    /// the messages a launch would queue.
     ///
-    /// Example: broadcast-cli audience count --role judge --country Germany
+    /// Example: broadcast-cli audience count --role judge --country Germany --channels telegram_then_email
     Count {
         #[command(flatten)]
         filter: FilterArgs,
+        /// The channel policy to count messages for (see `broadcast create --channels`).
+        #[arg(long, default_value = "both")]
+        channels: ChannelPolicy,
     },
     /// Show one user: addresses, flags (blocked, unsubscribed, bounced) and registrations.
     ///

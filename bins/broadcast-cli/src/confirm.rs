@@ -120,18 +120,13 @@ impl Plan {
 pub(crate) async fn plan(app: &App, b: &Broadcast) -> CliResult<Plan> {
     let channels = b.channel_policy.channels();
     if Transition::Launch.allowed(b.status) {
-        let count = app.orchestrator.count_audience(&b.filter).await?;
-        let (telegram, email) = count.messages(b.channel_policy);
+        let count = app
+            .orchestrator
+            .count_audience(&b.filter, b.channel_policy)
+            .await?;
         let messages = channels
             .iter()
-            .map(|k| {
-                let n = match *k {
-                    ChannelKind::TELEGRAM => telegram,
-                    ChannelKind::EMAIL => email,
-                    _ => 0,
-                };
-                (*k, n, rate(app, *k))
-            })
+            .map(|k| (*k, count.messages_on(*k), rate(app, *k)))
             .collect();
         return Ok(Plan {
             users: Some(count.users),

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use broadcast_domain::{
-    AdminUser, AudienceCount, AudienceFilter, BreakerProbe, Broadcast, ImportReport,
-    MessageTemplate, Page, Recipient, TemplateContent, User,
+    AdminUser, AudienceCount, AudienceFilter, BreakerProbe, Broadcast, ChannelKind, ChannelPolicy,
+    ImportReport, MessageTemplate, Page, Recipient, TemplateContent, User,
 };
 use broadcast_orchestrator::LaunchReport;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -353,22 +353,29 @@ impl From<&ImportReport> for ImportDoc {
     }
 }
 
-/// An audience counted per channel (`audience count`).
+/// An audience counted for a channel policy (`audience count`, `broadcast count`).
 #[derive(Debug, Serialize)]
 pub(crate) struct CountDoc {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broadcast_id: Option<i64>,
     users: u64,
-    telegram: u64,
-    email: u64,
-    both: u64,
+    channel_policy: String,
+    reachable: BTreeMap<&'static str, u64>,
+    messages: BTreeMap<&'static str, u64>,
+    unreachable: u64,
 }
 
-impl From<&AudienceCount> for CountDoc {
-    fn from(c: &AudienceCount) -> Self {
+impl CountDoc {
+    pub(crate) fn new(c: &AudienceCount, policy: ChannelPolicy, broadcast_id: Option<i64>) -> Self {
+        let by_name =
+            |m: &BTreeMap<ChannelKind, u64>| m.iter().map(|(k, n)| (k.as_str(), *n)).collect();
         Self {
+            broadcast_id,
             users: c.users,
-            telegram: c.telegram,
-            email: c.email,
-            both: c.both,
+            channel_policy: policy.to_string(),
+            reachable: by_name(&c.reachable),
+            messages: by_name(&c.messages),
+            unreachable: c.unreachable,
         }
     }
 }
@@ -471,14 +478,24 @@ mod tests {
                 "queued": { "telegram": 4 }, "skipped": { "no_email": 1 }, "inserted": 5
             })
         );
+        let count = AudienceCount {
+            users: 3,
+            reachable: BTreeMap::from([(ChannelKind::TELEGRAM, 2), (ChannelKind::EMAIL, 2)]),
+            messages: BTreeMap::from([(ChannelKind::TELEGRAM, 2), (ChannelKind::EMAIL, 1)]),
+            unreachable: 0,
+        };
         assert_eq!(
-            keys(CountDoc::from(&AudienceCount {
-                users: 3,
-                telegram: 2,
-                email: 1,
-                both: 0
-            })),
-            ["both", "email", "telegram", "users"]
+            serde_json::to_value(CountDoc::new(
+                &count,
+                ChannelPolicy::TELEGRAM_THEN_EMAIL,
+                None
+            ))
+            .unwrap(),
+            serde_json::json!({
+                "users": 3, "channel_policy": "telegram_then_email",
+                "reachable": { "telegram": 2, "email": 2 },
+                "messages": { "telegram": 2, "email": 1 }, "unreachable": 0
+            })
         );
     }
 }

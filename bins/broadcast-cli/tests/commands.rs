@@ -244,10 +244,10 @@ fn broadcast_commands_print_the_documented_json() {
         set(&[
             "broadcast_id",
             "users",
-            "telegram_reachable",
-            "email_reachable",
-            "both_reachable",
-            "messages"
+            "channel_policy",
+            "reachable",
+            "messages",
+            "unreachable"
         ])
     );
     let (tg, mail) = (
@@ -527,8 +527,41 @@ fn audience_commands_print_the_documented_json() {
     let count = ok_json(d, &["audience", "count", "--city", "berlin", "--json"]);
     assert_eq!(
         count,
-        serde_json::json!({ "users": 1, "telegram": 1, "email": 1, "both": 1 })
+        serde_json::json!({
+            "users": 1, "channel_policy": "both",
+            "reachable": { "telegram": 1, "email": 1 },
+            "messages": { "telegram": 1, "email": 1 }, "unreachable": 0
+        })
     );
+    let count = ok_json(
+        d,
+        &[
+            "audience",
+            "count",
+            "--city",
+            "berlin",
+            "--channels",
+            "telegram-then-email",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        count["messages"],
+        serde_json::json!({ "telegram": 1, "email": 0 })
+    );
+    let err = fails(
+        &cli(
+            d,
+            &[
+                "audience",
+                "count",
+                "--channels",
+                "first_reachable:telegram,fax",
+            ],
+        ),
+        2,
+    );
+    assert!(err.contains("no channel `fax`"), "{err}");
     let err = fails(&cli(d, &["audience", "show", "4242"]), 2);
     assert!(err.contains("user 4242 not found"), "{err}");
     let out = cli(d, &["audience", "show", "bob"]);

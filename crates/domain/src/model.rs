@@ -476,39 +476,36 @@ impl DeliveryStats {
     }
 }
 
-/// How many users a filter selects, and how many each channel can reach.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// How many users a filter selects and, for a channel policy, how many each of its channels
+/// reaches and how many messages a broadcast with the policy would queue on it at launch.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AudienceCount {
     /// Users matching the filter.
     pub users: u64,
-    /// Of those, users reachable on Telegram (chat id, not blocked).
-    pub telegram: u64,
-    /// Of those, users reachable by e-mail (address, not unsubscribed, not bounced).
-    pub email: u64,
-    /// Of those, users reachable on both.
-    pub both: u64,
+    /// Per channel of the policy: users it reaches (an address, no refusal).
+    pub reachable: BTreeMap<ChannelKind, u64>,
+    /// Per channel of the policy: messages queued at launch. For `all`, the users it reaches;
+    /// for `first_reachable`, those it reaches whom no earlier channel reaches (a delivery
+    /// that fails for good adds a message on the next channel later).
+    pub messages: BTreeMap<ChannelKind, u64>,
+    /// Users no channel of the policy reaches.
+    pub unreachable: u64,
 }
 
 impl AudienceCount {
-    /// Messages a broadcast with this policy would queue, per channel: (telegram, email).
-    pub fn messages(&self, policy: ChannelPolicy) -> (u64, u64) {
-        let telegram = if policy.uses(ChannelKind::TELEGRAM) {
-            self.telegram
-        } else {
-            0
-        };
-        let email = match policy.uses(ChannelKind::EMAIL) {
-            false => 0,
-            // E-mail only for those Telegram cannot reach.
-            true if policy
-                .before(ChannelKind::EMAIL)
-                .contains(&ChannelKind::TELEGRAM) =>
-            {
-                self.email.saturating_sub(self.both)
-            }
-            true => self.email,
-        };
-        (telegram, email)
+    /// Messages queued at launch on `kind` (0 for a channel the policy does not use).
+    pub fn messages_on(&self, kind: ChannelKind) -> u64 {
+        self.messages.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Users `kind` reaches (0 for a channel the policy does not use).
+    pub fn reachable_on(&self, kind: ChannelKind) -> u64 {
+        self.reachable.get(&kind).copied().unwrap_or(0)
+    }
+
+    /// Every message queued at launch.
+    pub fn total_messages(&self) -> u64 {
+        self.messages.values().sum()
     }
 }
 

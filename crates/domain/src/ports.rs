@@ -291,8 +291,9 @@ pub trait AudienceStore: Send + Sync + Debug {
 /// Turns an [`AudienceFilter`] into recipients.
 #[async_trait]
 pub trait AudienceSource: Send + Sync + Debug {
-    /// Counts the audience per channel without loading it.
-    async fn count(&self, filter: &AudienceFilter) -> Result<AudienceCount>;
+    /// Counts the audience, and per channel of `policy` the users it reaches and the messages
+    /// a launch would queue, without loading it.
+    async fn count(&self, filter: &AudienceFilter, policy: ChannelPolicy) -> Result<AudienceCount>;
     /// Writes the broadcast's recipient rows, one per user and channel, in one set-based
     /// statement per channel; idempotent (rows that exist are kept).
     async fn materialise(

@@ -294,24 +294,41 @@ fn count_when(cond: Condition) -> Expr {
     .into()
 }
 
-/// `SELECT COUNT(*) AS users, <telegram>, <email>, <both>`: the audience counted in one pass.
-pub fn count_query(filter: &AudienceFilter) -> SelectStatement {
+/// Column of [`count_query`] with the users the `i`-th channel reaches.
+pub fn reachable_column(i: usize) -> String {
+    format!("reachable_{i}")
+}
+
+/// Column of [`count_query`] with the messages a launch queues on the `i`-th channel.
+pub fn messages_column(i: usize) -> String {
+    format!("messages_{i}")
+}
+
+/// `SELECT COUNT(*) AS users, SUM(CASE ...) AS reachable_0, ... AS messages_0, ...,
+/// ... AS unreachable`: the audience counted in one pass, per channel of a plan given as each
+/// channel's reach with the reaches of the channels before it in a `first_reachable` chain
+/// (none for `all`): the users it reaches, and of those the ones none of the earlier reaches
+/// (its messages at launch); and the users no channel reaches.
+pub fn count_query(filter: &AudienceFilter, channels: &[(&Reach, &[&Reach])]) -> SelectStatement {
     let mut select = audience_from(filter);
-    select
-        .expr_as(
-            Func::count(Expr::col(sea_orm::sea_query::Asterisk)),
-            "users",
-        )
-        .expr_as(count_when(reachable(&Reach::telegram())), "telegram")
-        .expr_as(count_when(reachable(&Reach::email())), "email")
-        .expr_as(
-            count_when(
-                Condition::all()
-                    .add(reachable(&Reach::telegram()))
-                    .add(reachable(&Reach::email())),
-            ),
-            "both",
-        );
+    select.expr_as(
+        Func::count(Expr::col(sea_orm::sea_query::Asterisk)),
+        "users",
+    );
+    for (i, (reach, before)) in channels.iter().enumerate() {
+        let first = before
+            .iter()
+            .fold(Condition::all().add(reachable(reach)), |all, earlier| {
+                all.add(reachable(earlier).not())
+            });
+        select
+            .expr_as(count_when(reachable(reach)), reachable_column(i))
+            .expr_as(count_when(first), messages_column(i));
+    }
+    let none = channels.iter().fold(Condition::all(), |all, (reach, _)| {
+        all.add(reachable(reach).not())
+    });
+    select.expr_as(count_when(none), "unreachable");
     select
 }
 
@@ -421,9 +438,15 @@ mod tests {
     #[test]
     fn count_is_one_pass_with_conditional_sums() {
         check_pg(
-            &count_query(&filter(r#"{"roles":["volunteer"]}"#)),
+            &count_query(
+                &filter(r#"{"roles":["volunteer"]}"#),
+                &[
+                    (&Reach::telegram(), &[]),
+                    (&Reach::email(), &[&Reach::telegram()]),
+                ],
+            ),
             expect![[r#"
-                SELECT COUNT(*) AS "users", COALESCE(SUM((CASE WHEN ("users"."telegram_chat_id" IS NOT NULL AND "users"."telegram_blocked_at" IS NULL) THEN 1 ELSE 0 END)), 0) AS "telegram", COALESCE(SUM((CASE WHEN ("users"."email" IS NOT NULL AND "users"."email_unsubscribed_at" IS NULL AND "users"."email_bounced_at" IS NULL) THEN 1 ELSE 0 END)), 0) AS "email", COALESCE(SUM((CASE WHEN ("users"."telegram_chat_id" IS NOT NULL AND "users"."telegram_blocked_at" IS NULL AND ("users"."email" IS NOT NULL AND "users"."email_unsubscribed_at" IS NULL AND "users"."email_bounced_at" IS NULL)) THEN 1 ELSE 0 END)), 0) AS "both"
+                SELECT COUNT(*) AS "users", COALESCE(SUM((CASE WHEN ("users"."telegram_chat_id" IS NOT NULL AND "users"."telegram_blocked_at" IS NULL) THEN 1 ELSE 0 END)), 0) AS "reachable_0", COALESCE(SUM((CASE WHEN ("users"."telegram_chat_id" IS NOT NULL AND "users"."telegram_blocked_at" IS NULL) THEN 1 ELSE 0 END)), 0) AS "messages_0", COALESCE(SUM((CASE WHEN ("users"."email" IS NOT NULL AND "users"."email_unsubscribed_at" IS NULL AND "users"."email_bounced_at" IS NULL) THEN 1 ELSE 0 END)), 0) AS "reachable_1", COALESCE(SUM((CASE WHEN ("users"."email" IS NOT NULL AND "users"."email_unsubscribed_at" IS NULL AND "users"."email_bounced_at" IS NULL AND (NOT ("users"."telegram_chat_id" IS NOT NULL AND "users"."telegram_blocked_at" IS NULL))) THEN 1 ELSE 0 END)), 0) AS "messages_1", COALESCE(SUM((CASE WHEN ((NOT ("users"."telegram_chat_id" IS NOT NULL AND "users"."telegram_blocked_at" IS NULL)) AND (NOT ("users"."email" IS NOT NULL AND "users"."email_unsubscribed_at" IS NULL AND "users"."email_bounced_at" IS NULL))) THEN 1 ELSE 0 END)), 0) AS "unreachable"
                 FROM "users"
                 INNER JOIN (SELECT "registrations"."user_id", MIN("registrations"."id") AS "registration_id"
                 FROM "registrations"

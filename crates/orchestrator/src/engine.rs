@@ -418,9 +418,14 @@ impl Orchestrator {
             .ok_or_else(|| Error::Invalid(format!("no {kind} channel is configured")))
     }
 
-    /// Counts a filter's audience per channel.
-    pub async fn count_audience(&self, filter: &AudienceFilter) -> Result<AudienceCount> {
-        self.ports.source.count(filter).await
+    /// Counts a filter's audience, and per channel of `policy` the users it reaches and the
+    /// messages a launch would queue.
+    pub async fn count_audience(
+        &self,
+        filter: &AudienceFilter,
+        policy: ChannelPolicy,
+    ) -> Result<AudienceCount> {
+        self.ports.source.count(filter, policy).await
     }
 
     /// Statistics of a broadcast.

@@ -146,21 +146,33 @@ fn report(policy: ChannelPolicy, counts: &LedgerCounts) -> MaterialiseReport {
 
 #[async_trait]
 impl AudienceSource for Store {
-    #[tracing::instrument(skip_all, fields(filter = %filter.describe()))]
-    async fn count(&self, filter: &AudienceFilter) -> Result<AudienceCount> {
+    #[tracing::instrument(skip_all, fields(filter = %filter.describe(), %policy))]
+    async fn count(&self, filter: &AudienceFilter, policy: ChannelPolicy) -> Result<AudienceCount> {
         compile::check(filter)?;
+        let plan = plan(self.reaches(), policy)?;
+        let channels: Vec<(&Reach, &[&Reach])> = plan
+            .iter()
+            .map(|(_, reach, before)| (*reach, before.as_slice()))
+            .collect();
         let row = self
             .conn()
-            .query_one(&compile::count_query(filter))
+            .query_one(&compile::count_query(filter, &channels))
             .await
             .map_err(db_error)?
             .ok_or_else(|| Error::Internal("the audience count returned no row".into()))?;
-        let count = AudienceCount {
+        let mut count = AudienceCount {
             users: get_u64(&row, "users")?,
-            telegram: get_u64(&row, "telegram")?,
-            email: get_u64(&row, "email")?,
-            both: get_u64(&row, "both")?,
+            unreachable: get_u64(&row, "unreachable")?,
+            ..AudienceCount::default()
         };
+        for (i, (kind, _, _)) in plan.iter().enumerate() {
+            count
+                .reachable
+                .insert(*kind, get_u64(&row, &compile::reachable_column(i))?);
+            count
+                .messages
+                .insert(*kind, get_u64(&row, &compile::messages_column(i))?);
+        }
         tracing::debug!(?count, "counted audience");
         Ok(count)
     }

@@ -500,16 +500,13 @@ async fn count(
 ) -> ApiResult<Response> {
     let filter = filter_of(input.filter)?;
     let policy = input.channel_policy.unwrap_or(ChannelPolicy::BOTH);
-    let c = state.orchestrator.count_audience(&filter).await?;
-    let (telegram_messages, email_messages) = c.messages(policy);
+    let c = state.orchestrator.count_audience(&filter, policy).await?;
     Ok(Json(serde_json::json!({
         "users": c.users,
-        "telegram": c.telegram,
-        "email": c.email,
-        "both": c.both,
         "channel_policy": policy,
-        "telegram_messages": telegram_messages,
-        "email_messages": email_messages,
+        "reachable": c.reachable,
+        "messages": c.messages,
+        "unreachable": c.unreachable,
         "filter": filter,
     }))
     .into_response())

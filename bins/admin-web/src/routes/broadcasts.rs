@@ -146,7 +146,7 @@ async fn form_page(
     let policy = fields.policy().unwrap_or(ChannelPolicy::BOTH);
     let count = match fields.filter() {
         Ok(filter) => {
-            let c = state.orchestrator.count_audience(&filter).await?;
+            let c = state.orchestrator.count_audience(&filter, policy).await?;
             CountView::new(&c, policy, &filter)
         }
         Err(_) => CountView::new(&Default::default(), policy, &Default::default()),
@@ -326,7 +326,7 @@ pub(crate) async fn audience_count(
         .map_err(|e| ApiError::invalid(format!("malformed filter: {e}")))?;
     let filter = fields.filter().map_err(ApiError::invalid)?;
     let policy = fields.policy().map_err(ApiError::invalid)?;
-    let count = state.orchestrator.count_audience(&filter).await?;
+    let count = state.orchestrator.count_audience(&filter, policy).await?;
     Ok(Json(CountView::new(&count, policy, &filter)))
 }
 
@@ -418,7 +418,10 @@ pub(crate) async fn confirm_launch(
 ) -> PageResult {
     let b = service::broadcast(&state, id).await?;
     Transition::Launch.check(id, b.status)?;
-    let count = state.orchestrator.count_audience(&b.filter).await?;
+    let count = state
+        .orchestrator
+        .count_audience(&b.filter, b.channel_policy)
+        .await?;
     let view = CountView::new(&count, b.channel_policy, &b.filter);
     let (template_name, problem) = match b.template_id {
         None => (
@@ -441,10 +444,7 @@ pub(crate) async fn confirm_launch(
     let template = template_ref(&state, &b).await;
     ctx.insert("b", &broadcast_row(&b, template, None));
     ctx.insert("count", &view);
-    ctx.insert(
-        "estimate",
-        &estimate(&state.settings, view.telegram_messages, view.email_messages),
-    );
+    ctx.insert("estimate", &estimate(&state.settings, &count));
     ctx.insert("template_name", &template_name);
     ctx.insert("problem", &problem);
     Ok(state

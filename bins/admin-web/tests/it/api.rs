@@ -208,7 +208,8 @@ async fn broadcasts_through_the_api_from_creation_to_statistics() {
     let sent = stats["by_status"]["sent"].as_u64().unwrap();
     assert_eq!(
         sent,
-        count["telegram_messages"].as_u64().unwrap() + count["email_messages"].as_u64().unwrap(),
+        count["messages"]["telegram"].as_u64().unwrap()
+            + count["messages"]["email"].as_u64().unwrap(),
         "{stats} vs {count}"
     );
     let rows = app

@@ -309,10 +309,26 @@ async fn run_flow(app: &TestApp, browser: &Browser) {
         &page,
         &format!(
             "document.querySelector('[data-count=users]').textContent === '{}' && \
-             document.querySelector('[data-count=email_messages]').textContent === '{}'",
-            expected["users"], expected["email_messages"]
+             document.querySelector('[data-count=messages-email]').textContent === '{}'",
+            expected["users"], expected["messages"]["email"]
         ),
         "the live audience count",
+    )
+    .await;
+    // Another policy, other channels: the list follows.
+    set_field(&page, "select[name=channel_policy]", "email").await;
+    wait_until(
+        &page,
+        "!document.querySelector('[data-count=messages-telegram]') && \
+         document.querySelector('[data-count=messages-email]')",
+        "the count for e-mail only",
+    )
+    .await;
+    set_field(&page, "select[name=channel_policy]", "both").await;
+    wait_until(
+        &page,
+        "document.querySelector('[data-count=messages-telegram]')",
+        "the count for both channels again",
     )
     .await;
     let described = text_of(&page, "[data-count=describe]").await;
@@ -337,7 +353,7 @@ async fn run_flow(app: &TestApp, browser: &Browser) {
     );
     assert_eq!(
         text_of(&page, "[data-testid=launch-telegram]").await,
-        expected["telegram_messages"].to_string()
+        expected["messages"]["telegram"].to_string()
     );
     screenshot(&page, "07-launch-confirmation.png").await;
     click(&page, "form[action$='/launch'] button[type=submit]").await;

@@ -99,17 +99,14 @@ pub(crate) async fn audience(app: &App, cmd: AudienceCmd, j: bool) -> CliResult<
             }
         }
         AudienceCmd::Show { id } => show_user(app, id, j).await?,
-        AudienceCmd::Count { filter } => {
+        AudienceCmd::Count { filter, channels } => {
             let filter = build_filter(app, &filter).await?;
-            let c = app.orchestrator.ports().source.count(&filter).await?;
+            let c = app.orchestrator.count_audience(&filter, channels).await?;
             if j {
-                json(&CountDoc::from(&c))?;
+                json(&CountDoc::new(&c, channels, None))?;
             } else {
                 println!("{} users match ({})", c.users, filter.describe());
-                println!(
-                    "reachable: telegram {}, email {}, both {}",
-                    c.telegram, c.email, c.both
-                );
+                print_count(&c, channels);
             }
         }
     }

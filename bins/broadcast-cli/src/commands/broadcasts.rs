@@ -124,28 +124,16 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
         BroadcastCmd::Show { id } => print_broadcast(app, id, j).await?,
         BroadcastCmd::Count { id } => {
             let b = app.store.get_broadcast(id).await?;
-            let count = orch.count_audience(&b.filter).await?;
-            let (tg, mail) = count.messages(b.channel_policy);
+            let count = orch.count_audience(&b.filter, b.channel_policy).await?;
             if j {
-                json(&serde_json::json!({
-                    "broadcast_id": id, "users": count.users, "telegram_reachable": count.telegram,
-                    "email_reachable": count.email, "both_reachable": count.both,
-                    "messages": { "telegram": tg, "email": mail },
-                }))?;
+                json(&CountDoc::new(&count, b.channel_policy, Some(id)))?;
             } else {
                 println!(
                     "audience of broadcast {id}: {} users ({})",
                     count.users,
                     b.filter.describe()
                 );
-                println!(
-                    "reachable: telegram {}, email {}, both {}",
-                    count.telegram, count.email, count.both
-                );
-                println!(
-                    "messages with policy {}: telegram {tg}, email {mail}",
-                    b.channel_policy
-                );
+                print_count(&count, b.channel_policy);
             }
         }
         BroadcastCmd::Preview { id, limit } => {

@@ -20,9 +20,9 @@ use broadcast_app::csv_import;
 use broadcast_domain::Broadcast;
 use broadcast_domain::{
     AudienceFilter, AudienceStore as _, BroadcastStatus, BroadcastStore as _, ChannelKind,
-    DeliveryStatus, DeliveryStore as _, MessageTemplate, NewBroadcast, NewTemplate, ParseMode,
-    RecipientQuery, RegistrationStatus, Role, TemplateContent, TemplateName, TemplateStore as _,
-    UserQuery,
+    ChannelPolicy, DeliveryStatus, DeliveryStore as _, MessageTemplate, NewBroadcast, NewTemplate,
+    ParseMode, RecipientQuery, RegistrationStatus, Role, TemplateContent, TemplateName,
+    TemplateStore as _, UserQuery,
 };
 use broadcast_domain::{EmailAddress, ErrorKind, TelegramChatId, Transition};
 use broadcast_orchestrator::{LaunchReport, Preview, Progress, TestTarget};
@@ -141,4 +141,15 @@ fn fmt_map<K: std::fmt::Display, V: std::fmt::Display>(
         .map(|(k, v)| format!("{k} {v}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The lines of an audience count: per channel of the policy, the users it reaches and the
+/// messages a launch would queue.
+fn print_count(c: &broadcast_domain::AudienceCount, policy: ChannelPolicy) {
+    println!("reachable: {}", fmt_map(&c.reachable));
+    println!(
+        "messages with policy {policy}: {}; reached by no channel: {}",
+        fmt_map(&c.messages),
+        c.unreachable
+    );
 }

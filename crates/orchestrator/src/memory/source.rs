@@ -9,19 +9,33 @@ use super::MemoryStore;
 
 #[async_trait]
 impl AudienceSource for MemoryStore {
-    async fn count(&self, filter: &AudienceFilter) -> Result<AudienceCount> {
+    async fn count(&self, filter: &AudienceFilter, policy: ChannelPolicy) -> Result<AudienceCount> {
         let s = self.lock();
+        let reaches = policy
+            .channels()
+            .iter()
+            .map(|k| Ok((*k, s.reaches.get(*k)?)))
+            .collect::<Result<Vec<_>>>()?;
         let mut c = AudienceCount::default();
+        for (kind, _) in &reaches {
+            c.reachable.insert(*kind, 0);
+            c.messages.insert(*kind, 0);
+        }
         for (uid, _) in s.audience(filter) {
             let u = &s.users[&uid];
-            let (t, e) = (
-                Reach::telegram().address_of(u).is_ok(),
-                Reach::email().address_of(u).is_ok(),
-            );
             c.users += 1;
-            c.telegram += u64::from(t);
-            c.email += u64::from(e);
-            c.both += u64::from(t && e);
+            let mut reached_before = false;
+            for (kind, reach) in &reaches {
+                if reach.address_of(u).is_err() {
+                    continue;
+                }
+                *c.reachable.entry(*kind).or_default() += 1;
+                if !(reached_before && policy.mode() == PolicyMode::FirstReachable) {
+                    *c.messages.entry(*kind).or_default() += 1;
+                }
+                reached_before = true;
+            }
+            c.unreachable += u64::from(!reached_before);
         }
         Ok(c)
     }

@@ -212,8 +212,26 @@ async fn a_third_kind_defined_in_a_test_takes_its_place_in_a_first_reachable_cha
             .unwrap();
         assert_eq!(b.channel_policy, policy, "{what}: stored and read back");
 
-        let report = s.orch.launch(&op(), b.id).await.unwrap();
         let pigeon = ChannelKind::known("pigeon").unwrap();
+        // What the operator is shown before launch.
+        let count = s
+            .orch
+            .count_audience(&AudienceFilter::default(), policy)
+            .await
+            .unwrap();
+        assert_eq!(
+            (count.users, count.unreachable),
+            (6, 1),
+            "{what}: only Fay is out of reach"
+        );
+        assert_eq!(count.reachable_on(pigeon), 3, "{what}: Ann, Bo, Dee");
+        assert_eq!(
+            [ChannelKind::TELEGRAM, pigeon, ChannelKind::EMAIL].map(|k| count.messages_on(k)),
+            [3, 1, 1],
+            "{what}: first reachable: Ann, Dee, Eve; Bo; Cy"
+        );
+
+        let report = s.orch.launch(&op(), b.id).await.unwrap();
         let queued = |k: ChannelKind| report.materialised.queued.get(&k).copied();
         // Rows at launch: Telegram for everyone, the pigeon post for those Telegram cannot
         // reach (Bo, Cy, Fay), e-mail for those neither reaches (Cy, Fay).

@@ -138,15 +138,18 @@ async fn delivers_on_every_backend_and_statistics_match_what_the_channels_got() 
             .await;
         let count = h
             .orch
-            .count_audience(&confirmed_at_first_competition())
+            .count_audience(&confirmed_at_first_competition(), ChannelPolicy::BOTH)
             .await
             .unwrap();
         let report = h.orch.launch(&op(), id).await.unwrap();
         assert_eq!(
             report.materialised.queued[&ChannelKind::TELEGRAM],
-            count.telegram
+            count.messages_on(ChannelKind::TELEGRAM)
         );
-        assert_eq!(report.materialised.queued[&ChannelKind::EMAIL], count.email);
+        assert_eq!(
+            report.materialised.queued[&ChannelKind::EMAIL],
+            count.messages_on(ChannelKind::EMAIL)
+        );
         let stats = h.orch.run_until_done(id).await.unwrap();
         let b = h.store.get_broadcast(id).await.unwrap();
         assert_eq!(b.status, BroadcastStatus::Completed);

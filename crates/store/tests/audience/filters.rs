@@ -299,8 +299,15 @@ async fn check(l: &Loaded, case: &Case) {
         Size::Nobody => assert!(expected.is_empty(), "{what}"),
     }
 
-    let count = l.audience.count(f).await.unwrap();
-    assert_eq!(count, l.expected_count(f), "{what}: count");
+    for policy in ChannelPolicy::NAMED {
+        let count = l.audience.count(f, policy).await.unwrap();
+        assert_eq!(
+            count,
+            l.expected_count(f, policy),
+            "{what}: count for {policy}"
+        );
+    }
+    let count = l.audience.count(f, ChannelPolicy::BOTH).await.unwrap();
 
     let sample = l.audience.sample(f, 1_000).await.unwrap();
     let sampled: BTreeMap<i64, Option<i64>> = sample
@@ -346,11 +353,7 @@ async fn check(l: &Loaded, case: &Case) {
             .iter()
             .filter(|r| r.status == DeliveryStatus::Pending)
             .count() as u64;
-        let reachable = match channel {
-            ChannelKind::TELEGRAM => count.telegram,
-            ChannelKind::EMAIL => count.email,
-            other => panic!("no count for channel {other}"),
-        };
+        let reachable = count.reachable_on(channel);
         assert_eq!(pending, reachable, "{what}: {channel} pending rows");
         assert_eq!(report.queued[&channel], pending, "{what}: {channel} queued");
     }
@@ -460,7 +463,11 @@ async fn a_user_with_two_matching_registrations_appears_once_with_the_first() {
             assert!(mine.iter().all(|r| r.registration_id == first));
         }
         assert_eq!(
-            l.audience.count(&f).await.unwrap().users,
+            l.audience
+                .count(&f, ChannelPolicy::BOTH)
+                .await
+                .unwrap()
+                .users,
             rows.len() as u64 / 2,
             "{}",
             l.backend()
@@ -495,7 +502,14 @@ async fn country_and_city_ignore_case() {
                 AudienceFilter::from_json(&format!(r#"{{"countries":["{spelling}"]}}"#)).unwrap();
             let got = sampled_ids(&l, &f).await;
             assert_eq!(got, germany, "{} / {spelling:?}", l.backend());
-            assert_eq!(l.audience.count(&f).await.unwrap().users, 44);
+            assert_eq!(
+                l.audience
+                    .count(&f, ChannelPolicy::BOTH)
+                    .await
+                    .unwrap()
+                    .users,
+                44
+            );
         }
         for spelling in ["Berlin", "berlin", "BERLIN"] {
             let f = AudienceFilter {
@@ -600,7 +614,11 @@ async fn invalid_filters_are_refused_with_the_field_named() {
             user_ids: vec![0],
             ..AudienceFilter::default()
         };
-        let err = l.audience.count(&bad).await.unwrap_err();
+        let err = l
+            .audience
+            .count(&bad, ChannelPolicy::BOTH)
+            .await
+            .unwrap_err();
         assert!(err.is_invalid_input(), "{err}");
         assert!(err.to_string().contains("user_ids"), "{err}");
         let err = l.audience.sample(&bad, 3).await.unwrap_err();
@@ -610,7 +628,11 @@ async fn invalid_filters_are_refused_with_the_field_named() {
             cities: (0..40_000).map(|i| format!("City {i}")).collect(),
             ..AudienceFilter::default()
         };
-        let err = l.audience.count(&huge).await.unwrap_err();
+        let err = l
+            .audience
+            .count(&huge, ChannelPolicy::BOTH)
+            .await
+            .unwrap_err();
         assert!(
             err.is_invalid_input() && err.to_string().contains("cities"),
             "{err}"

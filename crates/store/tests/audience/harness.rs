@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use broadcast_app::csv_import;
 use broadcast_domain::{
     AudienceCount, AudienceFilter, AudienceStore, BroadcastId, ChannelKind, ChannelPolicy,
-    DeliveryStatus, DeliveryStore, ErrorKind, NewRegistration, NewUser, Registration, SkipReason,
-    User,
+    DeliveryStatus, DeliveryStore, ErrorKind, NewRegistration, NewUser, PolicyMode, Registration,
+    SkipReason, User,
 };
 use broadcast_store::Store;
 use broadcast_store::entity::{
@@ -210,17 +210,37 @@ impl Loaded {
             .collect()
     }
 
-    /// The expected count of a filter.
-    pub(crate) fn expected_count(&self, f: &AudienceFilter) -> AudienceCount {
+    /// The expected count of a filter for a policy.
+    pub(crate) fn expected_count(
+        &self,
+        f: &AudienceFilter,
+        policy: ChannelPolicy,
+    ) -> AudienceCount {
         let selected = self.expected(f);
         let mut count = AudienceCount::default();
+        for kind in policy.channels() {
+            count.reachable.insert(*kind, 0);
+            count.messages.insert(*kind, 0);
+        }
         for u in self.users.iter().filter(|u| selected.contains_key(&u.id)) {
-            let tg = telegram_reachable(u);
-            let em = email_reachable(u);
             count.users += 1;
-            count.telegram += u64::from(tg);
-            count.email += u64::from(em);
-            count.both += u64::from(tg && em);
+            let mut reached = false;
+            for kind in policy.channels() {
+                let reaches = match *kind {
+                    ChannelKind::TELEGRAM => telegram_reachable(u),
+                    ChannelKind::EMAIL => email_reachable(u),
+                    other => panic!("the model knows no channel {other}"),
+                };
+                if !reaches {
+                    continue;
+                }
+                *count.reachable.get_mut(kind).unwrap() += 1;
+                if !(reached && policy.mode() == PolicyMode::FirstReachable) {
+                    *count.messages.get_mut(kind).unwrap() += 1;
+                }
+                reached = true;
+            }
+            count.unreachable += u64::from(!reached);
         }
         count
     }

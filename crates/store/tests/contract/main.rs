@@ -211,7 +211,13 @@ async fn non_ascii_names_match_in_any_case_everywhere() {
     for s in subjects().await {
         let store = s.store.as_ref();
         import_fixture(store).await;
-        let count = async |filter: AudienceFilter| store.count(&filter).await.unwrap().users;
+        let count = async |filter: AudienceFilter| {
+            store
+                .count(&filter, ChannelPolicy::BOTH)
+                .await
+                .unwrap()
+                .users
+        };
         for city in ["Łódź", "ŁÓDŹ", "łódź", " ŁóDź "] {
             let filter = AudienceFilter {
                 cities: vec![city.into()],
