@@ -350,6 +350,25 @@ fn csv_import_reports_the_line_and_writes_nothing() {
     );
     let listed = ok_json(d, &["audience", "list", "--json"]);
     assert_eq!(listed["total"], 0, "nothing from the file was written");
+    // Three bad rows: every one is named.
+    std::fs::write(
+        d.join("users.csv"),
+        "external_id,email,telegram_chat_id\nu1,ann@example.org,1\nu2,bob@,2\nu3,cy@example.org,0\nu1,dee@example.org,4\n",
+    )
+    .unwrap();
+    let out = cli(d, &["audience", "import", "--users", "users.csv"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for place in [
+        "3 problems in users.csv",
+        "users.csv line 3, column `email`",
+        "users.csv line 4, column `telegram_chat_id`: 0 is not a valid Telegram chat id",
+        "users.csv line 5, column `external_id`: `u1` is also on line 2",
+    ] {
+        assert!(stderr.contains(place), "{place}: {stderr}");
+    }
+    let listed = ok_json(d, &["audience", "list", "--json"]);
+    assert_eq!(listed["total"], 0, "nothing from the file was written");
     std::fs::write(
         d.join("users.csv"),
         "external_id,first_name,email\nu1,Ann,ann@example.org\n",

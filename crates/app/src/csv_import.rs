@@ -8,9 +8,10 @@
 //!   listed for the file is rejected (naming it and the known columns), a missing required
 //!   column too (listing every missing one); optional columns may be left out.
 //! - An empty cell of an optional column means "no value".
-//! - Every row is checked before anything is written; the first problem is reported as
+//! - Every row is checked before anything is written, and every bad row is reported (up to
+//!   [`MAX_REPORTED`] of them, then how many more), each as
 //!   `users.csv line 7, column `email`: ...` where the line is the 1-based line of the file,
-//!   counting the header as line 1.
+//!   counting the header as line 1. A problem with the header stops the reading at once.
 //! - A key that appears twice in one file is an error naming both lines.
 
 use std::collections::HashMap;
@@ -72,9 +73,96 @@ impl CsvError {
     }
 }
 
-impl From<CsvError> for broadcast_domain::Error {
+/// Most problems of one file that are listed; the rest are counted.
+pub const MAX_REPORTED: usize = 100;
+
+/// Every problem found in one audience CSV file, at least one, in the order of the file's
+/// lines: what a parse reports instead of its rows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct CsvErrors {
+    problems: Vec<CsvError>,
+    /// Problems found beyond [`MAX_REPORTED`].
+    omitted: usize,
+}
+
+impl CsvErrors {
+    /// The problems, sorted by line (header problems first), at most [`MAX_REPORTED`].
+    fn new(mut problems: Vec<CsvError>) -> Self {
+        debug_assert!(!problems.is_empty(), "a CSV error has at least one problem");
+        problems.sort_by_key(|p| p.line.unwrap_or(0));
+        let omitted = problems.len().saturating_sub(MAX_REPORTED);
+        problems.truncate(MAX_REPORTED);
+        CsvErrors { problems, omitted }
+    }
+
+    /// The problems listed, in line order.
+    pub fn problems(&self) -> &[CsvError] {
+        &self.problems
+    }
+
+    /// How many more problems were found than are listed.
+    pub fn omitted(&self) -> usize {
+        self.omitted
+    }
+
+    /// How many problems were found.
+    pub fn len(&self) -> usize {
+        self.problems.len() + self.omitted
+    }
+
+    /// Never true: a `CsvErrors` has a problem.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same errors naming `file` instead of the default.
+    pub fn in_file(mut self, file: impl Into<String>) -> Self {
+        let file = file.into();
+        for p in &mut self.problems {
+            p.file = file.clone();
+        }
+        self
+    }
+
+    /// One problem: its message; several: how many, then one per line.
+    fn describe(&self) -> String {
+        match self.problems.as_slice() {
+            [only] if self.omitted == 0 => only.to_string(),
+            all => {
+                let file = all.first().map_or("the file", |p| p.file.as_str());
+                let mut out = format!("{} problems in {file}, nothing was imported:", self.len());
+                for p in all {
+                    out.push_str("\n  ");
+                    out.push_str(&p.to_string());
+                }
+                if self.omitted > 0 {
+                    out.push_str(&format!("\n  ... and {} more", self.omitted));
+                }
+                out
+            }
+        }
+    }
+}
+
+impl From<CsvError> for CsvErrors {
     fn from(e: CsvError) -> Self {
+        CsvErrors::new(vec![e])
+    }
+}
+
+impl From<CsvErrors> for broadcast_domain::Error {
+    fn from(e: CsvErrors) -> Self {
         broadcast_domain::Error::Invalid(e.to_string())
+    }
+}
+
+/// The rows, or every problem found.
+fn finish<T>(rows: Vec<T>, problems: Vec<CsvError>) -> Result<Vec<T>, CsvErrors> {
+    if problems.is_empty() {
+        Ok(rows)
+    } else {
+        Err(CsvErrors::new(problems))
     }
 }
 
@@ -172,12 +260,14 @@ impl Row<'_> {
     }
 }
 
-/// Reads the header, checks it against the layout and hands every data row to `f`.
+/// Reads the header, checks it against the layout and hands every data row to `f`: the rows
+/// `f` accepts, and a problem for each row it refuses or that cannot be read. A problem with the
+/// header is the only error.
 fn read_rows<T>(
     input: impl Read,
     layout: &Layout,
     mut f: impl FnMut(&Row<'_>) -> Result<T, CsvError>,
-) -> Result<Vec<T>, CsvError> {
+) -> Result<(Vec<T>, Vec<CsvError>), CsvError> {
     let file = layout.file;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -253,51 +343,66 @@ fn read_rows<T>(
         ));
     }
     let mut out = Vec::new();
+    let mut problems = Vec::new();
     for record in reader.records() {
-        let record = record.map_err(|e| {
-            let line = e.position().map(csv::Position::line);
-            let message = match e.kind() {
-                csv::ErrorKind::UnequalLengths {
-                    expected_len, len, ..
-                } => format!("the row has {len} field(s) but the header has {expected_len}"),
-                csv::ErrorKind::Utf8 { .. } => "the row is not valid UTF-8".to_owned(),
-                _ => e.to_string(),
-            };
-            CsvError::new(file, line, None, message)
-        })?;
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                let line = e.position().map(csv::Position::line);
+                let message = match e.kind() {
+                    csv::ErrorKind::UnequalLengths {
+                        expected_len, len, ..
+                    } => format!("the row has {len} field(s) but the header has {expected_len}"),
+                    csv::ErrorKind::Utf8 { .. } => "the row is not valid UTF-8".to_owned(),
+                    // Not a problem of one row (the input cannot be read): stop here.
+                    _ => {
+                        problems.push(CsvError::new(file, line, None, e.to_string()));
+                        break;
+                    }
+                };
+                problems.push(CsvError::new(file, line, None, message));
+                continue;
+            }
+        };
         let line = record.position().map_or(0, csv::Position::line);
-        out.push(f(&Row {
+        match f(&Row {
             file,
             line,
             columns: &columns,
             record,
-        })?);
+        }) {
+            Ok(row) => out.push(row),
+            Err(problem) => problems.push(problem),
+        }
     }
-    Ok(out)
+    Ok((out, problems))
 }
 
-/// Fails on the second line carrying the same key.
-fn check_unique<T, K: std::hash::Hash + Eq>(
+/// A problem for every line carrying a key an earlier line carries.
+fn repeats<T, K: std::hash::Hash + Eq>(
     file: &'static str,
     column: &str,
     rows: &[T],
     key: impl Fn(&T) -> (K, u64),
     describe: impl Fn(&T) -> String,
-) -> Result<(), CsvError> {
+) -> Vec<CsvError> {
     let mut first: HashMap<K, u64> = HashMap::new();
+    let mut problems = Vec::new();
     for row in rows {
         let (k, line) = key(row);
-        if let Some(earlier) = first.get(&k) {
-            return Err(CsvError::new(
+        match first.get(&k) {
+            Some(earlier) => problems.push(CsvError::new(
                 file,
                 Some(line),
                 Some(column),
                 format!("{} is also on line {earlier}", describe(row)),
-            ));
+            )),
+            None => {
+                first.insert(k, line);
+            }
         }
-        first.insert(k, line);
     }
-    Ok(())
+    problems
 }
 
 /// Reads `users.csv`.
@@ -316,8 +421,8 @@ fn check_unique<T, K: std::hash::Hash + Eq>(
 /// | `email_unsubscribed` | no | same values: the user unsubscribed from e-mail |
 ///
 /// An `external_id` twice in the file is an error naming both lines.
-pub fn parse_users(input: impl Read) -> Result<Vec<NewUser>, CsvError> {
-    let rows = read_rows(input, &USERS, |row| {
+pub fn parse_users(input: impl Read) -> Result<Vec<NewUser>, CsvErrors> {
+    let (rows, mut problems) = read_rows(input, &USERS, |row| {
         let attributes = row
             .parse("attributes", |cell| {
                 match serde_json::from_str::<serde_json::Value>(cell) {
@@ -348,14 +453,14 @@ pub fn parse_users(input: impl Read) -> Result<Vec<NewUser>, CsvError> {
             email_unsubscribed: row.flag("email_unsubscribed")?,
         })
     })?;
-    check_unique(
+    problems.extend(repeats(
         USERS.file,
         "external_id",
         &rows,
         |u| (u.external_id.clone(), u.line),
         |u| format!("`{}`", u.external_id),
-    )?;
-    Ok(rows)
+    ));
+    finish(rows, problems)
 }
 
 /// Reads `competitions.csv`.
@@ -368,8 +473,8 @@ pub fn parse_users(input: impl Read) -> Result<Vec<NewUser>, CsvError> {
 /// | `city`, `country` | no | where it happens |
 ///
 /// A `slug` twice in the file is an error naming both lines.
-pub fn parse_competitions(input: impl Read) -> Result<Vec<NewCompetition>, CsvError> {
-    let rows = read_rows(input, &COMPETITIONS, |row| {
+pub fn parse_competitions(input: impl Read) -> Result<Vec<NewCompetition>, CsvErrors> {
+    let (rows, mut problems) = read_rows(input, &COMPETITIONS, |row| {
         let slug = row.required("slug")?;
         if slug.chars().any(char::is_whitespace) {
             return Err(row.error("slug", format!("`{slug}` contains spaces; use e.g. `-`")));
@@ -386,14 +491,14 @@ pub fn parse_competitions(input: impl Read) -> Result<Vec<NewCompetition>, CsvEr
             country: row.opt("country"),
         })
     })?;
-    check_unique(
+    problems.extend(repeats(
         COMPETITIONS.file,
         "slug",
         &rows,
         |c| (c.slug.clone(), c.line),
         |c| format!("`{}`", c.slug),
-    )?;
-    Ok(rows)
+    ));
+    finish(rows, problems)
 }
 
 /// Reads `registrations.csv`.
@@ -408,8 +513,8 @@ pub fn parse_competitions(input: impl Read) -> Result<Vec<NewCompetition>, CsvEr
 /// The import updates the registration of the same user to the same competition, or creates
 /// one; the same pair twice in the file is an error naming both lines. Unknown users and
 /// competitions are reported by the import (they depend on the database), naming the line.
-pub fn parse_registrations(input: impl Read) -> Result<Vec<NewRegistration>, CsvError> {
-    let rows = read_rows(input, &REGISTRATIONS, |row| {
+pub fn parse_registrations(input: impl Read) -> Result<Vec<NewRegistration>, CsvErrors> {
+    let (rows, mut problems) = read_rows(input, &REGISTRATIONS, |row| {
         Ok(NewRegistration {
             line: row.line,
             user_external_id: row.required("user_external_id")?,
@@ -422,7 +527,7 @@ pub fn parse_registrations(input: impl Read) -> Result<Vec<NewRegistration>, Csv
                 .ok_or_else(|| row.error("status", "a value is required"))?,
         })
     })?;
-    check_unique(
+    problems.extend(repeats(
         REGISTRATIONS.file,
         "competition_slug",
         &rows,
@@ -438,15 +543,15 @@ pub fn parse_registrations(input: impl Read) -> Result<Vec<NewRegistration>, Csv
                 r.user_external_id, r.competition_slug
             )
         },
-    )?;
-    Ok(rows)
+    ));
+    finish(rows, problems)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn users(text: &str) -> Result<Vec<NewUser>, CsvError> {
+    fn users(text: &str) -> Result<Vec<NewUser>, CsvErrors> {
         parse_users(text.as_bytes())
     }
 
@@ -565,6 +670,43 @@ mod tests {
             "registrations.csv line 3, column `competition_slug`: the registration of user `u1` to \
              `c` is also on line 2"
         );
+    }
+
+    #[test]
+    fn every_bad_row_is_reported_in_line_order() {
+        let err = users(
+            "external_id,email,telegram_chat_id\n\
+             u1,a@x.org,1\n\
+             u2,bob@,2\n\
+             u3,c@x.org,zero\n\
+             u1,d@x.org,4\n\
+             u5,e@x.org\n\
+             u6,f@x.org,6\n",
+        )
+        .unwrap_err();
+        let lines: Vec<Option<u64>> = err.problems().iter().map(|p| p.line).collect();
+        assert_eq!(lines, [Some(3), Some(4), Some(5), Some(6)], "{err}");
+        assert_eq!(err.len(), 4);
+        let text = err.to_string();
+        assert!(
+            text.starts_with("4 problems in users.csv, nothing was imported:\n  users.csv line 3, column `email`: `bob@`"),
+            "{text}"
+        );
+        assert!(text.contains("line 4, column `telegram_chat_id`"), "{text}");
+        assert!(
+            text.contains("line 5, column `external_id`: `u1` is also on line 2"),
+            "{text}"
+        );
+        assert!(text.contains("line 6: the row has 2 field(s)"), "{text}");
+
+        // Beyond MAX_REPORTED the rest are counted.
+        let mut many = String::from("external_id,email\n");
+        for i in 0..MAX_REPORTED + 5 {
+            many.push_str(&format!("u{i},bad{i}@\n"));
+        }
+        let err = users(&many).unwrap_err();
+        assert_eq!((err.problems().len(), err.omitted()), (MAX_REPORTED, 5));
+        assert!(err.to_string().ends_with("... and 5 more"), "{err}");
     }
 
     #[test]

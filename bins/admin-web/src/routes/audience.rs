@@ -4,7 +4,7 @@
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use broadcast_app::csv_import::{self, CsvError};
+use broadcast_app::csv_import::{self, CsvErrors};
 use broadcast_domain::{Actor, Error, ImportReport, User, UserQuery};
 use serde::{Deserialize, Serialize};
 
@@ -125,11 +125,30 @@ pub(crate) async fn user(
 /// A failed import as the page shows it.
 #[derive(Debug, Serialize)]
 struct ImportError {
+    /// The summary: the only problem, or how many there are.
+    message: String,
+    /// Each problem with its place in the file (none for a problem of the upload itself).
+    problems: Vec<ImportProblem>,
+}
+
+/// One problem of an uploaded file, with the lines around it.
+#[derive(Debug, Serialize)]
+struct ImportProblem {
     message: String,
     file: String,
     line: Option<u64>,
     column: Option<String>,
     excerpt: Vec<SourceLine>,
+}
+
+impl ImportError {
+    /// A problem that is not at a place in the file.
+    fn whole(message: String) -> Self {
+        ImportError {
+            message,
+            problems: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -201,28 +220,33 @@ pub(crate) async fn import(
             &state,
             &session,
             &kind,
-            Some(ImportError {
-                message: "choose a CSV file to import (the upload was empty)".to_owned(),
-                file: String::new(),
-                line: None,
-                column: None,
-                excerpt: Vec::new(),
-            }),
+            Some(ImportError::whole(
+                "choose a CSV file to import (the upload was empty)".to_owned(),
+            )),
             None,
         );
     };
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    let csv_error = |e: CsvError| {
+    let csv_error = |e: CsvErrors| {
         let e = e.in_file(file_name.clone());
-        ImportError {
-            message: e.to_string(),
-            file: e.file.clone(),
-            line: e.line,
-            column: e.column.clone(),
-            excerpt: e.line.map_or_else(Vec::new, |l| {
-                source_excerpt(&text, usize::try_from(l).unwrap_or(usize::MAX), None)
-            }),
-        }
+        let message = match e.len() {
+            1 => e.to_string(),
+            n => format!("{n} problems in {file_name}; each is listed below"),
+        };
+        let problems = e
+            .problems()
+            .iter()
+            .map(|p| ImportProblem {
+                message: p.to_string(),
+                file: p.file.clone(),
+                line: p.line,
+                column: p.column.clone(),
+                excerpt: p.line.map_or_else(Vec::new, |l| {
+                    source_excerpt(&text, usize::try_from(l).unwrap_or(usize::MAX), None)
+                }),
+            })
+            .collect();
+        ImportError { message, problems }
     };
     // The orchestrator imports all rows or none and writes the audit entry.
     let orch = &state.orchestrator;
@@ -245,13 +269,7 @@ pub(crate) async fn import(
     let report = match result {
         Err(e) => return import_page(&state, &session, &kind, Some(e), None),
         Ok(Err(e)) if e.is_invalid_input() => {
-            let error = ImportError {
-                message: format!("{file_name}: {e}"),
-                file: file_name,
-                line: None,
-                column: None,
-                excerpt: Vec::new(),
-            };
+            let error = ImportError::whole(format!("{file_name}: {e}"));
             return import_page(&state, &session, &kind, Some(error), None);
         }
         Ok(Err(e)) => return Err(e.into()),

@@ -717,6 +717,35 @@ async fn audience_pages_import_with_row_errors_and_markup_is_escaped() {
     assert!(body.contains("people.csv line 3, column `email`"), "{body}");
     assert!(body.contains("Line <strong>3</strong>"), "{body}");
 
+    // Three bad rows: all three are named, and still nothing is imported.
+    let bad = "external_id,first_name,email,telegram_chat_id\n\
+               x-1,Ann,ann@example.org,11\n\
+               x-2,Bob,not-an-email,12\n\
+               x-3,Cy,cy@example.org,twelve\n\
+               x-1,Dee,dee@example.org,14\n";
+    let reply = app
+        .client
+        .post(app.url("/audience/import"))
+        .header("cookie", &s.cookie)
+        .multipart(upload("users", "people.csv", bad, &s.csrf))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = reply.text().await.unwrap();
+    assert!(body.contains("3 problems in people.csv"), "{body}");
+    assert_eq!(
+        body.matches("data-testid=\"import-problem\"").count(),
+        3,
+        "{body}"
+    );
+    for place in [
+        "people.csv line 3, column `email`",
+        "people.csv line 4, column `telegram_chat_id`",
+        "people.csv line 5, column `external_id`: `x-1` is also on line 2",
+    ] {
+        assert!(body.contains(place), "{place}: {body}");
+    }
     assert!(
         app.get("/audience?q=x-1", &s)
             .await

@@ -116,7 +116,9 @@ pub(crate) async fn audience(app: &App, cmd: AudienceCmd, j: bool) -> CliResult<
 /// Parses a CSV file off the async threads, with a progress bar over the bytes read.
 pub(crate) async fn parse_csv<T: Send + 'static>(
     p: &Path,
-    parse: fn(CountingReader<std::fs::File>) -> Result<Vec<T>, broadcast_app::csv_import::CsvError>,
+    parse: fn(
+        CountingReader<std::fs::File>,
+    ) -> Result<Vec<T>, broadcast_app::csv_import::CsvErrors>,
 ) -> CliResult<Vec<T>> {
     let file = open(p)?;
     let len = file.metadata().ok().map(|m| m.len());
@@ -130,7 +132,7 @@ pub(crate) async fn parse_csv<T: Send + 'static>(
         .await
         .context("the CSV parser stopped")?;
     activity.finish(None);
-    parsed.map_err(|e| invalid(format!("{}: {e}", p.display())))
+    parsed.map_err(|e| invalid(e.in_file(p.display().to_string()).to_string()))
 }
 
 /// Stores parsed rows (one all-or-nothing transaction per file) with a spinner.
