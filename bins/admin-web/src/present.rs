@@ -1,6 +1,8 @@
 //! View models shared by pages, the JSON endpoints and the progress streams: what a broadcast,
 //! its progress and its statistics look like to the panel.
 
+use std::collections::BTreeMap;
+
 use broadcast_domain::{
     AudienceCount, AudienceFilter, Broadcast, BroadcastStatus, ChannelKind, ChannelPolicy,
     DeliveryStats, DeliveryStatus, PolicyMode,
@@ -132,6 +134,7 @@ pub(crate) fn broadcast_row(
     b: &Broadcast,
     template: Option<TemplateRef>,
     progress: Option<&ProgressView>,
+    competitions: &BTreeMap<i64, String>,
 ) -> BroadcastRow {
     BroadcastRow {
         id: b.id,
@@ -147,7 +150,7 @@ pub(crate) fn broadcast_row(
             )
         }),
         policy: policy_label(b.channel_policy).to_owned(),
-        filter: b.filter.describe(),
+        filter: b.filter.describe_with(competitions),
         template,
         frozen: b.frozen_template.is_some(),
         created_by: b.created_by.clone().unwrap_or_default(),
@@ -191,6 +194,7 @@ impl CountView {
         count: &AudienceCount,
         policy: ChannelPolicy,
         filter: &AudienceFilter,
+        competitions: &BTreeMap<i64, String>,
     ) -> Self {
         let channels = policy
             .channels()
@@ -217,7 +221,7 @@ impl CountView {
             channel_policy: policy.to_string(),
             channels,
             unreachable: count.unreachable,
-            describe: filter.describe(),
+            describe: filter.describe_with(competitions),
         }
     }
 }

@@ -245,6 +245,21 @@ impl AppState {
         Ok(locations)
     }
 
+    /// Every competition's name by id, for filter summaries (one small query).
+    pub(crate) async fn competition_names(
+        &self,
+    ) -> Result<std::collections::BTreeMap<i64, String>> {
+        Ok(self
+            .orchestrator
+            .ports()
+            .audience
+            .list_competitions()
+            .await?
+            .into_iter()
+            .map(|c| (c.id, c.name))
+            .collect())
+    }
+
     /// Forgets the cached pick lists (after an import).
     pub(crate) fn forget_locations(&self) {
         *self

@@ -81,6 +81,8 @@ pub(crate) struct Plan {
     pub(crate) users: Option<u64>,
     /// Messages per channel.
     pub(crate) messages: Vec<(ChannelKind, u64, Rate)>,
+    /// The audience filter, with competition names.
+    pub(crate) audience: String,
 }
 
 impl Plan {
@@ -119,6 +121,7 @@ impl Plan {
 /// What launching or running `b` would send.
 pub(crate) async fn plan(app: &App, b: &Broadcast) -> CliResult<Plan> {
     let channels = b.channel_policy.channels();
+    let audience = audience(app, &b.filter).await?;
     if Transition::Launch.allowed(b.status) {
         let count = app
             .orchestrator
@@ -131,6 +134,7 @@ pub(crate) async fn plan(app: &App, b: &Broadcast) -> CliResult<Plan> {
         return Ok(Plan {
             users: Some(count.users),
             messages,
+            audience,
         });
     }
     // Launched already: what is still open.
@@ -146,7 +150,25 @@ pub(crate) async fn plan(app: &App, b: &Broadcast) -> CliResult<Plan> {
     Ok(Plan {
         users: None,
         messages,
+        audience,
     })
+}
+
+/// A filter as people read it, with the names of its competitions.
+pub(crate) async fn audience(
+    app: &App,
+    filter: &broadcast_domain::AudienceFilter,
+) -> CliResult<String> {
+    let names = app
+        .orchestrator
+        .ports()
+        .audience
+        .list_competitions()
+        .await?
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect();
+    Ok(filter.describe_with(&names))
 }
 
 /// Shows the plan on stderr and asks to go ahead (unless `yes`). Without `yes`, a stdin that
@@ -196,20 +218,19 @@ pub(crate) async fn confirm(app: &App, b: &Broadcast, action: Action, yes: bool)
 }
 
 /// Which broadcast and audience, as two lines for people.
-pub(crate) fn heading(b: &Broadcast, paint: Paint) -> String {
+pub(crate) fn heading(b: &Broadcast, audience: &str, paint: Paint) -> String {
     format!(
-        "{} `{}` ({}, channels {})\naudience: {}\n",
+        "{} `{}` ({}, channels {})\naudience: {audience}\n",
         paint.bold(&format!("broadcast {}", b.id)),
         b.name,
         b.status,
         b.channel_policy,
-        b.filter.describe()
     )
 }
 
 /// The plan as a few lines for people.
 fn describe(app: &App, b: &Broadcast, plan: &Plan, paint: Paint) -> String {
-    let mut out = heading(b, paint);
+    let mut out = heading(b, &plan.audience, paint);
     if let Some(users) = plan.users {
         out.push_str(&format!("users matching: {users}\n"));
     }
@@ -242,6 +263,7 @@ mod tests {
         Plan {
             users: Some(10),
             messages: messages.to_vec(),
+            audience: "everyone".into(),
         }
     }
 

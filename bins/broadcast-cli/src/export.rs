@@ -26,6 +26,7 @@ struct Row<'a> {
     id: i64,
     broadcast_id: i64,
     user_id: i64,
+    name: &'a str,
     registration_id: Option<i64>,
     channel: ChannelKind,
     address: &'a str,
@@ -41,13 +42,14 @@ struct Row<'a> {
     updated_at: String,
 }
 
-impl<'a> From<&'a Recipient> for Row<'a> {
-    fn from(r: &'a Recipient) -> Self {
+impl<'a> Row<'a> {
+    fn new(r: &'a Recipient, name: &'a str) -> Self {
         let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339();
         Self {
             id: r.id,
             broadcast_id: r.broadcast_id,
             user_id: r.user_id,
+            name,
             registration_id: r.registration_id,
             channel: r.channel,
             address: &r.address,
@@ -85,13 +87,13 @@ impl Sink {
         })
     }
 
-    fn write(&mut self, r: &Recipient) -> std::io::Result<()> {
+    fn write(&mut self, r: &Recipient, name: &str) -> std::io::Result<()> {
         match self {
             Sink::Csv(w) => w
-                .write_record(broadcast_app::export::record(r))
+                .write_record(broadcast_app::export::record(r, name))
                 .map_err(std::io::Error::other),
             Sink::Jsonl(w) => {
-                serde_json::to_writer(&mut *w, &Row::from(r))?;
+                serde_json::to_writer(&mut *w, &Row::new(r, name))?;
                 w.write_all(b"\n")
             }
         }
@@ -233,9 +235,11 @@ async fn write_rows(
         (total > PAGE).then(|| Activity::start(Unit::Items, 0, Some(total), "rows exported"));
     let mut page = first.items;
     let mut rows = 0;
+    let audience = &*app.orchestrator.ports().audience;
     loop {
+        let names = broadcast_app::export::user_names(audience, &page).await?;
         for r in &page {
-            sink.write(r)?;
+            sink.write(r, names.get(&r.user_id).map_or("", String::as_str))?;
         }
         rows += page.len() as u64;
         if let Some(a) = &activity {

@@ -351,6 +351,7 @@ fn export_writes_every_row_as_csv_or_json_lines() {
             "id",
             "broadcast_id",
             "user_id",
+            "name",
             "registration_id",
             "channel",
             "address",
@@ -370,11 +371,13 @@ fn export_writes_every_row_as_csv_or_json_lines() {
     assert_eq!(rows.len() as u64, total);
     let ids: BTreeSet<i64> = rows.iter().map(|r| r[0].parse().unwrap()).collect();
     assert_eq!(ids.len(), rows.len(), "every row once");
-    let sent = rows.iter().filter(|r| &r[6] == "sent").count() as u64;
+    let sent = rows.iter().filter(|r| &r[7] == "sent").count() as u64;
     assert_eq!(sent, stats["stats"]["by_status"]["sent"].as_u64().unwrap());
-    for r in rows.iter().filter(|r| &r[6] == "skipped") {
-        assert!(!r[7].is_empty(), "a skipped row says why: {r:?}");
+    for r in rows.iter().filter(|r| &r[7] == "skipped") {
+        assert!(!r[8].is_empty(), "a skipped row says why: {r:?}");
     }
+    // Every row names its user beside the id (the demo users all have names).
+    assert!(rows.iter().all(|r| !r[3].is_empty()), "names beside ids");
 
     // JSON lines into a file, with a JSON summary on stdout.
     std::fs::create_dir(d.join("out")).unwrap();

@@ -1,13 +1,16 @@
 //! The recipients export as CSV, the same in every front-end: one set of columns, and cells a
 //! spreadsheet would run as a formula neutralised.
 
-use broadcast_domain::Recipient;
+use std::collections::HashMap;
+
+use broadcast_domain::{AudienceStore, Recipient, UserId};
 
 /// The columns of the export, in order (JSON lines exports carry the same names).
-pub const COLUMNS: [&str; 16] = [
+pub const COLUMNS: [&str; 17] = [
     "id",
     "broadcast_id",
     "user_id",
+    "name",
     "registration_id",
     "channel",
     "address",
@@ -34,13 +37,29 @@ pub fn cell(text: &str) -> String {
     }
 }
 
-/// One ledger row as the cells of [`COLUMNS`], free text neutralised with [`cell`].
-pub fn record(r: &Recipient) -> [String; 16] {
+/// The names of the users of `rows` (first and last name), for the `name` column: one batch
+/// lookup per page of rows.
+pub async fn user_names(
+    audience: &dyn AudienceStore,
+    rows: &[Recipient],
+) -> broadcast_domain::Result<HashMap<UserId, String>> {
+    Ok(audience
+        .contexts(rows)
+        .await?
+        .into_iter()
+        .map(|c| (c.user.id, c.user.full_name()))
+        .collect())
+}
+
+/// One ledger row as the cells of [`COLUMNS`], with its user's name, free text neutralised
+/// with [`cell`].
+pub fn record(r: &Recipient, name: &str) -> [String; 17] {
     let opt = |v: Option<String>| v.unwrap_or_default();
     [
         r.id.to_string(),
         r.broadcast_id.to_string(),
         r.user_id.to_string(),
+        cell(name),
         opt(r.registration_id.map(|v| v.to_string())),
         r.channel.to_string(),
         cell(&r.address),
@@ -57,25 +76,32 @@ pub fn record(r: &Recipient) -> [String; 16] {
     ]
 }
 
-/// Writes `rows` (after the header row when `header`) to `w`.
+/// Writes `rows` with their users' names (after the header row when `header`) to `w`.
 pub fn write_csv<W: std::io::Write>(
     w: &mut csv::Writer<W>,
     rows: &[Recipient],
+    names: &HashMap<UserId, String>,
     header: bool,
 ) -> csv::Result<()> {
     if header {
         w.write_record(COLUMNS)?;
     }
     for r in rows {
-        w.write_record(record(r))?;
+        let name = names.get(&r.user_id).map_or("", String::as_str);
+        w.write_record(record(r, name))?;
     }
     Ok(())
 }
 
-/// `rows` as one CSV chunk (with the header row first when `header`), for streaming.
-pub fn csv_chunk(rows: &[Recipient], header: bool) -> csv::Result<Vec<u8>> {
+/// `rows` with their users' names as one CSV chunk (with the header row first when
+/// `header`), for streaming.
+pub fn csv_chunk(
+    rows: &[Recipient],
+    names: &HashMap<UserId, String>,
+    header: bool,
+) -> csv::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    write_csv(&mut w, rows, header)?;
+    write_csv(&mut w, rows, names, header)?;
     w.into_inner().map_err(|e| e.into_error().into())
 }
 
@@ -127,12 +153,13 @@ mod tests {
             uncertain_sends: 1,
             updated_at: at,
         };
-        let chunk = String::from_utf8(csv_chunk(&[row], true).unwrap()).unwrap();
+        let names = HashMap::from([(5, "=Ann Smith".to_owned())]);
+        let chunk = String::from_utf8(csv_chunk(&[row], &names, true).unwrap()).unwrap();
         let mut lines = chunk.lines();
         assert_eq!(lines.next().unwrap(), COLUMNS.join(","));
         assert_eq!(
             lines.next().unwrap(),
-            "9,2,5,,email,'=cmd@example.org,failed,,3,permanent,'@SUM(1),'-x,,\
+            "9,2,5,'=Ann Smith,,email,'=cmd@example.org,failed,,3,permanent,'@SUM(1),'-x,,\
              2026-12-03T10:00:00+00:00,1,2026-12-03T10:00:00+00:00"
         );
     }

@@ -8,7 +8,7 @@
 //! as [`fold_case`] defines it; [`AudienceFilter::matches`] is the definition every store (and
 //! the SQL compiler's tests) follow.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -235,6 +235,12 @@ impl AudienceFilter {
 
     /// A short human description, e.g. `roles in [judge] AND has_email = true`.
     pub fn describe(&self) -> String {
+        self.describe_with(&BTreeMap::new())
+    }
+
+    /// [`describe`](Self::describe) with each competition's name beside its id
+    /// (`competition in [Berlin Open (#1)]`), from `names`; an id missing there stays an id.
+    pub fn describe_with(&self, names: &BTreeMap<CompetitionId, String>) -> String {
         fn list<T: std::fmt::Display>(out: &mut Vec<String>, name: &str, v: &[T]) {
             if !v.is_empty() {
                 let items: Vec<String> = v.iter().map(ToString::to_string).collect();
@@ -242,7 +248,15 @@ impl AudienceFilter {
             }
         }
         let mut parts = Vec::new();
-        list(&mut parts, "competition", &self.competition_ids);
+        let competitions: Vec<String> = self
+            .competition_ids
+            .iter()
+            .map(|id| match names.get(id) {
+                Some(name) => format!("{name} (#{id})"),
+                None => id.to_string(),
+            })
+            .collect();
+        list(&mut parts, "competition", &competitions);
         list(&mut parts, "role", &self.roles);
         list(&mut parts, "status", &self.registration_statuses);
         list(&mut parts, "country", &self.countries);
@@ -404,5 +418,17 @@ mod tests {
         assert_eq!(f, AudienceFilter::default());
         assert_eq!(f.describe(), "everyone");
         assert_eq!(f.to_json(), "{}");
+    }
+
+    #[test]
+    fn summaries_name_competitions_beside_their_ids() {
+        let f =
+            AudienceFilter::from_json(r#"{"competition_ids":[1,9],"roles":["judge"]}"#).unwrap();
+        assert_eq!(f.describe(), "competition in [1, 9] AND role in [judge]");
+        let names = BTreeMap::from([(1, "Berlin Open".to_owned())]);
+        assert_eq!(
+            f.describe_with(&names),
+            "competition in [Berlin Open (#1), 9] AND role in [judge]"
+        );
     }
 }

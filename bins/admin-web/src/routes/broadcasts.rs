@@ -65,12 +65,13 @@ pub(crate) async fn list(
         .await?;
     let needle = q.q.trim().to_lowercase();
     let mut rows = Vec::new();
+    let competitions = state.competition_names().await?;
     for b in broadcasts
         .iter()
         .filter(|b| needle.is_empty() || b.name.to_lowercase().contains(&needle))
     {
         let progress = progress_of(&state, b).await?;
-        rows.push(broadcast_row(b, None, progress.as_ref()));
+        rows.push(broadcast_row(b, None, progress.as_ref(), &competitions));
     }
     let mut ctx = page(&session, "broadcasts", "Broadcasts");
     ctx.insert("notice", &notice(q.done.as_deref()));
@@ -141,15 +142,19 @@ async fn form_page(
     let ports = state.orchestrator.ports();
     let templates = ports.templates.list_templates().await?;
     let competitions = ports.audience.list_competitions().await?;
+    let names = competitions
+        .iter()
+        .map(|c| (c.id, c.name.clone()))
+        .collect();
     let locations = state.locations().await?;
     let fields = form.fields();
     let policy = fields.policy().unwrap_or(ChannelPolicy::BOTH);
     let count = match fields.filter() {
         Ok(filter) => {
             let c = state.orchestrator.count_audience(&filter, policy).await?;
-            CountView::new(&c, policy, &filter)
+            CountView::new(&c, policy, &filter, &names)
         }
-        Err(_) => CountView::new(&Default::default(), policy, &Default::default()),
+        Err(_) => CountView::new(&Default::default(), policy, &Default::default(), &names),
     };
     let mut ctx = page(session, "broadcasts", "New broadcast");
     ctx.insert("error", &error);
@@ -327,7 +332,8 @@ pub(crate) async fn audience_count(
     let filter = fields.filter().map_err(ApiError::invalid)?;
     let policy = fields.policy().map_err(ApiError::invalid)?;
     let count = state.orchestrator.count_audience(&filter, policy).await?;
-    Ok(Json(CountView::new(&count, policy, &filter)))
+    let names = state.competition_names().await?;
+    Ok(Json(CountView::new(&count, policy, &filter, &names)))
 }
 
 async fn template_ref(state: &AppState, b: &Broadcast) -> Option<TemplateRef> {
@@ -357,7 +363,8 @@ pub(crate) async fn show(
     let template = template_ref(&state, &b).await;
     let mut ctx = page(&session, "broadcasts", &b.name);
     ctx.insert("notice", &notice(q.done.as_deref()));
-    ctx.insert("b", &broadcast_row(&b, template, Some(&view)));
+    let names = state.competition_names().await?;
+    ctx.insert("b", &broadcast_row(&b, template, Some(&view), &names));
     ctx.insert(
         "progress",
         &serde_json::json!({
@@ -422,7 +429,8 @@ pub(crate) async fn confirm_launch(
         .orchestrator
         .count_audience(&b.filter, b.channel_policy)
         .await?;
-    let view = CountView::new(&count, b.channel_policy, &b.filter);
+    let names = state.competition_names().await?;
+    let view = CountView::new(&count, b.channel_policy, &b.filter, &names);
     let (template_name, problem) = match b.template_id {
         None => (
             "deleted".to_owned(),
@@ -442,7 +450,7 @@ pub(crate) async fn confirm_launch(
     };
     let mut ctx = page(&session, "broadcasts", "Launch broadcast");
     let template = template_ref(&state, &b).await;
-    ctx.insert("b", &broadcast_row(&b, template, None));
+    ctx.insert("b", &broadcast_row(&b, template, None, &names));
     ctx.insert("count", &view);
     ctx.insert("estimate", &estimate(&state.settings, &count));
     ctx.insert("template_name", &template_name);
@@ -553,7 +561,8 @@ async fn test_page(
     error: Option<String>,
 ) -> PageResult {
     let mut ctx = page(session, "broadcasts", "Test send");
-    ctx.insert("b", &broadcast_row(b, None, None));
+    let names = state.competition_names().await?;
+    ctx.insert("b", &broadcast_row(b, None, None, &names));
     ctx.insert("form", form);
     ctx.insert("results", &results);
     ctx.insert("error", &error);
@@ -709,6 +718,9 @@ pub(crate) async fn recipients(
     let pager = Pager::new(rows.total, RECIPIENTS_PER_PAGE, page_no, |p| {
         q.link(&base, Some(p))
     });
+    let names =
+        broadcast_app::export::user_names(&*state.orchestrator.ports().audience, &rows.items)
+            .await?;
     let views: Vec<_> = rows
         .items
         .iter()
@@ -716,6 +728,7 @@ pub(crate) async fn recipients(
             serde_json::json!({
                 "id": r.id,
                 "user_id": r.user_id,
+                "name": names.get(&r.user_id),
                 "channel": r.channel,
                 "address": r.address,
                 "status": r.status,
@@ -728,7 +741,8 @@ pub(crate) async fn recipients(
         })
         .collect();
     let mut ctx = page(&session, "broadcasts", "Recipients");
-    ctx.insert("b", &broadcast_row(&b, None, None));
+    let names = state.competition_names().await?;
+    ctx.insert("b", &broadcast_row(&b, None, None, &names));
     ctx.insert("rows", &views);
     ctx.insert("pager", &pager);
     ctx.insert(
@@ -788,21 +802,28 @@ pub(crate) async fn recipients_csv(
         )
         .await;
     let deliveries = state.orchestrator.ports().deliveries.clone();
+    let audience = state.orchestrator.ports().audience.clone();
     // Keyset pages (`id > last id`): each chunk costs the same however far the export got,
     // where offsets would re-read every row before the chunk.
     let stream = futures::stream::unfold(Some((0, true)), move |next| {
         let deliveries = deliveries.clone();
+        let audience = audience.clone();
         let base = base.clone();
         async move {
             let (after, first) = next?;
-            let rows = match deliveries.list_recipients_after(id, &base, after).await {
-                Ok(rows) => rows,
+            let read = async {
+                let rows = deliveries.list_recipients_after(id, &base, after).await?;
+                let names = broadcast_app::export::user_names(&*audience, &rows).await?;
+                Ok::<_, broadcast_domain::Error>((rows, names))
+            };
+            let (rows, names) = match read.await {
+                Ok(read) => read,
                 Err(e) => {
                     tracing::error!(error = %e, broadcast = id, "CSV export failed");
                     return Some((Err(std::io::Error::other(e.to_string())), None));
                 }
             };
-            let chunk = broadcast_app::export::csv_chunk(&rows, first)
+            let chunk = broadcast_app::export::csv_chunk(&rows, &names, first)
                 .map_err(|e| std::io::Error::other(e.to_string()));
             let next = match rows.last() {
                 Some(last) if rows.len() as u64 == EXPORT_CHUNK => Some((last.id, false)),

@@ -26,9 +26,10 @@ pub(crate) async fn show(
     let ports = state.orchestrator.ports();
     let recent = ports.broadcasts.list_broadcasts(&[], 10).await?;
     let mut rows = Vec::with_capacity(recent.len());
+    let competitions = state.competition_names().await?;
     for b in &recent {
         let progress = progress_of(&state, b).await?;
-        rows.push(broadcast_row(b, None, progress.as_ref()));
+        rows.push(broadcast_row(b, None, progress.as_ref(), &competitions));
     }
     let running = ports
         .broadcasts

@@ -469,8 +469,29 @@ async fn a_broadcast_is_built_with_the_filter_form_launched_and_delivered_to_the
         .map(str::to_owned)
         .collect();
     assert_eq!(header, broadcast_app::export::COLUMNS, "the CLI's columns");
-    let records = reader.records().count() as u64;
-    assert_eq!(records, stats["total"].as_u64().unwrap());
+    let records: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(records.len() as u64, stats["total"].as_u64().unwrap());
+    assert!(
+        records.iter().all(|r| !r[3].is_empty()),
+        "every row names its user"
+    );
+    // The recipients page too, beside the id.
+    let page = app.get(&format!("/broadcasts/{id}/recipients"), &s).await;
+    let first = &records[0];
+    assert!(
+        page.body
+            .contains(&format!("<span class=\"muted\">#{}</span>", &first[2])),
+        "{}",
+        page.body
+    );
+    if first[3].chars().all(|c| c.is_alphanumeric() || c == ' ') {
+        assert!(
+            page.body.contains(&first[3]),
+            "{}: {}",
+            &first[3],
+            page.body
+        );
+    }
 
     // The dashboard lists it; the audit log has the story.
     let dash = app.get("/", &s).await;

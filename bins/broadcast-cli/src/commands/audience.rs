@@ -105,7 +105,11 @@ pub(crate) async fn audience(app: &App, cmd: AudienceCmd, j: bool) -> CliResult<
             if j {
                 json(&CountDoc::new(&c, channels, None))?;
             } else {
-                println!("{} users match ({})", c.users, filter.describe());
+                println!(
+                    "{} users match ({})",
+                    c.users,
+                    crate::confirm::audience(app, &filter).await?
+                );
                 print_count(&c, channels);
             }
         }

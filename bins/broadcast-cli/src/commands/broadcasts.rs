@@ -107,6 +107,13 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
                     "audience",
                     "created",
                 ]);
+                let names = app
+                    .store
+                    .list_competitions()
+                    .await?
+                    .into_iter()
+                    .map(|c| (c.id, c.name))
+                    .collect();
                 for b in &list {
                     t.row(vec![
                         b.id.to_string(),
@@ -114,7 +121,7 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
                         b.status.to_string(),
                         b.channel_policy.to_string(),
                         b.total_recipients.to_string(),
-                        b.filter.describe(),
+                        b.filter.describe_with(&names),
                         b.created_at.format("%Y-%m-%d %H:%M").to_string(),
                     ]);
                 }
@@ -131,7 +138,7 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
                 println!(
                     "audience of broadcast {id}: {} users ({})",
                     count.users,
-                    b.filter.describe()
+                    crate::confirm::audience(app, &b.filter).await?
                 );
                 print_count(&count, b.channel_policy);
             }
@@ -147,7 +154,8 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
             if yes {
                 // No count for a question nobody is asked: the launch report gives the
                 // numbers, and counting a large audience first costs a second pass over it.
-                eprint!("{}", heading(&b, crate::term::Paint::stderr()));
+                let audience = crate::confirm::audience(app, &b.filter).await?;
+                eprint!("{}", heading(&b, &audience, crate::term::Paint::stderr()));
             } else {
                 confirm(app, &b, Action::Launch, false).await?;
             }
@@ -484,7 +492,10 @@ pub(crate) async fn print_broadcast(app: &App, id: i64, j: bool) -> CliResult<()
             .unwrap_or_default()
     );
     println!("channels:   {}", b.channel_policy);
-    println!("audience:   {}", b.filter.describe());
+    println!(
+        "audience:   {}",
+        crate::confirm::audience(app, &b.filter).await?
+    );
     println!("template:   {}", opt(b.template_id));
     println!("scheduled:  {}", opt(b.scheduled_at));
     println!("started:    {}", opt(b.started_at));
