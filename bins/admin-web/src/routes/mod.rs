@@ -58,11 +58,11 @@ async fn headers_and_metrics(State(state): State<AppState>, req: Request, next: 
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    // A route that sets its own (the e-mail preview frame) keeps it.
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(CSP));
     h.entry(header::REFERRER_POLICY)
         .or_insert(HeaderValue::from_static("same-origin"));
     h.entry(header::CACHE_CONTROL)
@@ -113,6 +113,10 @@ pub(crate) fn router(state: AppState) -> Router {
         )
         .route("/templates/{id}/delete", post(templates::delete))
         .route("/templates/{id}/preview", get(templates::preview))
+        .route(
+            "/templates/{id}/preview/email",
+            get(templates::preview_email),
+        )
         .route(
             "/broadcasts",
             get(broadcasts::list).post(broadcasts::create),

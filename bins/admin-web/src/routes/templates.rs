@@ -354,6 +354,101 @@ pub(crate) struct PreviewQuery {
     user_id: Option<String>,
 }
 
+impl PreviewQuery {
+    /// The chosen user, `None` for the sample recipient.
+    fn user(&self) -> Result<Option<i64>, PageError> {
+        let Some(raw) = self
+            .user_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        else {
+            return Ok(None);
+        };
+        raw.parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                PageError::BadRequest(format!("`{raw}` is not a user id (a positive number)"))
+            })
+    }
+}
+
+/// A template rendered for the preview page.
+struct Rendered {
+    /// Who it was rendered for, and with which registration.
+    recipient: String,
+    picked: Option<String>,
+    telegram: Option<Result<broadcast_domain::TelegramMessage, String>>,
+    email: Option<Result<broadcast_domain::EmailMessage, String>>,
+}
+
+/// Renders `content` for a chosen user (with their first registration, named in `picked`) or
+/// for the sample recipient. An unknown user is the only error: one clear message.
+async fn render_for(
+    state: &AppState,
+    content: &TemplateContent,
+    user: Option<i64>,
+) -> Result<Rendered, String> {
+    match user {
+        Some(user) => {
+            let preview = state
+                .orchestrator
+                .preview_for_user(content, "Preview", user, &AudienceFilter::default())
+                .await;
+            match preview {
+                Ok((p, picked)) => Ok(Rendered {
+                    recipient: format!("{} (user {})", p.full_name, p.user_id),
+                    picked: Some(picked),
+                    telegram: p.telegram,
+                    email: p.email,
+                }),
+                Err(Error::NotFound { .. }) => Err(format!(
+                    "There is no user with id {user}: choose another, or leave the field empty \
+                     for the sample recipient."
+                )),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+        None => {
+            let compiled = state
+                .orchestrator
+                .ports()
+                .renderer
+                .compile(content)
+                .map_err(|e| e.to_string())?;
+            let ctx_user = sample_recipient();
+            let env = sample_env();
+            Ok(Rendered {
+                recipient: format!("the sample recipient ({})", ctx_user.user.full_name()),
+                picked: None,
+                telegram: content
+                    .supports(broadcast_domain::MessageFormat::Chat)
+                    .then(|| {
+                        compiled
+                            .render_telegram(&ctx_user, &env, Some(SAMPLE_UNSUBSCRIBE_URL))
+                            .map_err(|e| e.to_string())
+                    }),
+                email: content
+                    .supports(broadcast_domain::MessageFormat::Email)
+                    .then(|| {
+                        compiled
+                            .render_email(&ctx_user, &env, Some(SAMPLE_UNSUBSCRIBE_URL))
+                            .map_err(|e| e.to_string())
+                    }),
+            })
+        }
+    }
+}
+
+/// What the e-mail preview frame may do: show the message's own styles and images, and
+/// nothing that runs (a sandbox without scripts, even when the frame is opened on its own).
+const EMAIL_FRAME_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; \
+                               img-src data: https:; font-src data: https:; \
+                               frame-ancestors 'self'; base-uri 'none'; form-action 'none'; \
+                               sandbox";
+
 /// `GET /templates/{id}/preview[?user_id=N]`.
 pub(crate) async fn preview(
     State(state): State<AppState>,
@@ -361,77 +456,20 @@ pub(crate) async fn preview(
     Path(id): Path<i64>,
     Query(q): Query<PreviewQuery>,
 ) -> PageResult {
-    let ports = state.orchestrator.ports();
     let t = service::template(&state, id).await?;
     let content = &t.content;
-    let user_id = match q
-        .user_id
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        None => None,
-        Some(raw) => Some(raw.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            PageError::BadRequest(format!("`{raw}` is not a user id (a positive number)"))
-        })?),
-    };
+    let user_id = q.user()?;
     let mut ctx = page(&session, "templates", "Preview");
     ctx.insert(
         "template",
         &serde_json::json!({ "id": t.id, "name": t.name }),
     );
     ctx.insert("user_id", &user_id);
-    let mut error: Option<String> = None;
-    let mut recipient: Option<String> = None;
-
-    let (telegram, email) = match user_id {
-        Some(user) => {
-            let filter = AudienceFilter {
-                user_ids: vec![user],
-                ..AudienceFilter::default()
-            };
-            let previews = state
-                .orchestrator
-                .preview_content(content, "Preview", &filter, 1)
-                .await?;
-            match previews.into_iter().next() {
-                Some(p) => {
-                    recipient = Some(format!("{} (user {})", p.full_name, p.user_id));
-                    (p.telegram, p.email)
-                }
-                None => {
-                    error = Some(format!("There is no user with id {user}."));
-                    (None, None)
-                }
-            }
-        }
-        None => match ports.renderer.compile(content) {
-            Ok(compiled) => {
-                let ctx_user = sample_recipient();
-                let env = sample_env();
-                (
-                    content
-                        .supports(broadcast_domain::MessageFormat::Chat)
-                        .then(|| {
-                            compiled
-                                .render_telegram(&ctx_user, &env, Some(SAMPLE_UNSUBSCRIBE_URL))
-                                .map_err(|e| e.to_string())
-                        }),
-                    content
-                        .supports(broadcast_domain::MessageFormat::Email)
-                        .then(|| {
-                            compiled
-                                .render_email(&ctx_user, &env, Some(SAMPLE_UNSUBSCRIBE_URL))
-                                .map_err(|e| e.to_string())
-                        }),
-                )
-            }
-            Err(e) => {
-                error = Some(e.to_string());
-                (None, None)
-            }
-        },
-    };
+    let (telegram, email, error, recipient, picked) =
+        match render_for(&state, content, user_id).await {
+            Ok(r) => (r.telegram, r.email, None, Some(r.recipient), r.picked),
+            Err(e) => (None, None, Some(e), None, None),
+        };
     let telegram = telegram.map(|r| match r {
         Ok(m) => serde_json::json!({
             "parse_mode": m.parse_mode,
@@ -444,9 +482,14 @@ pub(crate) async fn preview(
         }),
         Err(e) => serde_json::json!({ "parse_mode": content.parse_mode, "error": e }),
     });
+    let frame = match user_id {
+        Some(user) => format!("/templates/{id}/preview/email?user_id={user}"),
+        None => format!("/templates/{id}/preview/email"),
+    };
     let email = email.map(|r| match r {
         Ok(m) => serde_json::json!({
-            "subject": m.subject, "html": m.html, "text": m.text, "error": None::<String>,
+            "subject": m.subject, "has_html": m.html.is_some(), "frame": frame, "text": m.text,
+            "error": None::<String>,
         }),
         Err(e) => serde_json::json!({ "error": e }),
     });
@@ -454,8 +497,46 @@ pub(crate) async fn preview(
     ctx.insert("email", &email);
     ctx.insert("error", &error);
     ctx.insert("recipient", &recipient);
+    ctx.insert("picked", &picked);
     Ok(state
         .views
         .render("template_preview.html", &ctx)?
+        .into_response())
+}
+
+/// `GET /templates/{id}/preview/email[?user_id=N]`: the e-mail's HTML body alone, for the
+/// preview page's sandboxed frame, under its own content security policy.
+pub(crate) async fn preview_email(
+    State(state): State<AppState>,
+    _session: Session,
+    Path(id): Path<i64>,
+    Query(q): Query<PreviewQuery>,
+) -> PageResult<Response> {
+    let t = service::template(&state, id).await?;
+    let html = match render_for(&state, &t.content, q.user()?).await {
+        Ok(Rendered {
+            email: Some(Ok(m)), ..
+        }) => m.html.ok_or_else(|| {
+            PageError::BadRequest("this template's e-mail has no HTML body".to_owned())
+        })?,
+        Ok(Rendered {
+            email: Some(Err(e)),
+            ..
+        })
+        | Err(e) => return Err(PageError::BadRequest(e)),
+        Ok(_) => {
+            return Err(PageError::BadRequest(
+                "this template has no e-mail part".to_owned(),
+            ));
+        }
+    };
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CONTENT_SECURITY_POLICY, EMAIL_FRAME_CSP),
+            (axum::http::header::X_FRAME_OPTIONS, "SAMEORIGIN"),
+        ],
+        html,
+    )
         .into_response())
 }

@@ -272,6 +272,7 @@ async fn run_flow(app: &TestApp, browser: &Browser) {
         "Anna"
     );
     screenshot(&page, "05-template-preview.png").await;
+    email_preview_keeps_styles_and_runs_nothing(app, &page).await;
 
     // 4. The filter form: judges with an e-mail address; the live count follows.
     let expected = app
@@ -402,4 +403,66 @@ async fn run_flow(app: &TestApp, browser: &Browser) {
     )
     .await;
     screenshot(&page, "11-recipients.png").await;
+}
+
+/// The e-mail preview frame shows the template's inline styles, and a script in the template
+/// does not run: neither in the frame nor when the frame's address is opened on its own.
+async fn email_preview_keeps_styles_and_runs_nothing(app: &TestApp, page: &Page) {
+    let reply = app
+        .api(
+            Method::POST,
+            "/templates",
+            Some(serde_json::json!({
+                "name": "Styled mail",
+                "content": {
+                    "email_subject": "Styled",
+                    "email_html": "<h1 id=\"greeting\" style=\"color: rgb(200, 0, 0)\">Hi {{ first_name }}</h1>\
+                                   <script>document.body.dataset.ran = 'yes'; parent.document.body.dataset.ran = 'yes';</script>",
+                },
+            })),
+        )
+        .await;
+    assert_eq!(reply.status.as_u16(), 201, "{}", reply.body);
+    let id = reply.json()["id"].as_i64().unwrap();
+    page.goto(app.url(&format!("/templates/{id}/preview")))
+        .await
+        .unwrap();
+    wait_until(
+        page,
+        "document.querySelector('[data-testid=email-frame]')",
+        "the e-mail frame",
+    )
+    .await;
+    let src: String = js(
+        page,
+        "document.querySelector('[data-testid=email-frame]').getAttribute('src')",
+    )
+    .await;
+    let sandbox: String = js(
+        page,
+        "document.querySelector('[data-testid=email-frame]').getAttribute('sandbox')",
+    )
+    .await;
+    assert_eq!(sandbox, "", "a sandbox without scripts");
+    // Give a script in the frame the time to run, if it could.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ran: bool = js(page, "document.body.dataset.ran === 'yes'").await;
+    assert!(!ran, "the frame's script reached the page");
+    screenshot(page, "05b-email-preview.png").await;
+
+    page.goto(app.url(&src)).await.unwrap();
+    wait_until(
+        page,
+        "document.querySelector('#greeting')",
+        "the e-mail body",
+    )
+    .await;
+    let color: String = js(
+        page,
+        "getComputedStyle(document.querySelector('#greeting')).color",
+    )
+    .await;
+    assert_eq!(color, "rgb(200, 0, 0)", "the inline style applies");
+    let ran: bool = js(page, "document.body.dataset.ran === 'yes'").await;
+    assert!(!ran, "the e-mail's script ran");
 }

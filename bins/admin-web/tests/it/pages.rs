@@ -173,10 +173,111 @@ async fn templates_are_created_with_errors_shown_at_their_line_then_edited_previ
         "{}",
         preview.body
     );
+    // With the competition of the user's registration, and the page says which one.
+    let with_competition = app
+        .api(
+            Method::POST,
+            "/templates",
+            Some(serde_json::json!({
+                "name": "Competition",
+                "content": {
+                    "telegram_text": "{{ competition_name }} as {{ role }} ({{ registration_status }})",
+                    "parse_mode": "plain",
+                },
+            })),
+        )
+        .await;
+    assert_eq!(
+        with_competition.status,
+        StatusCode::CREATED,
+        "{}",
+        with_competition.body
+    );
+    let competition_id = with_competition.json()["id"].as_i64().unwrap();
+    let preview = app
+        .get(
+            &format!("/templates/{competition_id}/preview?user_id={}", jonas.id),
+            &s,
+        )
+        .await;
+    let picked = preview
+        .body
+        .split("data-testid=\"preview-registration\">")
+        .nth(1)
+        .and_then(|rest| rest.split('<').next())
+        .unwrap_or_else(|| panic!("no registration named: {}", preview.body));
+    assert!(picked.starts_with("With Jonas"), "{picked}");
+    let competition = picked
+        .split("registration for ")
+        .nth(1)
+        .and_then(|rest| rest.split(" (").next())
+        .unwrap();
+    assert!(
+        preview.body.contains(&format!("{competition} as ")),
+        "the message uses the registration named: {}",
+        preview.body
+    );
+    // An unknown user: one message, and nothing that contradicts it.
     let preview = app
         .get(&format!("/templates/{id}/preview?user_id=999999"), &s)
         .await;
     assert!(preview.body.contains("There is no user with id 999999"));
+    assert_eq!(
+        preview.body.matches("role=\"alert\"").count(),
+        1,
+        "{}",
+        preview.body
+    );
+    for contradiction in [
+        "sample recipient (",
+        "no part to preview",
+        "data-testid=\"telegram-preview\"",
+    ] {
+        assert!(
+            !preview.body.contains(contradiction),
+            "{contradiction}: {}",
+            preview.body
+        );
+    }
+    // The e-mail's HTML has a frame of its own, under a policy that lets its styles in and
+    // nothing that runs.
+    let frame = app.get(&format!("/templates/{id}/preview/email"), &s).await;
+    assert_eq!(
+        frame.status,
+        StatusCode::BAD_REQUEST,
+        "no HTML part: {}",
+        frame.body
+    );
+    let html = app
+        .api(
+            Method::POST,
+            "/templates",
+            Some(serde_json::json!({
+                "name": "Html mail",
+                "content": { "email_subject": "S", "email_html": "<p style=\"color:red\">Hi {{ first_name }}</p>" },
+            })),
+        )
+        .await;
+    let html_id = html.json()["id"].as_i64().unwrap();
+    let page = app.get(&format!("/templates/{html_id}/preview"), &s).await;
+    assert!(
+        page.body
+            .contains(&format!("src=\"/templates/{html_id}/preview/email\"")),
+        "{}",
+        page.body
+    );
+    let frame = app
+        .get(&format!("/templates/{html_id}/preview/email"), &s)
+        .await;
+    assert_eq!(frame.status, StatusCode::OK);
+    assert_eq!(frame.body, "<p style=\"color:red\">Hi Anna</p>");
+    let policy = frame.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        policy.contains("style-src 'unsafe-inline'")
+            && policy.contains("sandbox")
+            && !policy.contains("script-src"),
+        "{policy}"
+    );
     let preview = app
         .get(&format!("/templates/{id}/preview?user_id=abc"), &s)
         .await;

@@ -25,24 +25,108 @@ impl Orchestrator {
         let samples = self.ports.source.sample(filter, limit).await?;
         Ok(samples
             .iter()
-            .map(|ctx| {
-                let url = self.unsubscribe_url(ctx.user.id);
-                Preview {
-                    user_id: ctx.user.id,
-                    full_name: ctx.user.full_name(),
-                    telegram: content.supports(MessageFormat::Chat).then(|| {
-                        compiled
-                            .render_telegram(ctx, &env, url.as_deref())
-                            .map_err(|e| e.to_string())
-                    }),
-                    email: content.supports(MessageFormat::Email).then(|| {
-                        compiled
-                            .render_email(ctx, &env, url.as_deref())
-                            .map_err(|e| e.to_string())
-                    }),
-                }
-            })
+            .map(|ctx| self.render_preview(content, &*compiled, ctx, &env))
             .collect())
+    }
+
+    /// Renders a template for one chosen user, with the registration `filter` would match
+    /// (see [`recipient_context`](Self::recipient_context)); also says which registration
+    /// that is. An unknown user is [`Error::NotFound`].
+    pub async fn preview_for_user(
+        &self,
+        content: &TemplateContent,
+        broadcast_name: &str,
+        user: UserId,
+        filter: &AudienceFilter,
+    ) -> Result<(Preview, String)> {
+        let compiled = self.ports.renderer.compile(content)?;
+        let (ctx, picked) = self.recipient_context(user, filter).await?;
+        let env = self.env(broadcast_name);
+        Ok((self.render_preview(content, &*compiled, &ctx, &env), picked))
+    }
+
+    /// What a template can use for a chosen user: the user, and of their registrations the
+    /// first that `filter` matches (the first one when it matches none); with a sentence for
+    /// people saying which registration that is, or that there is none.
+    pub async fn recipient_context(
+        &self,
+        user: UserId,
+        filter: &AudienceFilter,
+    ) -> Result<(RecipientContext, String)> {
+        let user = self.ports.audience.get_user(user).await?;
+        let mut regs = self.ports.audience.registrations_of(user.id).await?;
+        let matching = regs.iter().position(|(r, _)| {
+            (filter.competition_ids.is_empty()
+                || filter.competition_ids.contains(&r.competition_id))
+                && (filter.roles.is_empty() || filter.roles.contains(&r.role))
+                && (filter.registration_statuses.is_empty()
+                    || filter.registration_statuses.contains(&r.status))
+        });
+        let count = regs.len();
+        let name = user.full_name();
+        if regs.is_empty() {
+            let picked =
+                format!("{name} has no registration: the competition, role and status are empty.");
+            let ctx = RecipientContext {
+                user,
+                competition: None,
+                registration: None,
+            };
+            return Ok((ctx, picked));
+        }
+        let (registration, competition) = regs.swap_remove(matching.unwrap_or(0));
+        let which = format!(
+            "{} ({}, {})",
+            competition.name, registration.role, registration.status
+        );
+        let constrained = !(filter.competition_ids.is_empty()
+            && filter.roles.is_empty()
+            && filter.registration_statuses.is_empty());
+        let picked = match (count, matching) {
+            (1, _) => format!("With {name}'s registration for {which}."),
+            (n, _) if !constrained => {
+                format!("With {name}'s registration for {which}, the first of {n}.")
+            }
+            (n, Some(_)) => format!(
+                "With {name}'s registration for {which}, the first of {n} that the audience \
+                 filter matches."
+            ),
+            (n, None) => format!(
+                "With {name}'s registration for {which}, the first of {n}: the audience \
+                 filter matches none of them."
+            ),
+        };
+        let ctx = RecipientContext {
+            user,
+            competition: Some(competition),
+            registration: Some(registration),
+        };
+        Ok((ctx, picked))
+    }
+
+    /// The messages of a template for one recipient, each part's error as text.
+    fn render_preview(
+        &self,
+        content: &TemplateContent,
+        compiled: &dyn CompiledTemplate,
+        ctx: &RecipientContext,
+        env: &RenderEnv,
+    ) -> Preview {
+        let url = self.unsubscribe_url(ctx.user.id);
+        Preview {
+            user_id: ctx.user.id,
+            full_name: ctx.user.full_name(),
+            telegram: content.supports(MessageFormat::Chat).then(|| {
+                compiled
+                    .render_telegram(ctx, env, url.as_deref())
+                    .map_err(|e| e.to_string())
+            }),
+            email: content.supports(MessageFormat::Email).then(|| {
+                compiled
+                    .render_email(ctx, env, url.as_deref())
+                    .map_err(|e| e.to_string())
+            }),
+        }
     }
 
     /// Sends the broadcast's message once, now, to a test target, without touching the
@@ -57,33 +141,7 @@ impl Orchestrator {
         let compiled = self.ports.renderer.compile(&content)?;
         let env = self.env(&b.name);
         let context = match &target {
-            TestTarget::User(user) => {
-                let user = self.ports.audience.get_user(*user).await?;
-                // The registration the broadcast's filter would match, else the first one.
-                let f = &b.filter;
-                let mut regs = self.ports.audience.registrations_of(user.id).await?;
-                let pick = regs
-                    .iter()
-                    .position(|(r, _)| {
-                        (f.competition_ids.is_empty()
-                            || f.competition_ids.contains(&r.competition_id))
-                            && (f.roles.is_empty() || f.roles.contains(&r.role))
-                            && (f.registration_statuses.is_empty()
-                                || f.registration_statuses.contains(&r.status))
-                    })
-                    .unwrap_or(0);
-                let (registration, competition) = if regs.is_empty() {
-                    (None, None)
-                } else {
-                    let (r, c) = regs.swap_remove(pick);
-                    (Some(r), Some(c))
-                };
-                RecipientContext {
-                    user,
-                    competition,
-                    registration,
-                }
-            }
+            TestTarget::User(user) => self.recipient_context(*user, &b.filter).await?.0,
             TestTarget::Chat(_) | TestTarget::Email(_) | TestTarget::Address(..) => {
                 let mut sample = self.ports.source.sample(&b.filter, 1).await?;
                 sample.pop().ok_or_else(|| {
