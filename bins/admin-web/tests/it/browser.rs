@@ -12,6 +12,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
@@ -403,6 +404,61 @@ async fn run_flow(app: &TestApp, browser: &Browser) {
     )
     .await;
     screenshot(&page, "11-recipients.png").await;
+    pages_fit_a_phone(app, &page, id).await;
+}
+
+/// At 390 px no page scrolls sideways (tables scroll inside their box), and the menu is one
+/// button that opens it.
+async fn pages_fit_a_phone(app: &TestApp, page: &Page, broadcast: i64) {
+    // Set again before every page: a full-page screenshot clears the override.
+    let phone = async || {
+        page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true))
+            .await
+            .expect("phone metrics");
+    };
+    for (name, path) in [
+        ("broadcasts", "/broadcasts".to_owned()),
+        ("recipients", format!("/broadcasts/{broadcast}/recipients")),
+        ("broadcast", format!("/broadcasts/{broadcast}")),
+        ("templates", "/templates".to_owned()),
+        ("audience", "/audience".to_owned()),
+        ("audit", "/audit".to_owned()),
+        ("dashboard", "/".to_owned()),
+    ] {
+        phone().await;
+        page.goto(app.url(&path)).await.unwrap();
+        wait_until(page, "document.readyState === 'complete'", name).await;
+        let (page_width, viewport): (i64, i64) = js(
+            page,
+            "[document.documentElement.scrollWidth, window.innerWidth]",
+        )
+        .await;
+        let wide: String = js(page, "JSON.stringify([...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 392).slice(0, 8).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().width)))").await;
+        assert_eq!(viewport, 390, "{name}: a phone's screen: {wide}");
+        assert!(
+            page_width <= viewport,
+            "{name}: the page is {page_width} px wide in a {viewport} px screen"
+        );
+        screenshot(page, &format!("12-phone-{name}.png")).await;
+    }
+    phone().await;
+    // The menu: one line until opened.
+    let closed: f64 = js(
+        page,
+        "document.querySelector('header.top').getBoundingClientRect().height",
+    )
+    .await;
+    assert!(closed < 70.0, "the closed menu takes {closed} px");
+    let hidden: bool = js(page, "getComputedStyle(document.querySelector('header.top nav')).display === 'none' || document.querySelector('header.top nav').offsetParent === null").await;
+    assert!(hidden, "the links are behind the menu button");
+    click(page, "label.menu-button").await;
+    wait_until(
+        page,
+        "document.querySelector('header.top nav').offsetParent !== null",
+        "the opened menu",
+    )
+    .await;
+    screenshot(page, "12-phone-menu.png").await;
 }
 
 /// The e-mail preview frame shows the template's inline styles, and a script in the template
