@@ -73,25 +73,42 @@ impl From<tera::Error> for PageError {
     }
 }
 
-/// A minimal page without the panel's layout (it needs no template engine, so it works when
-/// rendering itself failed).
-pub(crate) fn plain_page(status: StatusCode, title: &str, message: &str) -> Response {
+/// The panel's menu as on every page (without the logout form, which needs the session: the
+/// account page has it), for error pages.
+const MENU: &str = "<header class=\"top\"><a class=\"brand\" href=\"/\">Broadcast</a>\
+    <input type=\"checkbox\" id=\"menu-toggle\" class=\"menu-toggle\" aria-controls=\"menu\">\
+    <label for=\"menu-toggle\" class=\"menu-button\">Menu</label>\
+    <div class=\"menu\" id=\"menu\"><nav aria-label=\"Main\"><a href=\"/\">Dashboard</a>\
+    <a href=\"/templates\">Templates</a><a href=\"/broadcasts\">Broadcasts</a>\
+    <a href=\"/audience\">Audience</a><a href=\"/audit\">Audit log</a></nav>\
+    <div class=\"logout\"><a class=\"who\" href=\"/account\">Your account</a></div></div></header>";
+
+/// A minimal page (it needs no template engine, so it works when rendering itself failed),
+/// with the panel's menu when `menu`; pages people outside the panel see have none.
+fn error_page(status: StatusCode, title: &str, message: &str, menu: bool) -> Response {
     let body = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{title} · Broadcast admin</title><link rel=\"stylesheet\" href=\"/static/app.css\">\
-         </head><body class=\"plain\"><main class=\"narrow\"><h1>{title}</h1>\
-         <p class=\"error-message\">{message}</p><p><a href=\"/\">Back to the dashboard</a></p>\
-         </main></body></html>",
+         </head><body{class}>{menu}<main class=\"narrow\"><h1>{title}</h1>\
+         <p class=\"error-message\">{message}</p>{back}</main></body></html>",
         title = escape_html(title),
         message = escape_html(message),
+        class = if menu { "" } else { " class=\"plain\"" },
+        menu = if menu { MENU } else { "" },
+        back = if menu {
+            "<p><a href=\"/\">Back to the dashboard</a></p>"
+        } else {
+            ""
+        },
     );
     (status, Html(body)).into_response()
 }
 
-impl IntoResponse for PageError {
-    fn into_response(self) -> Response {
-        let (status, title, message) = match self {
+impl PageError {
+    /// Status, title and the message people may see (internal causes are logged instead).
+    fn shown(self) -> (StatusCode, &'static str, String) {
+        match self {
             Self::NotFound(m) => (StatusCode::NOT_FOUND, "Not found", m),
             Self::BadRequest(m) => (StatusCode::BAD_REQUEST, "Invalid input", m),
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, "Refused", m),
@@ -112,10 +129,37 @@ impl IntoResponse for PageError {
                     "The request failed; the details are in the server log.".to_owned(),
                 )
             }
-        };
-        plain_page(status, title, &message)
+        }
     }
 }
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = self.shown();
+        error_page(status, title, &message, true)
+    }
+}
+
+/// A [`PageError`] of a page people outside the panel see (login, unsubscribe): the same
+/// page without the panel's menu.
+#[derive(Debug)]
+pub(crate) struct PublicError(PageError);
+
+impl<E: Into<PageError>> From<E> for PublicError {
+    fn from(e: E) -> Self {
+        PublicError(e.into())
+    }
+}
+
+impl IntoResponse for PublicError {
+    fn into_response(self) -> Response {
+        let (status, title, message) = self.0.shown();
+        error_page(status, title, &message, false)
+    }
+}
+
+/// Result of a public page handler.
+pub(crate) type PublicResult<T = Response> = Result<T, PublicError>;
 
 /// Result of a page handler.
 pub(crate) type PageResult<T = Response> = Result<T, PageError>;

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use tera::Context;
 
 use crate::auth::{CsrfForm, LOGIN_COOKIE, Session, client_ip, random_token};
-use crate::error::PageResult;
+use crate::error::PublicResult;
 use crate::metrics::LoginOutcome;
 use crate::state::{AppState, constant_time_eq};
 use crate::views::notice;
@@ -149,7 +149,7 @@ fn login_page(
     next: &str,
     error: Option<String>,
     notice_text: Option<&str>,
-) -> PageResult {
+) -> PublicResult {
     // Keep the token of a login form already open (another tab, a favicon request that ended
     // here): a new token would make that form fail.
     let token = jar
@@ -183,7 +183,7 @@ pub(crate) async fn form(
     headers: HeaderMap,
     jar: PrivateCookieJar,
     Query(q): Query<LoginQuery>,
-) -> PageResult {
+) -> PublicResult {
     let next = safe_next(q.next.as_deref());
     if Session::from_headers(&state, &headers).await.is_some() {
         return Ok(Redirect::to(&next).into_response());
@@ -218,7 +218,7 @@ pub(crate) async fn submit(
     headers: HeaderMap,
     jar: PrivateCookieJar,
     Form(form): Form<LoginForm>,
-) -> PageResult {
+) -> PublicResult {
     let next = safe_next(form.next.as_deref());
     let username = form.username.trim().to_owned();
     let expected = jar.get(LOGIN_COOKIE).map(|c| c.value().to_owned());
@@ -345,7 +345,7 @@ pub(crate) async fn logout(
     State(state): State<AppState>,
     jar: PrivateCookieJar,
     form: CsrfForm<Empty>,
-) -> PageResult {
+) -> PublicResult {
     state.store.end_session(&form.session.id_hash).await?;
     state
         .audit(
@@ -365,7 +365,7 @@ pub(crate) async fn logout_everywhere(
     State(state): State<AppState>,
     jar: PrivateCookieJar,
     form: CsrfForm<Empty>,
-) -> PageResult {
+) -> PublicResult {
     let username = &form.session.username;
     let ended = state
         .store

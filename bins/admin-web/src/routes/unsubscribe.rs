@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use broadcast_domain::{Error, User};
 use tera::Context;
 
-use crate::error::{PageError, PageResult};
+use crate::error::{PageError, PublicResult};
 use crate::state::AppState;
 
 /// `an•••@example.org`: enough to recognise one's address, not enough to harvest it.
@@ -36,16 +36,16 @@ fn invalid_link() -> PageError {
     )
 }
 
-async fn user_of(state: &AppState, token: &str) -> PageResult<User> {
+async fn user_of(state: &AppState, token: &str) -> PublicResult<User> {
     let id = state.links.verify(token).ok_or_else(invalid_link)?;
     match state.orchestrator.ports().audience.get_user(id).await {
         Ok(u) => Ok(u),
-        Err(Error::NotFound { .. }) => Err(invalid_link()),
+        Err(Error::NotFound { .. }) => Err(invalid_link().into()),
         Err(e) => Err(e.into()),
     }
 }
 
-fn render(state: &AppState, token: &str, user: &User, done: bool) -> PageResult {
+fn render(state: &AppState, token: &str, user: &User, done: bool) -> PublicResult {
     let mut ctx = Context::new();
     ctx.insert("title", if done { "Unsubscribed" } else { "Unsubscribe" });
     ctx.insert("app_name", &state.settings.worker.app_name);
@@ -68,7 +68,7 @@ fn render(state: &AppState, token: &str, user: &User, done: bool) -> PageResult 
 pub(crate) async fn confirm(
     State(state): State<AppState>,
     Path(token): Path<String>,
-) -> PageResult {
+) -> PublicResult {
     let user = user_of(&state, &token).await?;
     render(&state, &token, &user, user.email_unsubscribed_at.is_some())
 }
@@ -77,7 +77,7 @@ pub(crate) async fn confirm(
 pub(crate) async fn one_click(
     State(state): State<AppState>,
     Path(token): Path<String>,
-) -> PageResult<Response> {
+) -> PublicResult<Response> {
     let user = user_of(&state, &token).await?;
     if user.email_unsubscribed_at.is_none() {
         let now = chrono::Utc::now();

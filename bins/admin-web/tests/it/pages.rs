@@ -819,10 +819,16 @@ async fn audience_pages_import_with_row_errors_and_markup_is_escaped() {
         "registrations shown"
     );
     assert!(user.body.contains("organizer"));
-    assert_eq!(
-        app.get("/audience/users/999999", &s).await.status,
-        StatusCode::NOT_FOUND
-    );
+    let missing = app.get("/audience/users/999999", &s).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    // Error pages keep the menu.
+    for link in [
+        "href=\"/broadcasts\"",
+        "href=\"/audit\"",
+        "class=\"menu-button\"",
+    ] {
+        assert!(missing.body.contains(link), "{link}: {}", missing.body);
+    }
 
     // A bad row is reported with its line and column; nothing is imported.
     let bad = "external_id,first_name,email\nx-1,Ann,ann@example.org\nx-2,Bob,not-an-email\n";

@@ -76,6 +76,12 @@ async fn unsubscribe_links_confirm_then_unsubscribe_and_refuse_forged_tokens() {
     ] {
         let reply = app.get_anon(&format!("/unsubscribe/{bad}")).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{bad}");
+        // The public never sees the panel's menu.
+        assert!(
+            !reply.body.contains("menu-button") && !reply.body.contains("href=\"/audit\""),
+            "{}",
+            reply.body
+        );
         let reply = app
             .client
             .post(app.url(&format!("/unsubscribe/{bad}")))
