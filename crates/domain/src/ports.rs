@@ -388,6 +388,50 @@ pub struct AuditEntry {
     pub at: DateTime<Utc>,
 }
 
+/// A search of the audit log: every field narrows it (AND); `limit` 0 means no limit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Entries whose actor contains this (ASCII letters in any case): `admin` finds `admin`
+    /// and `cli:admin`.
+    pub actor: Option<String>,
+    /// Entries whose action starts with this (any case): `broadcast.` finds every broadcast
+    /// action, `broadcast.launch` that one.
+    pub action: Option<String>,
+    /// Entries about this kind of record (`broadcast`, `template`, `user`, `admin`, ...).
+    pub target_type: Option<String>,
+    /// ... with this id.
+    pub target_id: Option<i64>,
+    /// At or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Skip this many of the newest matching entries.
+    pub offset: u64,
+    /// Return at most this many (0: all).
+    pub limit: u64,
+}
+
+impl AuditQuery {
+    /// The definition of a match, which every store implements.
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        let lower = |s: &str| s.to_ascii_lowercase();
+        self.actor
+            .as_deref()
+            .is_none_or(|a| lower(&e.actor).contains(&lower(a)))
+            && self
+                .action
+                .as_deref()
+                .is_none_or(|a| lower(&e.action).starts_with(&lower(a)))
+            && self
+                .target_type
+                .as_deref()
+                .is_none_or(|t| e.target_type == t)
+            && self.target_id.is_none_or(|id| e.target_id == Some(id))
+            && self.from.is_none_or(|from| e.at >= from)
+            && self.until.is_none_or(|until| e.at < until)
+    }
+}
+
 /// Who does an operation, as the audit log names them: an admin's user name, `cli:<user>`,
 /// `api:<token id>`, `worker:<id>`, or whatever name an embedding program gives itself.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -434,8 +478,17 @@ impl std::fmt::Display for Actor {
 pub trait AuditLog: Send + Sync + Debug {
     /// Appends an entry.
     async fn record(&self, entry: AuditEntry) -> Result<()>;
-    /// The newest entries first.
-    async fn recent(&self, limit: u64, offset: u64) -> Result<Vec<AuditEntry>>;
+    /// The entries `query` matches ([`AuditQuery::matches`]), newest first (by time, then id).
+    async fn search(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>>;
+    /// The newest entries first; `limit` 0 returns every entry after `offset`.
+    async fn recent(&self, limit: u64, offset: u64) -> Result<Vec<AuditEntry>> {
+        self.search(&AuditQuery {
+            limit,
+            offset,
+            ..AuditQuery::default()
+        })
+        .await
+    }
 }
 
 /// A rendered Telegram message.

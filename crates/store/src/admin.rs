@@ -1,9 +1,11 @@
 //! [`AdminStore`] and [`AuditLog`] for [`Store`]: administrators and the audit trail.
 
 use async_trait::async_trait;
-use broadcast_domain::{AdminSession, AdminStore, AdminUser, AuditEntry, AuditLog, Error, Result};
+use broadcast_domain::{
+    AdminSession, AdminStore, AdminUser, AuditEntry, AuditLog, AuditQuery, Error, Result,
+};
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
 };
@@ -197,12 +199,43 @@ impl AuditLog for Store {
         Ok(())
     }
 
-    /// Newest first (by time, then id); `limit` 0 returns every entry after `offset`.
-    async fn recent(&self, limit: u64, offset: u64) -> Result<Vec<AuditEntry>> {
+    /// Newest first (by time, then id). Actor and action match with `LOWER(...) LIKE` and
+    /// escaped wildcards, the rest with `=`, `>=` and `<`.
+    async fn search(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        use audit_log::Column as A;
+        let like = |column: A, pattern: String| {
+            Expr::expr(Func::lower(Expr::col(column))).like(LikeExpr::new(pattern).escape('\\'))
+        };
+        let escaped = |text: &str| {
+            text.to_ascii_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        };
+        let mut cond = Condition::all();
+        if let Some(actor) = &q.actor {
+            cond = cond.add(like(A::Actor, format!("%{}%", escaped(actor))));
+        }
+        if let Some(action) = &q.action {
+            cond = cond.add(like(A::Action, format!("{}%", escaped(action))));
+        }
+        if let Some(target_type) = &q.target_type {
+            cond = cond.add(A::TargetType.eq(target_type.as_str()));
+        }
+        if let Some(id) = q.target_id {
+            cond = cond.add(A::TargetId.eq(id));
+        }
+        if let Some(from) = q.from {
+            cond = cond.add(A::At.gte(from));
+        }
+        if let Some(until) = q.until {
+            cond = cond.add(A::At.lt(until));
+        }
         let select = audit_log::Entity::find()
+            .filter(cond)
             .order_by_desc(audit_log::Column::At)
             .order_by_desc(audit_log::Column::Id);
-        Ok(paged(select, offset, limit)
+        Ok(paged(select, q.offset, q.limit)
             .all(self.conn())
             .await
             .map_err(db_err)?

@@ -282,3 +282,67 @@ async fn every_change_from_the_api_writes_one_audit_entry_naming_the_token() {
     audit.one("template.delete", Some(probe_id)).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_audit_page_searches_by_actor_action_target_and_time() {
+    let app = app_without_worker().await;
+    let s = app.login().await;
+    let template = app.create_template("Searched").await;
+    // A failed login by someone else, for the actor search.
+    app.try_login("mallory", "guess").await;
+
+    let everything = app.get("/audit", &s).await;
+    assert!(
+        everything.body.contains("template.create"),
+        "{}",
+        everything.body
+    );
+    assert!(everything.body.contains("admin.login_failed"));
+
+    let page = app
+        .get(
+            &format!("/audit?action=template.&target=template&target_id={template}"),
+            &s,
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("template.create"), "{}", page.body);
+    assert!(!page.body.contains("admin.login_failed"), "{}", page.body);
+    assert!(page.body.contains("Show everything"));
+
+    let page = app.get("/audit?actor=ANONYMOUS", &s).await;
+    assert!(page.body.contains("admin.login_failed"), "{}", page.body);
+    assert!(!page.body.contains("template.create"), "{}", page.body);
+
+    let today = chrono::Utc::now().date_naive();
+    let page = app
+        .get(
+            &format!("/audit?from={today}&to={today}&action=template."),
+            &s,
+        )
+        .await;
+    assert!(page.body.contains("template.create"), "{}", page.body);
+    let page = app
+        .get(
+            &format!("/audit?to={}", today - chrono::Duration::days(1)),
+            &s,
+        )
+        .await;
+    assert!(
+        page.body.contains("No entry matches this search"),
+        "{}",
+        page.body
+    );
+
+    // A bad field is named, never a 500.
+    let page = app.get("/audit?from=yesterday", &s).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.body.contains("`yesterday` is not a date"),
+        "{}",
+        page.body
+    );
+    let page = app.get("/audit?target_id=x1", &s).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    app.stop().await;
+}

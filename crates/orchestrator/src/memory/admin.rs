@@ -110,14 +110,18 @@ impl AuditLog for MemoryStore {
         Ok(())
     }
 
-    async fn recent(&self, limit: u64, offset: u64) -> Result<Vec<AuditEntry>> {
-        Ok(self
-            .lock()
-            .audit
-            .iter()
-            .rev()
-            .skip(offset as usize)
-            .take(limit as usize)
+    async fn search(&self, query: &AuditQuery) -> Result<Vec<AuditEntry>> {
+        let s = self.lock();
+        let mut found: Vec<&AuditEntry> = s.audit.iter().filter(|e| query.matches(e)).collect();
+        found.sort_by_key(|e| std::cmp::Reverse((e.at, e.id)));
+        let limit = match query.limit {
+            0 => usize::MAX,
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        Ok(found
+            .into_iter()
+            .skip(usize::try_from(query.offset).unwrap_or(usize::MAX))
+            .take(limit)
             .cloned()
             .collect())
     }

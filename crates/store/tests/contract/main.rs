@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use broadcast_app::csv_import::{parse_competitions, parse_registrations, parse_users};
 use broadcast_domain::{
-    AdminStore, AudienceFilter, AudienceSource, AudienceStore, BroadcastStatus, BroadcastStore,
-    ChannelKind, ChannelPolicy, DeliveryStatus, DeliveryStore, Error, ImportReport,
-    MaterialiseReport, NewBroadcast, NewTemplate, ParseMode, RecipientQuery, SendBudget,
-    SkipReason, StatusChange, TemplateContent, TemplateName, TemplateStore, Transition, User,
-    UserQuery,
+    AdminStore, AudienceFilter, AudienceSource, AudienceStore, AuditEntry, AuditLog, AuditQuery,
+    BroadcastStatus, BroadcastStore, ChannelKind, ChannelPolicy, DeliveryStatus, DeliveryStore,
+    Error, ImportReport, MaterialiseReport, NewBroadcast, NewTemplate, ParseMode, RecipientQuery,
+    SendBudget, SkipReason, StatusChange, TemplateContent, TemplateName, TemplateStore, Transition,
+    User, UserQuery,
 };
 use broadcast_orchestrator::memory::MemoryStore;
 use broadcast_store::Store;
@@ -32,6 +32,7 @@ trait Contract:
     + AudienceSource
     + SendBudget
     + AdminStore
+    + AuditLog
 {
 }
 impl<
@@ -41,7 +42,8 @@ impl<
         + AudienceStore
         + AudienceSource
         + SendBudget
-        + AdminStore,
+        + AdminStore
+        + AuditLog,
 > Contract for T
 {
 }
@@ -1086,6 +1088,123 @@ async fn admin_sessions_end_on_logout_password_change_and_expiry() {
                 Err(Error::NotFound { .. })
             ),
             "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_is_searched_the_same_way_everywhere() {
+    for s in subjects().await {
+        let store = s.store.as_ref();
+        let name = &s.name;
+        let entries = [
+            ("admin", "broadcast.launch", "broadcast", Some(1), 1),
+            ("cli:Admin", "broadcast.pause", "broadcast", Some(1), 2),
+            ("worker:w1", "broadcast.resume", "broadcast", Some(2), 3),
+            ("admin", "template.create", "template", Some(7), 4),
+            ("anonymous", "admin.login_failed", "admin", None, 5),
+            ("100%_sure", "audience.import", "audience", None, 6),
+        ];
+        for (actor, action, target_type, target_id, minute) in entries {
+            store
+                .record(AuditEntry {
+                    id: 0,
+                    actor: actor.into(),
+                    action: action.into(),
+                    target_type: target_type.into(),
+                    target_id,
+                    details: serde_json::json!({}),
+                    at: t(minute),
+                })
+                .await
+                .unwrap();
+        }
+        let found = async |q: AuditQuery| -> Vec<String> {
+            store
+                .search(&q)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.action)
+                .collect()
+        };
+        let all = found(AuditQuery::default()).await;
+        assert_eq!(all.len(), 6, "{name}");
+        assert_eq!(all[0], "audience.import", "{name}: newest first");
+        assert_eq!(
+            found(AuditQuery {
+                actor: Some("ADMIN".into()),
+                ..Default::default()
+            })
+            .await,
+            ["template.create", "broadcast.pause", "broadcast.launch"],
+            "{name}: actor contains, any case"
+        );
+        assert_eq!(
+            found(AuditQuery {
+                action: Some("Broadcast.".into()),
+                ..Default::default()
+            })
+            .await,
+            ["broadcast.resume", "broadcast.pause", "broadcast.launch"],
+            "{name}: action starts with"
+        );
+        assert_eq!(
+            found(AuditQuery {
+                target_type: Some("broadcast".into()),
+                target_id: Some(1),
+                ..Default::default()
+            })
+            .await,
+            ["broadcast.pause", "broadcast.launch"],
+            "{name}: target"
+        );
+        assert_eq!(
+            found(AuditQuery {
+                from: Some(t(2)),
+                until: Some(t(4)),
+                ..Default::default()
+            })
+            .await,
+            ["broadcast.resume", "broadcast.pause"],
+            "{name}: from included, until excluded"
+        );
+        assert_eq!(
+            found(AuditQuery {
+                actor: Some("%".into()),
+                ..Default::default()
+            })
+            .await,
+            ["audience.import"],
+            "{name}: wildcards are plain characters"
+        );
+        assert_eq!(
+            found(AuditQuery {
+                actor: Some("0%_".into()),
+                ..Default::default()
+            })
+            .await,
+            ["audience.import"],
+            "{name}"
+        );
+        assert_eq!(
+            found(AuditQuery {
+                action: Some("b_oadcast".into()),
+                ..Default::default()
+            })
+            .await,
+            Vec::<String>::new(),
+            "{name}: `_` matches only itself"
+        );
+        assert_eq!(
+            found(AuditQuery {
+                offset: 1,
+                limit: 2,
+                ..Default::default()
+            })
+            .await,
+            ["admin.login_failed", "template.create"],
+            "{name}: pages"
         );
     }
 }
