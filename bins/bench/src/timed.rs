@@ -124,6 +124,9 @@ impl DeliveryStore for Timed {
     ) -> DResult<u64> {
         self.store.requeue_failed(broadcast, kinds, now).await
     }
+    async fn recount(&self, broadcast: i64) -> DResult<()> {
+        self.store.recount(broadcast).await
+    }
 }
 
 #[async_trait::async_trait]

@@ -134,6 +134,7 @@ pub(crate) async fn export(app: &App, e: Export, j: bool) -> CliResult<()> {
         offset: 0,
         limit: PAGE,
     };
+    app.orchestrator.export(&app.actor, e.id, &query).await?;
     if let Some(path) = &e.output
         && path.is_dir()
     {

@@ -617,7 +617,8 @@ async fn recount_repairs_statistics_after_manual_sql_and_refuses_a_running_broad
         "UPDATE broadcasts SET status = 'running' WHERE id = 1",
     )
     .await;
-    let error = fails(&cli(&d, &["broadcast", "recount", "1"]), 1);
+    // Refused like any operation a broadcast's status does not allow: exit code 2.
+    let error = fails(&cli(&d, &["broadcast", "recount", "1"]), 2);
     assert!(
         error.contains("running") && error.contains("pause"),
         "{error}"

@@ -167,6 +167,10 @@ pub trait DeliveryStore: Send + Sync + Debug {
         chain: &[ChannelKind],
         now: DateTime<Utc>,
     ) -> Result<bool>;
+    /// Rebuilds a broadcast's statistics from its ledger rows: a repair after rows were changed
+    /// outside the store. A store that counts on every read has nothing to rebuild. Run it
+    /// while no worker delivers the broadcast.
+    async fn recount(&self, broadcast: BroadcastId) -> Result<()>;
     /// Puts failed rows back in the queue (attempts reset, due now), only those of the given
     /// error kinds (all when empty), never rows whose user blocked the bot (Telegram) or
     /// unsubscribed or bounced (e-mail), and never rows that failed as blocked. Returns how many.

@@ -22,6 +22,7 @@ use broadcast_domain::{
     TemplateErrorKind, TemplateStore, Transition, UnsubscribeLinks, UserField, UserId,
 };
 
+mod audited;
 mod compiled;
 mod delivery;
 mod lifecycle;

@@ -556,6 +556,11 @@ impl DeliveryStore for Store {
             .await
     }
 
+    /// See [`Store::recount`].
+    async fn recount(&self, broadcast: BroadcastId) -> Result<()> {
+        Store::recount(self, broadcast).await
+    }
+
     /// One `UPDATE` with correlated `EXISTS` subqueries over `users` (see `retry.rs`); `error_kind` and
     /// `last_error` are kept as history. A missing broadcast is [`Error::NotFound`].
     async fn requeue_failed(

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use broadcast_domain::{
-    Broadcast, BroadcastStatus, ChannelKind, ChannelPolicy, DeliveryStatus, EmailAddress,
+    Actor, Broadcast, BroadcastStatus, ChannelKind, ChannelPolicy, DeliveryStatus, EmailAddress,
     ErrorKind, NewBroadcast, RegistrationStatus, Role, TelegramChatId, Transition,
 };
 use broadcast_orchestrator::TestTarget;
@@ -620,7 +620,8 @@ pub(crate) async fn test_send(
         Ok(t) => t,
         Err(e) => return test_page(&state, &session, &b, &form, None, Some(e)).await,
     };
-    let results = match state.orchestrator.test_send(id, target).await {
+    let actor = Actor::new(session.username.as_str())?;
+    let results = match state.orchestrator.test_send(&actor, id, target).await {
         Ok(r) => r,
         Err(e) if e.is_invalid_input() => {
             return test_page(&state, &session, &b, &form, None, Some(e.to_string())).await;
@@ -638,15 +639,6 @@ pub(crate) async fn test_send(
             }
         })
         .collect();
-    state
-        .audit(
-            &session.username,
-            "broadcast.test_send",
-            "broadcast",
-            Some(id),
-            serde_json::json!({ "target": form.target, "to": form.value.trim(), "results": views }),
-        )
-        .await;
     test_page(&state, &session, &b, &form, Some(views), None).await
 }
 
@@ -790,17 +782,8 @@ pub(crate) async fn recipients_csv(
 ) -> PageResult {
     service::broadcast(&state, id).await?;
     let base = q.filter().query(0, EXPORT_CHUNK)?;
-    state
-        .audit(
-            &session.username,
-            "broadcast.export",
-            "broadcast",
-            Some(id),
-            serde_json::json!({
-                "status": base.status, "channel": base.channel, "error_kind": base.error_kind,
-            }),
-        )
-        .await;
+    let actor = Actor::new(session.username.as_str())?;
+    state.orchestrator.export(&actor, id, &base).await?;
     let deliveries = state.orchestrator.ports().deliveries.clone();
     let audience = state.orchestrator.ports().audience.clone();
     // Keyset pages (`id > last id`): each chunk costs the same however far the export got,

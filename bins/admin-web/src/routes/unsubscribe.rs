@@ -14,6 +14,7 @@ use tera::Context;
 
 use crate::error::{PageError, PublicResult};
 use crate::state::AppState;
+use broadcast_domain::Actor;
 
 /// `an•••@example.org`: enough to recognise one's address, not enough to harvest it.
 fn masked(user: &User) -> String {
@@ -79,24 +80,14 @@ pub(crate) async fn one_click(
     Path(token): Path<String>,
 ) -> PublicResult<Response> {
     let user = user_of(&state, &token).await?;
-    if user.email_unsubscribed_at.is_none() {
-        let now = chrono::Utc::now();
-        state
-            .orchestrator
-            .ports()
-            .audience
-            .mark_email_unsubscribed(user.id, now)
-            .await?;
+    // The user acts on their own behalf, through the link.
+    let actor = Actor::new(format!("user:{}", user.id))?;
+    if state
+        .orchestrator
+        .unsubscribe_email(&actor, user.id, "link")
+        .await?
+    {
         state.metrics.record_unsubscribe();
-        state
-            .audit(
-                &format!("user:{}", user.id),
-                "audience.unsubscribe",
-                "user",
-                Some(user.id),
-                serde_json::json!({ "via": "link" }),
-            )
-            .await;
         tracing::info!(user = user.id, "unsubscribed from e-mail");
     }
     let mut response = render(&state, &token, &user, true)?;

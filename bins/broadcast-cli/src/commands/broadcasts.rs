@@ -214,24 +214,7 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
         }
         BroadcastCmd::Stats { id } => print_stats(app, id, j, None).await?,
         BroadcastCmd::Recount { id } => {
-            let b = app.store.get_broadcast(id).await?;
-            if b.status == BroadcastStatus::Running {
-                // A worker's write during the recount could be counted twice or not at all.
-                return Err(anyhow::anyhow!(
-                    "broadcast {id} is running; pause it (`broadcast pause {id}`) before \
-                     recounting, and resume it after"
-                )
-                .into());
-            }
-            app.store.recount(id).await?;
-            app.orchestrator
-                .audit(
-                    &app.actor,
-                    "broadcast.recount",
-                    ("broadcast", Some(id)),
-                    serde_json::json!({}),
-                )
-                .await;
+            app.orchestrator.recount(&app.actor, id).await?;
             print_stats(app, id, j, None).await?;
         }
         BroadcastCmd::Export {
@@ -307,7 +290,7 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
                 }
                 _ => return Err(invalid("give --user, --chat-id or --email")),
             };
-            let results = orch.test_send(id, target).await?;
+            let results = orch.test_send(&app.actor, id, target).await?;
             let mut failed = Vec::new();
             let mut out = Vec::new();
             for (channel, r) in results {

@@ -129,9 +129,9 @@ impl Orchestrator {
         }
     }
 
-    /// Sends the broadcast's message once, now, to a test target, without touching the
-    /// broadcast's ledger or statistics. Returns one result per channel tried.
-    pub async fn test_send(
+    /// Sends the broadcast's message once, now, to a test target (see
+    /// [`test_send`](Self::test_send), which audits it).
+    pub(super) async fn send_test(
         &self,
         id: BroadcastId,
         target: TestTarget,

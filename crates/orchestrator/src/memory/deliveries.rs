@@ -348,6 +348,11 @@ impl DeliveryStore for MemoryStore {
         Ok(status == DeliveryStatus::Pending)
     }
 
+    /// Counts are computed on every read here: nothing to rebuild.
+    async fn recount(&self, broadcast: BroadcastId) -> Result<()> {
+        self.lock().broadcast(broadcast).map(|_| ())
+    }
+
     async fn requeue_failed(
         &self,
         broadcast: BroadcastId,

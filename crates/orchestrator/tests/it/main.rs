@@ -815,8 +815,64 @@ async fn every_change_through_the_embedding_api_writes_one_audit_entry_naming_th
     );
     h.orch.retry(&alice, id, &[]).await.unwrap();
     expect_one(entry("broadcast.retry", Some(id))).await;
+    // The calls that change no status are audited the same way.
+    assert!(
+        h.orch.recount(&alice, id).await.is_err(),
+        "refused while running"
+    );
+    assert_eq!(audit_since(&h, seen.get()).await, vec![]);
     h.orch.cancel(&alice, id).await.unwrap();
     expect_one(entry("broadcast.cancel", Some(id))).await;
+    h.orch.recount(&alice, id).await.unwrap();
+    expect_one(entry("broadcast.recount", Some(id))).await;
+    h.orch
+        .test_send(
+            &alice,
+            id,
+            broadcast_orchestrator::TestTarget::Chat(TelegramChatId::new(555).unwrap()),
+        )
+        .await
+        .unwrap();
+    expect_one(entry("broadcast.test_send", Some(id))).await;
+    h.orch
+        .export(&alice, id, &RecipientQuery::default())
+        .await
+        .unwrap();
+    expect_one(entry("broadcast.export", Some(id))).await;
+    assert!(
+        h.orch
+            .export(&alice, 9_999, &RecipientQuery::default())
+            .await
+            .is_err()
+    );
+    let someone = h
+        .store
+        .list_users(&UserQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    assert!(
+        h.orch
+            .unsubscribe_email(&alice, someone.id, "panel")
+            .await
+            .unwrap()
+    );
+    expect_one(entry("audience.unsubscribe", Some(someone.id))).await;
+    assert!(
+        !h.orch
+            .unsubscribe_email(&alice, someone.id, "panel")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        audit_since(&h, seen.get()).await,
+        vec![],
+        "nothing changed, nothing recorded"
+    );
 
     // A refused action changes nothing and writes nothing.
     assert!(h.orch.launch(&alice, id).await.is_err());
@@ -1226,7 +1282,7 @@ async fn test_send_goes_to_one_target_without_touching_the_ledger() {
     let anna = h.user_by_ext("u1").await;
     let results = h
         .orch
-        .test_send(id, TestTarget::User(anna.id))
+        .test_send(&op(), id, TestTarget::User(anna.id))
         .await
         .unwrap();
     assert_eq!(results.len(), 2);
@@ -1235,13 +1291,21 @@ async fn test_send_goes_to_one_target_without_touching_the_ledger() {
     assert_eq!(h.email.sent_to(), ["anna@example.org"]);
 
     let chat = TelegramChatId::new(-100_500).unwrap();
-    let results = h.orch.test_send(id, TestTarget::Chat(chat)).await.unwrap();
+    let results = h
+        .orch
+        .test_send(&op(), id, TestTarget::Chat(chat))
+        .await
+        .unwrap();
     assert_eq!(results.len(), 1);
     assert_eq!(h.telegram.sent_to(), ["101", "-100500"]);
     let to = EmailAddress::parse("ops@example.org").unwrap();
     h.email
         .fail_always("ops@example.org", FailureKind::InvalidAddress);
-    let results = h.orch.test_send(id, TestTarget::Email(to)).await.unwrap();
+    let results = h
+        .orch
+        .test_send(&op(), id, TestTarget::Email(to))
+        .await
+        .unwrap();
     assert!(
         results[0].1.is_err(),
         "the failure is reported, not recorded"

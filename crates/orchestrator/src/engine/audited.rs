@@ -1,0 +1,112 @@
+//! The audited calls around a broadcast and the audience that change nothing in a broadcast's
+//! lifecycle: a test send, a recount, an export, an unsubscribe. Each checks its rule once and
+//! writes one audit entry naming the actor, whichever front-end calls it.
+
+use serde_json::json;
+
+use broadcast_domain::RecipientQuery;
+
+use super::*;
+
+impl TestTarget {
+    /// The target as the audit log records it.
+    fn describe(&self) -> serde_json::Value {
+        match self {
+            Self::User(id) => json!({ "user": id }),
+            Self::Chat(chat) => json!({ "chat": chat }),
+            Self::Email(to) => json!({ "email": to }),
+            Self::Address(channel, to) => json!({ "channel": channel, "to": to }),
+        }
+    }
+}
+
+impl Orchestrator {
+    /// Sends the broadcast's message once, now, to a test target, without touching the
+    /// broadcast's ledger or statistics (`broadcast.test_send`, with the target and each
+    /// channel's result). Returns one result per channel tried.
+    pub async fn test_send(
+        &self,
+        actor: &Actor,
+        id: BroadcastId,
+        target: TestTarget,
+    ) -> Result<Vec<(ChannelKind, std::result::Result<Delivered, DeliveryError>)>> {
+        let described = target.describe();
+        let results = self.send_test(id, target).await?;
+        let outcome: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(channel, r)| match r {
+                Ok(d) => json!({ "channel": channel, "ok": true, "id": d.provider_message_id }),
+                Err(e) => json!({ "channel": channel, "ok": false, "error": e.to_string() }),
+            })
+            .collect();
+        self.audit_broadcast(
+            actor,
+            "broadcast.test_send",
+            id,
+            json!({ "target": described, "results": outcome }),
+        )
+        .await;
+        Ok(results)
+    }
+
+    /// Rebuilds a broadcast's statistics from its ledger rows, a repair after rows were
+    /// changed outside the store (`broadcast.recount`). Refused while the broadcast runs: a
+    /// worker's write during the recount could be counted twice or not at all.
+    pub async fn recount(&self, actor: &Actor, id: BroadcastId) -> Result<DeliveryStats> {
+        let b = self.ports.broadcasts.get_broadcast(id).await?;
+        if b.status == BroadcastStatus::Running {
+            return Err(Error::Conflict(format!(
+                "broadcast {id} is running; pause it before recounting, and resume it after"
+            )));
+        }
+        self.ports.deliveries.recount(id).await?;
+        self.audit_broadcast(actor, "broadcast.recount", id, json!({}))
+            .await;
+        self.ports.deliveries.stats(id).await
+    }
+
+    /// Records that `actor` exports the rows of a broadcast that `query` selects
+    /// (`broadcast.export`), after checking that the broadcast exists; the front-end then reads
+    /// the rows page by page ([`DeliveryStore::list_recipients_after`]).
+    pub async fn export(
+        &self,
+        actor: &Actor,
+        id: BroadcastId,
+        query: &RecipientQuery,
+    ) -> Result<()> {
+        self.ports.broadcasts.get_broadcast(id).await?;
+        self.audit_broadcast(
+            actor,
+            "broadcast.export",
+            id,
+            json!({
+                "status": query.status, "channel": query.channel, "error_kind": query.error_kind,
+            }),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Stops e-mail to a user (`audience.unsubscribe`, with how: `link`, `panel`, ...). Nothing
+    /// changes, and nothing is recorded, for a user who already unsubscribed. Returns true
+    /// when the user was unsubscribed now.
+    pub async fn unsubscribe_email(&self, actor: &Actor, user: UserId, via: &str) -> Result<bool> {
+        let u = self.ports.audience.get_user(user).await?;
+        if u.email_unsubscribed_at.is_some() {
+            return Ok(false);
+        }
+        let now = self.ports.clock.now();
+        self.ports
+            .audience
+            .mark_email_unsubscribed(user, now)
+            .await?;
+        self.audit(
+            actor,
+            "audience.unsubscribe",
+            ("user", Some(user)),
+            json!({ "via": via }),
+        )
+        .await;
+        Ok(true)
+    }
+}
