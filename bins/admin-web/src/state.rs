@@ -39,6 +39,11 @@ const LOCATIONS_SCAN_LIMIT: u64 = 100_000;
 #[derive(Clone, Debug)]
 pub(crate) struct AppState(Arc<Inner>);
 
+/// Live previews kept for their frames.
+const LIVE_PREVIEWS: usize = 64;
+/// How long a live preview's frame can be loaded.
+const LIVE_PREVIEW_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) settings: Settings,
@@ -59,6 +64,8 @@ pub(crate) struct Inner {
     pub(crate) shutdown: watch::Receiver<bool>,
     pub(crate) worker_running: bool,
     locations: Mutex<Option<(Instant, Locations)>>,
+    /// The e-mail HTML of the template editor's live previews, by random token, newest last.
+    live_previews: Mutex<std::collections::VecDeque<(String, Instant, String)>>,
 }
 
 impl Deref for AppState {
@@ -134,6 +141,7 @@ impl AppState {
             shutdown: parts.shutdown,
             worker_running: parts.worker_running,
             locations: Mutex::new(None),
+            live_previews: Mutex::new(std::collections::VecDeque::new()),
         })))
     }
 
@@ -258,6 +266,36 @@ impl AppState {
             .into_iter()
             .map(|c| (c.id, c.name))
             .collect())
+    }
+
+    /// Keeps the e-mail HTML of a live preview for its frame, for a few minutes; returns the
+    /// token that fetches it. At most [`LIVE_PREVIEWS`] are kept.
+    pub(crate) fn keep_live_preview(&self, html: String) -> String {
+        let token = crate::auth::random_token();
+        let now = Instant::now();
+        let mut kept = self
+            .live_previews
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.retain(|(_, at, _)| now.duration_since(*at) < LIVE_PREVIEW_TTL);
+        while kept.len() >= LIVE_PREVIEWS {
+            kept.pop_front();
+        }
+        kept.push_back((token.clone(), now, html));
+        token
+    }
+
+    /// The e-mail HTML of a live preview, while it is kept.
+    pub(crate) fn live_preview(&self, token: &str) -> Option<String> {
+        let kept = self
+            .live_previews
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kept.iter()
+            .find(|(t, at, _)| {
+                constant_time_eq(t.as_bytes(), token.as_bytes()) && at.elapsed() < LIVE_PREVIEW_TTL
+            })
+            .map(|(_, _, html)| html.clone())
     }
 
     /// Forgets the cached pick lists (after an import).

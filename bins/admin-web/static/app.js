@@ -112,7 +112,66 @@ function watchAudienceForm(form) {
   recount();
 }
 
+// The template editor: render the form, unsaved, for the sample recipient as it changes.
+function watchTemplateForm(form, pane) {
+  var pending = null;
+  var serial = 0;
+  function show(el, on) { el.hidden = !on; }
+  function render() {
+    var mine = ++serial;
+    fetch(pane.dataset.livePreview, {
+      method: "POST",
+      body: new URLSearchParams(new FormData(form)),
+      headers: { "Accept": "application/json" },
+      credentials: "same-origin"
+    })
+      .then(function (response) { return response.json(); })
+      .then(function (body) {
+        if (mine !== serial) { return; }
+        var problems = pane.querySelector("[data-live=problems]");
+        problems.textContent = (body.problems || []).join("\n");
+        show(problems, (body.problems || []).length > 0);
+        if (body.recipient) { setText(pane, "[data-live=recipient]", "for " + body.recipient); }
+        var tg = pane.querySelector("[data-live=telegram]");
+        show(tg, !!body.telegram);
+        if (body.telegram) {
+          var bubble = pane.querySelector("[data-testid=live-telegram]");
+          if (body.telegram.error) {
+            bubble.textContent = body.telegram.error;
+          } else if (body.telegram.html !== null && body.telegram.html !== undefined) {
+            // Telegram's tags only, made safe by the server (the same as the preview page).
+            bubble.innerHTML = body.telegram.html;
+          } else {
+            bubble.textContent = body.telegram.text;
+          }
+          setText(pane, "[data-live=length]", body.telegram.error ? "" : body.telegram.length + " characters of 4096");
+        }
+        var mail = pane.querySelector("[data-live=email]");
+        show(mail, !!body.email);
+        if (body.email) {
+          setText(pane, "[data-testid=live-email-subject]", body.email.error || body.email.subject);
+          var frame = pane.querySelector("[data-testid=live-email-frame]");
+          show(frame, !!body.email.frame);
+          if (body.email.frame) { frame.src = body.email.frame; }
+          var text = pane.querySelector("[data-live=email-text]");
+          text.textContent = body.email.text || "";
+          show(text, !!body.email.text);
+        }
+        pane.dataset.rendered = String(mine);
+      })
+      .catch(function () {});
+  }
+  form.addEventListener("input", function () {
+    if (pending) { clearTimeout(pending); }
+    pending = setTimeout(render, 300);
+  });
+  render();
+}
+
 document.addEventListener("DOMContentLoaded", function () {
+  var editor = document.querySelector("#template-form");
+  var live = document.querySelector("[data-live-preview]");
+  if (editor && live) { watchTemplateForm(editor, live); }
   var progress = document.querySelector("[data-progress-events]");
   if (progress) { watchBroadcast(progress); }
   document.querySelectorAll("[data-live-events]").forEach(watchTable);

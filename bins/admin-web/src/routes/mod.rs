@@ -107,6 +107,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/events", get(progress::all_events))
         .route("/templates", get(templates::list).post(templates::create))
         .route("/templates/new", get(templates::new_form))
+        .route("/templates/live-preview", post(templates::live_preview))
+        .route(
+            "/templates/live-preview/{token}",
+            get(templates::live_preview_email),
+        )
         .route(
             "/templates/{id}",
             get(templates::edit).post(templates::update),

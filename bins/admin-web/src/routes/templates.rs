@@ -442,6 +442,95 @@ async fn render_for(
     }
 }
 
+/// A rendered Telegram message as the previews show it: Telegram's HTML made safe to show,
+/// the length Telegram counts, or the error.
+fn telegram_view(
+    r: Result<broadcast_domain::TelegramMessage, String>,
+    parse_mode: ParseMode,
+) -> serde_json::Value {
+    match r {
+        Ok(m) => serde_json::json!({
+            "parse_mode": m.parse_mode,
+            "html": (m.parse_mode == ParseMode::Html).then(|| to_safe_html(&m.text)),
+            "text": m.text,
+            "length": broadcast_render::telegram_length(&m.text, m.parse_mode),
+            "note": (m.parse_mode == ParseMode::MarkdownV2)
+                .then_some("MarkdownV2 is shown as written."),
+            "error": None::<String>,
+        }),
+        Err(e) => serde_json::json!({ "parse_mode": parse_mode, "error": e }),
+    }
+}
+
+/// `POST /templates/live-preview`: the editor's form, unsaved, rendered for the sample
+/// recipient, as JSON for the preview beside the editor: `problems` (each with its part and
+/// line) or the `telegram` and `email` parts (the e-mail's HTML through `email.frame`).
+pub(crate) async fn live_preview(
+    State(state): State<AppState>,
+    CsrfForm { form, .. }: CsrfForm<TemplateForm>,
+) -> Response {
+    let content = match form.content() {
+        Ok(c) => c,
+        Err(e) => return axum::Json(serde_json::json!({ "problems": [e] })).into_response(),
+    };
+    let problems: Vec<String> = state
+        .orchestrator
+        .ports()
+        .renderer
+        .validate(&content)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    if !problems.is_empty() {
+        return axum::Json(serde_json::json!({ "problems": problems })).into_response();
+    }
+    let rendered = match render_for(&state, &content, None).await {
+        Ok(r) => r,
+        Err(e) => return axum::Json(serde_json::json!({ "problems": [e] })).into_response(),
+    };
+    let email = rendered.email.map(|r| match r {
+        Ok(m) => serde_json::json!({
+            "subject": m.subject,
+            "frame": m.html.map(|html| format!("/templates/live-preview/{}", state.keep_live_preview(html))),
+            "text": m.text,
+            "error": None::<String>,
+        }),
+        Err(e) => serde_json::json!({ "error": e }),
+    });
+    axum::Json(serde_json::json!({
+        "problems": [],
+        "recipient": rendered.recipient,
+        "telegram": rendered.telegram.map(|r| telegram_view(r, content.parse_mode)),
+        "email": email,
+    }))
+    .into_response()
+}
+
+/// `GET /templates/live-preview/{token}`: a live preview's e-mail HTML, for its frame.
+pub(crate) async fn live_preview_email(
+    State(state): State<AppState>,
+    _session: Session,
+    Path(token): Path<String>,
+) -> PageResult<Response> {
+    let html = state.live_preview(&token).ok_or_else(|| {
+        PageError::NotFound("this preview is no longer kept; edit the template again".to_owned())
+    })?;
+    Ok(email_frame(html))
+}
+
+/// E-mail HTML under the frame's own policy.
+fn email_frame(html: String) -> Response {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CONTENT_SECURITY_POLICY, EMAIL_FRAME_CSP),
+            (axum::http::header::X_FRAME_OPTIONS, "SAMEORIGIN"),
+        ],
+        html,
+    )
+        .into_response()
+}
+
 /// What the e-mail preview frame may do: show the message's own styles and images, and
 /// nothing that runs (a sandbox without scripts, even when the frame is opened on its own).
 const EMAIL_FRAME_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; \
@@ -470,18 +559,7 @@ pub(crate) async fn preview(
             Ok(r) => (r.telegram, r.email, None, Some(r.recipient), r.picked),
             Err(e) => (None, None, Some(e), None, None),
         };
-    let telegram = telegram.map(|r| match r {
-        Ok(m) => serde_json::json!({
-            "parse_mode": m.parse_mode,
-            "html": (m.parse_mode == ParseMode::Html).then(|| to_safe_html(&m.text)),
-            "text": m.text,
-            "length": broadcast_render::telegram_length(&m.text, m.parse_mode),
-            "note": (m.parse_mode == ParseMode::MarkdownV2)
-                .then_some("MarkdownV2 is shown as written."),
-            "error": None::<String>,
-        }),
-        Err(e) => serde_json::json!({ "parse_mode": content.parse_mode, "error": e }),
-    });
+    let telegram = telegram.map(|r| telegram_view(r, content.parse_mode));
     let frame = match user_id {
         Some(user) => format!("/templates/{id}/preview/email?user_id={user}"),
         None => format!("/templates/{id}/preview/email"),

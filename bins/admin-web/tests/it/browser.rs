@@ -248,13 +248,23 @@ async fn run_flow(app: &TestApp, browser: &Browser) {
     assert!(marked.contains("Your role: {{ role }"), "{marked}");
     screenshot(&page, "03-template-error.png").await;
 
-    // 3. Fixed: saved.
+    // 3. Fixed: the live preview beside the editor follows, then saved.
     set_field(
         &page,
         "textarea[name=telegram_text]",
         "Hello <b>{{ first_name }}</b>!\nYour role: {{ role }}\nSee you.",
     )
     .await;
+    wait_until(
+        &page,
+        "document.querySelector('[data-testid=live-telegram] b') && \
+         document.querySelector('[data-testid=live-telegram] b').textContent === 'Anna'",
+        "the live preview",
+    )
+    .await;
+    let subject = text_of(&page, "[data-testid=live-email-subject]").await;
+    assert_eq!(subject, "Reminder for Anna");
+    screenshot(&page, "04a-live-preview.png").await;
     click(&page, "#template-form button[type=submit]").await;
     wait_until(&page, "document.querySelector('.notice') && document.querySelector('.notice').textContent.includes('Template created')", "the saved template").await;
     screenshot(&page, "04-template-saved.png").await;

@@ -150,6 +150,53 @@ async fn templates_are_created_with_errors_shown_at_their_line_then_edited_previ
     assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(reply.body.contains("line 1"), "{}", reply.body);
 
+    // The live preview beside the editor: the unsaved form, rendered for the sample recipient.
+    let live = app
+        .post_form(
+            "/templates/live-preview",
+            &s,
+            &[
+                ("name", "Unsaved"),
+                ("telegram_text", "Hi <b>{{ first_name }}</b>"),
+                ("parse_mode", "html"),
+                ("email_subject", "For {{ first_name }}"),
+                ("email_html", "<p style=\"color:red\">{{ first_name }}</p>"),
+            ],
+        )
+        .await;
+    assert_eq!(live.status, StatusCode::OK, "{}", live.body);
+    let live = live.json();
+    assert_eq!(live["telegram"]["html"], "Hi <b>Anna</b>", "{live}");
+    assert_eq!(live["email"]["subject"], "For Anna");
+    let frame = live["email"]["frame"].as_str().unwrap();
+    let frame = app.get(frame, &s).await;
+    assert_eq!(frame.body, "<p style=\"color:red\">Anna</p>");
+    assert!(
+        frame.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+    assert_eq!(
+        app.get("/templates/live-preview/forged", &s).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let live = app
+        .post_form(
+            "/templates/live-preview",
+            &s,
+            &[
+                ("name", "Broken"),
+                ("telegram_text", "Hi {{ first_name }"),
+                ("parse_mode", "html"),
+            ],
+        )
+        .await
+        .json();
+    let problems = live["problems"].to_string();
+    assert!(problems.contains("line 1"), "{problems}");
+    assert!(live["telegram"].is_null());
+
     // Preview for the sample recipient: Telegram as Telegram shows it, the e-mail parts.
     let preview = app.get(&format!("/templates/{id}/preview"), &s).await;
     assert_eq!(preview.status, StatusCode::OK, "{}", preview.body);
