@@ -168,7 +168,36 @@ function watchTemplateForm(form, pane) {
   render();
 }
 
+// Multi-choice pickers: a search field narrows the choices (ignoring case and accents) and the
+// count says how many are chosen. Without script they are plain checkboxes.
+function fold(text) {
+  return text.normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase();
+}
+
+function enhancePicker(picker) {
+  var search = picker.querySelector(".picker-search");
+  var labels = Array.prototype.slice.call(picker.querySelectorAll(".picker-options label"));
+  var count = picker.querySelector("[data-picker-count]");
+  function counted() {
+    var n = picker.querySelectorAll(".picker-options input:checked").length;
+    count.textContent = n === 0 ? "any" : n + " chosen";
+  }
+  search.hidden = false;
+  search.addEventListener("input", function () {
+    var needle = fold(search.value.trim());
+    labels.forEach(function (label) {
+      var checked = label.querySelector("input").checked;
+      label.hidden = needle !== "" && !checked && fold(label.textContent).indexOf(needle) < 0;
+    });
+  });
+  // Typing in the search field is not a change of the filter.
+  search.addEventListener("change", function (event) { event.stopPropagation(); });
+  picker.addEventListener("change", counted);
+  counted();
+}
+
 document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("[data-picker]").forEach(enhancePicker);
   var editor = document.querySelector("#template-form");
   var live = document.querySelector("[data-live-preview]");
   if (editor && live) { watchTemplateForm(editor, live); }

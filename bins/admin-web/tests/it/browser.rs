@@ -316,6 +316,18 @@ async fn run_flow(app: &TestApp, browser: &Browser) {
     .await;
     set_field(&page, "input[name=name]", "Judges briefing").await;
     click(&page, "input[name=roles][value=judge]").await;
+    // The competition picker: a search narrows the list, ignoring case and accents.
+    set_field(&page, "[data-picker] .picker-search", "KRAKOW").await;
+    wait_until(
+        &page,
+        "[...document.querySelector('[data-picker]').querySelectorAll('.picker-options label')]\
+         .filter(l => !l.hidden).map(l => l.textContent.trim()).join('|') === 'Kraków Code Cup 2027'",
+        "the narrowed competition list",
+    )
+    .await;
+    let chosen = text_of(&page, "[data-picker] [data-picker-count]").await;
+    assert_eq!(chosen, "any");
+    set_field(&page, "[data-picker] .picker-search", "").await;
     set_field(&page, "select[name=has_email]", "yes").await;
     wait_until(
         &page,
