@@ -180,6 +180,7 @@ pub(crate) fn child_engine(args: &[String]) -> Res<()> {
             links: Some(links()?),
             budget: Some(shared),
             audit: None,
+            admins: None,
         };
         let orch = Orchestrator::new(ports, settings);
         // The delivery phase alone: reset the peak RSS, note the CPU so far.

@@ -4,12 +4,11 @@
 
 use std::io::BufRead as _;
 
-use chrono::Utc;
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 
 use broadcast_app::password::hash_password;
-use broadcast_domain::{AdminStore as _, AuditEntry, AuditLog as _};
+use broadcast_domain::AdminStore as _;
 
 use crate::app::{App, CliError, CliResult, invalid};
 use crate::cli::AdminCmd;
@@ -23,16 +22,12 @@ pub(crate) async fn admin(app: &App, cmd: AdminCmd, j: bool) -> CliResult<()> {
             username,
             password_stdin,
         } => {
-            if app.store.find_admin(&username).await?.is_some() {
-                return Err(invalid(format!(
-                    "an administrator named `{username}` already exists; \
-                     use `admin set-password {username}` to change the password"
-                )));
-            }
             let password = read_password(password_stdin)?;
             let hash = hash_password(password.expose_secret())?;
-            let admin = app.store.create_admin(&username, &hash, Utc::now()).await?;
-            audit(app, "admin.create_user", admin.id, &username).await?;
+            let admin = app
+                .orchestrator
+                .create_admin(&app.actor, &username, &hash)
+                .await?;
             if j {
                 json(&AdminDoc::from(&admin))?;
             } else {
@@ -43,15 +38,12 @@ pub(crate) async fn admin(app: &App, cmd: AdminCmd, j: bool) -> CliResult<()> {
             username,
             password_stdin,
         } => {
-            let Some(admin) = app.store.find_admin(&username).await? else {
-                return Err(invalid(format!(
-                    "administrator `{username}` not found; `admin list` shows them"
-                )));
-            };
             let password = read_password(password_stdin)?;
             let hash = hash_password(password.expose_secret())?;
-            app.store.set_admin_password(&username, &hash).await?;
-            audit(app, "admin.set_password", admin.id, &username).await?;
+            let admin = app
+                .orchestrator
+                .set_admin_password(&app.actor, &username, &hash, "cli")
+                .await?;
             if j {
                 json(
                     &json!({ "id": admin.id, "username": admin.username, "password_changed": true }),
@@ -85,21 +77,6 @@ pub(crate) async fn admin(app: &App, cmd: AdminCmd, j: bool) -> CliResult<()> {
             }
         }
     }
-    Ok(())
-}
-
-async fn audit(app: &App, action: &str, id: i64, username: &str) -> CliResult<()> {
-    app.store
-        .record(AuditEntry {
-            id: 0,
-            actor: app.actor.to_string(),
-            action: action.to_owned(),
-            target_type: "admin_user".to_owned(),
-            target_id: Some(id),
-            details: json!({ "username": username }),
-            at: Utc::now(),
-        })
-        .await?;
     Ok(())
 }
 

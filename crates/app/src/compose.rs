@@ -53,7 +53,8 @@ pub fn sql_ports(
         clock: Arc::new(SystemClock),
         links,
         budget: Some(shared.clone()),
-        audit: Some(shared),
+        audit: Some(shared.clone()),
+        admins: Some(shared),
     }
 }
 

@@ -89,6 +89,7 @@ pub(crate) async fn run() -> Result<Report, Box<dyn std::error::Error>> {
         links: None,
         budget: None,
         audit: Some(store.clone()),
+        admins: None,
     };
     let settings = Settings {
         app_name: "Embed example".to_owned(),

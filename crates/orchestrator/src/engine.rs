@@ -12,14 +12,15 @@ use serde::Serialize;
 use tokio::sync::{Semaphore, broadcast, watch};
 
 use broadcast_domain::{
-    Actor, AddressSource, AudienceCount, AudienceFilter, AudienceSource, AudienceStore, AuditLog,
-    Broadcast, BroadcastId, BroadcastStatus, BroadcastStore, Channel, ChannelKind, ChannelPolicy,
-    ChannelSpec, ClaimRequest, Clock, CompiledTemplate, Delivered, DeliveryError, DeliveryResult,
-    DeliveryStats, DeliveryStore, EmailAddress, EmailMessage, Error, ErrorKind, FailureKind,
-    MaterialiseReport, MessageBody, MessageFormat, Outcome, OutgoingMessage, Reaches, Recipient,
-    RecipientContext, RecipientId, RegistrationId, RenderEnv, Renderer, Result, SendBudget, Slots,
-    StatusChange, TelegramChatId, TelegramMessage, TemplateContent, TemplateError,
-    TemplateErrorKind, TemplateStore, Transition, UnsubscribeLinks, UserField, UserId,
+    Actor, AddressSource, AdminStore, AdminUser, AudienceCount, AudienceFilter, AudienceSource,
+    AudienceStore, AuditLog, Broadcast, BroadcastId, BroadcastStatus, BroadcastStore, Channel,
+    ChannelKind, ChannelPolicy, ChannelSpec, ClaimRequest, Clock, CompiledTemplate, Delivered,
+    DeliveryError, DeliveryResult, DeliveryStats, DeliveryStore, EmailAddress, EmailMessage, Error,
+    ErrorKind, FailureKind, MaterialiseReport, MessageBody, MessageFormat, Outcome,
+    OutgoingMessage, Reaches, Recipient, RecipientContext, RecipientId, RegistrationId, RenderEnv,
+    Renderer, Result, SendBudget, Slots, StatusChange, TelegramChatId, TelegramMessage,
+    TemplateContent, TemplateError, TemplateErrorKind, TemplateStore, Transition, UnsubscribeLinks,
+    UserField, UserId,
 };
 
 mod audited;
@@ -127,6 +128,9 @@ pub struct Ports {
     /// Where the engine records what it decides by itself (a broadcast paused after a channel
     /// fault); `None`: not recorded.
     pub audit: Option<Arc<dyn AuditLog>>,
+    /// The panel's administrators, for the audited calls that create them and change their
+    /// passwords; `None` when the program has no panel.
+    pub admins: Option<Arc<dyn AdminStore>>,
 }
 
 /// What [`Orchestrator::launch`] did.

@@ -125,6 +125,7 @@
 //!     links: None,
 //!     budget: None,
 //!     audit: None,
+//!     admins: None,
 //! };
 //! let orchestrator = Orchestrator::new(ports, Settings::default());
 //!

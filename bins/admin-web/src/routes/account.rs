@@ -89,19 +89,11 @@ pub(crate) async fn change_password(
         Err(Error::Invalid(why)) => return refuse(&format!("{why}; nothing was changed.")),
         Err(e) => return Err(e.into()),
     };
+    let actor = broadcast_domain::Actor::new(session.username.as_str())?;
     state
-        .store
-        .set_admin_password(&session.username, &hash)
+        .orchestrator
+        .set_admin_password(&actor, &session.username, &hash, "panel")
         .await?;
-    state
-        .audit(
-            &session.username,
-            "admin.set_password",
-            "admin_user",
-            Some(admin.id),
-            serde_json::json!({ "from": "panel", "other_sessions_ended": true }),
-        )
-        .await;
     let cookie = Session::start(&state, &session.username).await?;
     Ok((
         jar.add(cookie),

@@ -506,6 +506,7 @@ impl TestApp {
             links: None,
             budget: None,
             audit: None,
+            admins: None,
         };
         let worker = Orchestrator::new(
             ports,

@@ -110,3 +110,65 @@ impl Orchestrator {
         Ok(true)
     }
 }
+
+impl Orchestrator {
+    fn admins(&self) -> Result<&Arc<dyn AdminStore>> {
+        self.ports.admins.as_ref().ok_or_else(|| {
+            Error::Invalid("this program keeps no administrators (Ports::admins is None)".into())
+        })
+    }
+
+    /// Creates an administrator of the panel with a password hash (PHC string) made by the
+    /// caller (`admin.create_user`). A name already taken is a conflict that says how to change
+    /// that administrator's password instead.
+    pub async fn create_admin(
+        &self,
+        actor: &Actor,
+        username: &str,
+        password_hash: &str,
+    ) -> Result<AdminUser> {
+        let admins = self.admins()?;
+        if admins.find_admin(username).await?.is_some() {
+            return Err(Error::Conflict(format!(
+                "an administrator named `{username}` already exists; set a new password for \
+                 `{username}` instead"
+            )));
+        }
+        let admin = admins
+            .create_admin(username, password_hash, self.ports.clock.now())
+            .await?;
+        self.audit(
+            actor,
+            "admin.create_user",
+            ("admin_user", Some(admin.id)),
+            json!({ "username": admin.username }),
+        )
+        .await;
+        Ok(admin)
+    }
+
+    /// Gives an administrator a new password hash (PHC string) made by the caller, which ends
+    /// every session of theirs (`admin.set_password`, with where the change came from).
+    pub async fn set_admin_password(
+        &self,
+        actor: &Actor,
+        username: &str,
+        password_hash: &str,
+        from: &str,
+    ) -> Result<AdminUser> {
+        let admins = self.admins()?;
+        let admin = admins
+            .find_admin(username)
+            .await?
+            .ok_or_else(|| Error::not_found("administrator", format!("`{username}`")))?;
+        admins.set_admin_password(username, password_hash).await?;
+        self.audit(
+            actor,
+            "admin.set_password",
+            ("admin_user", Some(admin.id)),
+            json!({ "username": admin.username, "from": from, "other_sessions_ended": true }),
+        )
+        .await;
+        Ok(admin)
+    }
+}

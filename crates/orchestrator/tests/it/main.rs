@@ -105,6 +105,7 @@ impl Harness {
             // Used only for the channels of `settings.shared_rates` (none by default).
             budget: Some(Arc::new(store.clone())),
             audit: Some(Arc::new(store.clone())),
+            admins: Some(Arc::new(store.clone())),
         };
         let orch = Orchestrator::new(ports, settings);
         Self {

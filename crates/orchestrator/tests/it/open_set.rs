@@ -95,6 +95,7 @@ where
         links: None,
         budget: None,
         audit: None,
+        admins: None,
     };
     let settings = Settings {
         worker_id: "open-set".into(),

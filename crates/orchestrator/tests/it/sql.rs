@@ -54,6 +54,7 @@ async fn setups() -> Vec<Sql> {
             links: None,
             budget: Some(shared),
             audit: None,
+            admins: None,
         };
         let settings = Settings {
             worker_id: "sql-worker".into(),
