@@ -169,6 +169,22 @@ async fn every_change_from_the_pages_writes_one_audit_entry_naming_the_admin() {
     assert_eq!(reply.status, StatusCode::CONFLICT);
     audit.none().await;
 
+    // The calls that change no status: a test send and an export, one entry each.
+    let reply = app
+        .post_form(
+            &format!("/broadcasts/{id}/test"),
+            &s,
+            &[("target", "chat"), ("value", "4242")],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    audit.one("broadcast.test_send", Some(id)).await;
+    let csv = app
+        .get(&format!("/broadcasts/{id}/recipients.csv"), &s)
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    audit.one("broadcast.export", Some(id)).await;
+
     app.post_form(
         "/templates",
         &s,
