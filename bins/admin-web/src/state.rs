@@ -257,15 +257,7 @@ impl AppState {
     pub(crate) async fn competition_names(
         &self,
     ) -> Result<std::collections::BTreeMap<i64, String>> {
-        Ok(self
-            .orchestrator
-            .ports()
-            .audience
-            .list_competitions()
-            .await?
-            .into_iter()
-            .map(|c| (c.id, c.name))
-            .collect())
+        broadcast_app::names::competition_names(&*self.orchestrator.ports().audience).await
     }
 
     /// Keeps the e-mail HTML of a live preview for its frame, for a few minutes; returns the

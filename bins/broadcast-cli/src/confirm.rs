@@ -159,15 +159,8 @@ pub(crate) async fn audience(
     app: &App,
     filter: &broadcast_domain::AudienceFilter,
 ) -> CliResult<String> {
-    let names = app
-        .orchestrator
-        .ports()
-        .audience
-        .list_competitions()
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c.name))
-        .collect();
+    let names =
+        broadcast_app::names::competition_names(&*app.orchestrator.ports().audience).await?;
     Ok(filter.describe_with(&names))
 }
 

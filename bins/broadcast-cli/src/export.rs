@@ -238,7 +238,7 @@ async fn write_rows(
     let mut rows = 0;
     let audience = &*app.orchestrator.ports().audience;
     loop {
-        let names = broadcast_app::export::user_names(audience, &page).await?;
+        let names = broadcast_app::names::user_names(audience, &page).await?;
         for r in &page {
             sink.write(r, names.get(&r.user_id).map_or("", String::as_str))?;
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use broadcast_domain::{AudienceStore, Recipient, UserId};
+use broadcast_domain::{Recipient, UserId};
 
 /// The columns of the export, in order (JSON lines exports carry the same names).
 pub const COLUMNS: [&str; 17] = [
@@ -35,20 +35,6 @@ pub fn cell(text: &str) -> String {
     } else {
         text.to_owned()
     }
-}
-
-/// The names of the users of `rows` (first and last name), for the `name` column: one batch
-/// lookup per page of rows.
-pub async fn user_names(
-    audience: &dyn AudienceStore,
-    rows: &[Recipient],
-) -> broadcast_domain::Result<HashMap<UserId, String>> {
-    Ok(audience
-        .contexts(rows)
-        .await?
-        .into_iter()
-        .map(|c| (c.user.id, c.user.full_name()))
-        .collect())
 }
 
 /// One ledger row as the cells of [`COLUMNS`], with its user's name, free text neutralised

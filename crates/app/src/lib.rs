@@ -17,6 +17,7 @@
 pub mod compose;
 pub mod csv_import;
 pub mod export;
+pub mod names;
 pub mod password;
 pub mod settings;
 

@@ -711,7 +711,7 @@ pub(crate) async fn recipients(
         q.link(&base, Some(p))
     });
     let names =
-        broadcast_app::export::user_names(&*state.orchestrator.ports().audience, &rows.items)
+        broadcast_app::names::user_names(&*state.orchestrator.ports().audience, &rows.items)
             .await?;
     let views: Vec<_> = rows
         .items
@@ -796,7 +796,7 @@ pub(crate) async fn recipients_csv(
             let (after, first) = next?;
             let read = async {
                 let rows = deliveries.list_recipients_after(id, &base, after).await?;
-                let names = broadcast_app::export::user_names(&*audience, &rows).await?;
+                let names = broadcast_app::names::user_names(&*audience, &rows).await?;
                 Ok::<_, broadcast_domain::Error>((rows, names))
             };
             let (rows, names) = match read.await {

@@ -107,13 +107,9 @@ pub(crate) async fn broadcast(app: &App, cmd: BroadcastCmd, j: bool) -> CliResul
                     "audience",
                     "created",
                 ]);
-                let names = app
-                    .store
-                    .list_competitions()
-                    .await?
-                    .into_iter()
-                    .map(|c| (c.id, c.name))
-                    .collect();
+                let names =
+                    broadcast_app::names::competition_names(&*app.orchestrator.ports().audience)
+                        .await?;
                 for b in &list {
                     t.row(vec![
                         b.id.to_string(),
