@@ -412,31 +412,20 @@ async fn render_for(
             }
         }
         None => {
-            let compiled = state
+            let p = state
                 .orchestrator
-                .ports()
-                .renderer
-                .compile(content)
+                .preview_sample(
+                    content,
+                    &sample_recipient(),
+                    &sample_env(),
+                    Some(SAMPLE_UNSUBSCRIBE_URL),
+                )
                 .map_err(|e| e.to_string())?;
-            let ctx_user = sample_recipient();
-            let env = sample_env();
             Ok(Rendered {
-                recipient: format!("the sample recipient ({})", ctx_user.user.full_name()),
+                recipient: format!("the sample recipient ({})", p.full_name),
                 picked: None,
-                telegram: content
-                    .supports(broadcast_domain::MessageFormat::Chat)
-                    .then(|| {
-                        compiled
-                            .render_telegram(&ctx_user, &env, Some(SAMPLE_UNSUBSCRIBE_URL))
-                            .map_err(|e| e.to_string())
-                    }),
-                email: content
-                    .supports(broadcast_domain::MessageFormat::Email)
-                    .then(|| {
-                        compiled
-                            .render_email(&ctx_user, &env, Some(SAMPLE_UNSUBSCRIBE_URL))
-                            .map_err(|e| e.to_string())
-                    }),
+                telegram: p.telegram,
+                email: p.email,
             })
         }
     }

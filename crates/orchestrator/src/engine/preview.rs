@@ -25,7 +25,10 @@ impl Orchestrator {
         let samples = self.ports.source.sample(filter, limit).await?;
         Ok(samples
             .iter()
-            .map(|ctx| self.render_preview(content, &*compiled, ctx, &env))
+            .map(|ctx| {
+                let url = self.unsubscribe_url(ctx.user.id);
+                render_preview(content, &*compiled, ctx, &env, url.as_deref())
+            })
             .collect())
     }
 
@@ -42,7 +45,30 @@ impl Orchestrator {
         let compiled = self.ports.renderer.compile(content)?;
         let (ctx, picked) = self.recipient_context(user, filter).await?;
         let env = self.env(broadcast_name);
-        Ok((self.render_preview(content, &*compiled, &ctx, &env), picked))
+        let url = self.unsubscribe_url(ctx.user.id);
+        Ok((
+            render_preview(content, &*compiled, &ctx, &env, url.as_deref()),
+            picked,
+        ))
+    }
+
+    /// Renders a template for a recipient the caller makes up (a sample), with the values and
+    /// unsubscribe link it gives, without touching the audience.
+    pub fn preview_sample(
+        &self,
+        content: &TemplateContent,
+        ctx: &RecipientContext,
+        env: &RenderEnv,
+        unsubscribe_url: Option<&str>,
+    ) -> Result<Preview> {
+        let compiled = self.ports.renderer.compile(content)?;
+        Ok(render_preview(
+            content,
+            &*compiled,
+            ctx,
+            env,
+            unsubscribe_url,
+        ))
     }
 
     /// What a template can use for a chosen user: the user, and of their registrations the
@@ -102,31 +128,6 @@ impl Orchestrator {
             registration: Some(registration),
         };
         Ok((ctx, picked))
-    }
-
-    /// The messages of a template for one recipient, each part's error as text.
-    fn render_preview(
-        &self,
-        content: &TemplateContent,
-        compiled: &dyn CompiledTemplate,
-        ctx: &RecipientContext,
-        env: &RenderEnv,
-    ) -> Preview {
-        let url = self.unsubscribe_url(ctx.user.id);
-        Preview {
-            user_id: ctx.user.id,
-            full_name: ctx.user.full_name(),
-            telegram: content.supports(MessageFormat::Chat).then(|| {
-                compiled
-                    .render_telegram(ctx, env, url.as_deref())
-                    .map_err(|e| e.to_string())
-            }),
-            email: content.supports(MessageFormat::Email).then(|| {
-                compiled
-                    .render_email(ctx, env, url.as_deref())
-                    .map_err(|e| e.to_string())
-            }),
-        }
     }
 
     /// Sends the broadcast's message once, now, to a test target (see
@@ -192,5 +193,29 @@ impl Orchestrator {
             results.push((kind, channel.send(&message).await));
         }
         Ok(results)
+    }
+}
+
+/// The messages of a template for one recipient, each part's error as text.
+fn render_preview(
+    content: &TemplateContent,
+    compiled: &dyn CompiledTemplate,
+    ctx: &RecipientContext,
+    env: &RenderEnv,
+    unsubscribe_url: Option<&str>,
+) -> Preview {
+    Preview {
+        user_id: ctx.user.id,
+        full_name: ctx.user.full_name(),
+        telegram: content.supports(MessageFormat::Chat).then(|| {
+            compiled
+                .render_telegram(ctx, env, unsubscribe_url)
+                .map_err(|e| e.to_string())
+        }),
+        email: content.supports(MessageFormat::Email).then(|| {
+            compiled
+                .render_email(ctx, env, unsubscribe_url)
+                .map_err(|e| e.to_string())
+        }),
     }
 }

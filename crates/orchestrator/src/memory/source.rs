@@ -7,15 +7,39 @@ use chrono::{DateTime, Utc};
 
 use super::MemoryStore;
 
+/// The rows a user gets at launch: per channel of the policy, the address or the skip reason;
+/// in a `first_reachable` chain, none after the first channel that reaches the user.
+fn launch_rows(
+    policy: ChannelPolicy,
+    reaches: &[(ChannelKind, &Reach)],
+    user: &User,
+) -> Vec<(ChannelKind, std::result::Result<String, SkipReason>)> {
+    let mut rows = Vec::new();
+    for (kind, reach) in reaches {
+        let address = reach.address_of(user);
+        let reached = address.is_ok();
+        rows.push((*kind, address));
+        if reached && policy.mode() == PolicyMode::FirstReachable {
+            break;
+        }
+    }
+    rows
+}
+
+/// The reach of every channel of `policy`, in its order.
+fn reaches_of(reaches: &Reaches, policy: ChannelPolicy) -> Result<Vec<(ChannelKind, &Reach)>> {
+    policy
+        .channels()
+        .iter()
+        .map(|k| Ok((*k, reaches.get(*k)?)))
+        .collect()
+}
+
 #[async_trait]
 impl AudienceSource for MemoryStore {
     async fn count(&self, filter: &AudienceFilter, policy: ChannelPolicy) -> Result<AudienceCount> {
         let s = self.lock();
-        let reaches = policy
-            .channels()
-            .iter()
-            .map(|k| Ok((*k, s.reaches.get(*k)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let reaches = reaches_of(&s.reaches, policy)?;
         let mut c = AudienceCount::default();
         for (kind, _) in &reaches {
             c.reachable.insert(*kind, 0);
@@ -24,18 +48,20 @@ impl AudienceSource for MemoryStore {
         for (uid, _) in s.audience(filter) {
             let u = &s.users[&uid];
             c.users += 1;
-            let mut reached_before = false;
+            let mut reached = false;
             for (kind, reach) in &reaches {
-                if reach.address_of(u).is_err() {
-                    continue;
+                if reach.address_of(u).is_ok() {
+                    *c.reachable.entry(*kind).or_default() += 1;
+                    reached = true;
                 }
-                *c.reachable.entry(*kind).or_default() += 1;
-                if !(reached_before && policy.mode() == PolicyMode::FirstReachable) {
-                    *c.messages.entry(*kind).or_default() += 1;
-                }
-                reached_before = true;
             }
-            c.unreachable += u64::from(!reached_before);
+            for (kind, _) in launch_rows(policy, &reaches, u)
+                .into_iter()
+                .filter(|(_, address)| address.is_ok())
+            {
+                *c.messages.entry(kind).or_default() += 1;
+            }
+            c.unreachable += u64::from(!reached);
         }
         Ok(c)
     }
@@ -51,21 +77,10 @@ impl AudienceSource for MemoryStore {
         s.broadcast(broadcast)?;
         let mut report = MaterialiseReport::default();
         let mut new_rows = Vec::new();
+        let reaches = reaches_of(&s.reaches, policy)?;
         for (uid, reg) in s.audience(filter) {
-            let u = &s.users[&uid];
-            for channel in policy.channels() {
-                // In a `first_reachable` chain, a row only when no earlier channel reaches the
-                // user.
-                let reached_before = policy
-                    .before(*channel)
-                    .iter()
-                    .map(|k| Ok(s.reaches.get(*k)?.address_of(u).is_ok()))
-                    .collect::<Result<Vec<bool>>>()?
-                    .contains(&true);
-                if !reached_before {
-                    let address = s.reaches.get(*channel)?.address_of(u);
-                    new_rows.push((uid, reg, *channel, address));
-                }
+            for (channel, address) in launch_rows(policy, &reaches, &s.users[&uid]) {
+                new_rows.push((uid, reg, channel, address));
             }
         }
         for (uid, reg, channel, address) in new_rows {
