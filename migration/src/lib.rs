@@ -22,6 +22,7 @@ mod m20261203_000009_budget_moves;
 mod m20261203_000010_probes_and_holds;
 mod m20261204_000011_counted_sends;
 mod m20261204_000012_admin_sessions;
+mod m20261205_000013_budget_owed_moves;
 
 /// Every table the migrations create, in creation order.
 pub const TABLES: [&str; 11] = [
@@ -67,6 +68,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000010_probes_and_holds::Migration),
             Box::new(m20261204_000011_counted_sends::Migration),
             Box::new(m20261204_000012_admin_sessions::Migration),
+            Box::new(m20261205_000013_budget_owed_moves::Migration),
         ]
     }
 }

@@ -163,7 +163,9 @@ pub(crate) fn child_engine(args: &[String]) -> Res<()> {
         let settings = Settings {
             worker_id: "bench-engine".into(),
             batch_size: env_or("BATCH_SIZE", defaults.batch_size),
-            concurrency: env_or("WORKER_CONCURRENCY", defaults.concurrency),
+            concurrency: std::env::var("WORKER_CONCURRENCY")
+                .ok()
+                .and_then(|v| v.trim().parse().ok()),
             ..defaults
         };
         let ports = Ports {

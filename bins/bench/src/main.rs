@@ -21,10 +21,13 @@
 //! `/proc/self/clear_refs`, CPU from `/proc/self/stat`), which the table shows.
 //!
 //! Usage: `bench [quick|full] [--only NAME,...] [--runs N] [--json FILE]`; `NAME` is one of
-//! `launch`, `engine`, `email`, `telegram`, `latency`, `memory`, `render`, `admin`. Environment:
+//! `launch`, `engine`, `email`, `telegram`, `telegram-paid` (its 1000/s rows alone), `latency`,
+//! `memory`, `render`, `admin`. Environment:
 //! `TEST_DATABASE_URL` (PostgreSQL server, default `postgres://postgres@127.0.0.1:5432/test`;
-//! unreachable: PostgreSQL rows say so), `BATCH_SIZE` / `WORKER_CONCURRENCY` / `SMTP_POOL_SIZE`
-//! (passed to the workers and the engine when set).
+//! unreachable: PostgreSQL rows say so), `BATCH_SIZE` / `WORKER_CONCURRENCY` / `SMTP_POOL_SIZE` /
+//! `TELEGRAM_PACING_MARGIN_MS` (passed to the workers and the engine when set), `LOG` (the workers' log filter, `warn` by
+//! default; their log is then kept in `target/bench-logs/`), `BENCH_TELEGRAM_DELAY_MS` (the
+//! fake Bot API's one-way delay in the `telegram` scenarios, as far away as Telegram is).
 //!
 //! Modules: one per scenario (`render`, `launch` with `memory`, `engine`, `email`, `telegram`,
 //! `latency`, `admin`) and the baseline (`naive`); `engine` and `naive` hold both the driver's
@@ -68,7 +71,8 @@ use crate::telegram::scenario_telegram;
 const USAGE: &str = "usage: bench [quick|full] [--only NAME,...] [--runs N] [--json FILE] [--check]
        bench engine --database-url URL --broadcast ID
        bench naive launch|deliver --database-url URL --broadcast ID --n N [--telegram URL | --smtp-port P]
-NAME: launch engine email telegram latency memory render admin
+NAME: launch engine email telegram telegram-paid latency memory render admin
+(`telegram-paid`: only the 1000/s rows of `telegram`)
 --check: exit 1 when a measured row misses its target (e.g. `--only telegram --check`)";
 
 fn main() -> ExitCode {
@@ -192,8 +196,16 @@ impl Plan {
     }
 }
 
-const ALL: [&str; 8] = [
-    "render", "launch", "engine", "email", "memory", "telegram", "latency", "admin",
+const ALL: [&str; 9] = [
+    "render",
+    "launch",
+    "engine",
+    "email",
+    "memory",
+    "telegram",
+    "telegram-paid",
+    "latency",
+    "admin",
 ];
 
 fn driver(args: &[String]) -> Res<()> {
@@ -253,10 +265,16 @@ fn driver(args: &[String]) -> Res<()> {
             broadcast_migration::redact_url(&server_url)
         );
     }
-    let passthrough = ["BATCH_SIZE", "WORKER_CONCURRENCY", "SMTP_POOL_SIZE"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
-        .collect();
+    let passthrough = [
+        "BATCH_SIZE",
+        "WORKER_CONCURRENCY",
+        "SMTP_POOL_SIZE",
+        "TELEGRAM_PACING_MARGIN_MS",
+        "LOG",
+    ]
+    .iter()
+    .filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v)))
+    .collect();
     let env = Env {
         exe_dir,
         root,
@@ -292,8 +310,12 @@ fn driver(args: &[String]) -> Res<()> {
     if wants("email") || wants("memory") {
         sections.push(("email", Box::new(scenario_email)));
     }
-    if wants("telegram") {
-        sections.push(("telegram", Box::new(scenario_telegram)));
+    if wants("telegram") || wants("telegram-paid") {
+        let free = wants("telegram");
+        sections.push((
+            "telegram",
+            Box::new(move |e, p| scenario_telegram(e, p, free)),
+        ));
     }
     if wants("latency") {
         sections.push(("latency", Box::new(scenario_latency)));

@@ -31,7 +31,8 @@ pub(crate) fn fake_stats(addr: &str) -> Res<Value> {
     serde_json::from_str(&body).map_err(err)
 }
 
-pub(crate) fn scenario_telegram(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
+/// The Telegram rows: the free limit (30/s) when `free`, and the paid limit (1000/s).
+pub(crate) fn scenario_telegram(env: &Env, plan: &Plan, free: bool) -> Res<Vec<Row>> {
     let mut rows = Vec::new();
     let mut configs = vec![
         (Backend::Sqlite, 1usize, false, plan.tg_free_n, 30.0),
@@ -41,13 +42,18 @@ pub(crate) fn scenario_telegram(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
         configs.push((Backend::Postgres, 3, false, plan.tg_free_n, 30.0));
         configs.push((Backend::Postgres, 3, true, plan.tg_paid_n, 1000.0));
     }
+    configs.retain(|(_, _, paid, _, _)| free || *paid);
     let mut naive_rate = None;
     for (backend, workers, paid, n, limit) in configs {
         let base = env.make_base(backend, n, false)?;
         let db = env.run_db(&base)?;
         let id = env.create_broadcast(&db, "telegram")?;
         env.launch(&db, id)?;
-        let (fake, addr) = Service::start(Command::new(env.exe("fake-telegram")), "fake-telegram")?;
+        let mut server = Command::new(env.exe("fake-telegram"));
+        if let Ok(ms) = std::env::var("BENCH_TELEGRAM_DELAY_MS") {
+            server.args(["--delay", &ms]);
+        }
+        let (fake, addr) = Service::start(server, "fake-telegram")?;
         let api = format!("http://{addr}");
         let cmds = (0..workers)
             .map(|w| {
@@ -63,6 +69,14 @@ pub(crate) fn scenario_telegram(env: &Env, plan: &Plan) -> Res<Vec<Row>> {
         drop(fake);
         if let Some(bad) = usages.iter().find(|u| !u.ok) {
             return Err(format!("telegram worker failed: {}", bad.stderr));
+        }
+        if env.passthrough.iter().any(|(k, _)| k == "LOG") {
+            let dir = env.root.join("target/bench-logs");
+            std::fs::create_dir_all(&dir).map_err(err)?;
+            for (w, usage) in usages.iter().enumerate() {
+                let name = format!("telegram-{limit:.0}-{}-{w}.log", backend.name());
+                std::fs::write(dir.join(name), &usage.stderr).map_err(err)?;
+            }
         }
         let accepted = stats["accepted"].as_u64().unwrap_or(0);
         let span_ms =

@@ -75,7 +75,8 @@ pub(crate) enum Command {
     ///
     /// Example: broadcast-cli worker --concurrency 32
     Worker {
-        /// Messages in flight at once per channel (default WORKER_CONCURRENCY or 16).
+        /// Messages in flight at once per channel (default WORKER_CONCURRENCY; unset, 16 or a
+        /// tenth of a rate-limited channel's rate if more).
         #[arg(long)]
         concurrency: Option<usize>,
         /// Process what is due now, then exit.

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use broadcast_orchestrator::Settings;
+use broadcast_orchestrator::{DEFAULT_CONCURRENCY, Settings};
 
 /// A setting with a value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -142,7 +142,10 @@ pub fn worker_settings(
         app_name: env.text("APP_NAME", d.app_name.clone(), 200)?,
         worker_id: env.text("WORKER_ID", default_worker_id, 200)?,
         batch_size: env.int("BATCH_SIZE", d.batch_size, 1, 100_000)?,
-        concurrency: env.int("WORKER_CONCURRENCY", d.concurrency, 1, 10_000)?,
+        concurrency: match env.raw("WORKER_CONCURRENCY") {
+            Some(_) => Some(env.int("WORKER_CONCURRENCY", DEFAULT_CONCURRENCY, 1, 10_000)?),
+            None => None,
+        },
         max_attempts: env.int("MAX_ATTEMPTS", d.max_attempts, 1, 1_000)?,
         retry_base: env.seconds("RETRY_BASE_SECONDS", d.retry_base, DAY)?,
         retry_max: env.seconds("RETRY_MAX_SECONDS", d.retry_max, DAY * 7)?,
@@ -218,9 +221,10 @@ mod tests {
 
     #[test]
     fn unset_and_blank_values_take_the_defaults() {
-        let s = read(&[("BATCH_SIZE", "  ")]).unwrap();
+        let s = read(&[("BATCH_SIZE", "  "), ("WORKER_CONCURRENCY", "")]).unwrap();
         let d = Settings::default();
         assert_eq!(s.batch_size, d.batch_size);
+        assert_eq!(s.concurrency, None);
         assert_eq!(s.retry_base, d.retry_base);
         assert_eq!(s.worker_id, "w1");
     }
@@ -232,8 +236,10 @@ mod tests {
             ("BATCH_SIZE", "7"),
             ("BREAKER_RATIO", "0.9"),
             ("WORKER_ID", "blue"),
+            ("WORKER_CONCURRENCY", "8"),
         ])
         .unwrap();
+        assert_eq!(s.concurrency, Some(8));
         assert_eq!(s.retry_base, Duration::from_millis(250));
         assert_eq!(s.batch_size, 7);
         assert_eq!(s.breaker_ratio, 0.9);

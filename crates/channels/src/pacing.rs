@@ -65,7 +65,7 @@ impl Default for TelegramLimits {
 
 /// The margin a send budget shared by several workers adds to the bot's window by default:
 /// the jitter between workers it absorbs before a late message moves later slots back.
-pub(crate) const DEFAULT_MARGIN: Duration = Duration::from_millis(15);
+pub(crate) const DEFAULT_MARGIN: Duration = Duration::from_millis(10);
 
 /// The bot's window: Telegram counts its per-bot limit per second.
 const WINDOW: Duration = Duration::from_secs(1);

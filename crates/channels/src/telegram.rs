@@ -70,7 +70,7 @@ pub struct TelegramConfig {
     /// Least time between two messages to one group, negative chat id (Telegram: 20/min).
     pub group_chat_interval: Duration,
     /// What a send budget shared by several workers adds to the bot's window against the
-    /// jitter between workers (`TELEGRAM_PACING_MARGIN_MS`, 15 ms, at most 500 ms): the
+    /// jitter between workers (`TELEGRAM_PACING_MARGIN_MS`, 10 ms, at most 500 ms): the
     /// workers together send `rate / (1 s + margin)`. The channel's own pacing needs no margin
     /// (see the `pacing` module); this is handed to the budget by
     /// [`ChannelSettings::share_rates`](crate::ChannelSettings::share_rates).

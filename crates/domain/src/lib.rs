@@ -4,6 +4,7 @@
 //! This crate does no I/O. Everything that talks to a database, a network or a template engine
 //! lives in another crate and is handed to the orchestrator as `Arc<dyn Trait>`.
 
+mod budget;
 mod channel;
 mod error;
 mod filter;
@@ -13,6 +14,7 @@ mod model;
 mod ports;
 mod types;
 
+pub use budget::{BudgetState, Moves, Owed, Slots};
 pub use channel::{
     AddressSource, ChannelKind, ChannelPolicy, ChannelSpec, MAX_KINDS, MAX_POLICY_KINDS, Reach,
     Reaches, UserField,

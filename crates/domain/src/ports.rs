@@ -8,8 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::budget::{Moves, Slots};
 use crate::channel::{ChannelKind, ChannelPolicy};
-use crate::error::{DeliveryError, Error, Result, TemplateError};
+use crate::error::{DeliveryError, Result, TemplateError};
 use crate::filter::AudienceFilter;
 use crate::model::*;
 use crate::types::*;
@@ -182,48 +183,20 @@ pub trait DeliveryStore: Send + Sync + Debug {
     ) -> Result<u64>;
 }
 
-/// Slots reserved from a [`SendBudget`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Slots {
-    /// The first slot; slot `i` is at `first + i * interval`.
-    pub first: DateTime<Utc>,
-    /// How far the key's slots had been moved back in all ([`SendBudget::move_back`]) when
-    /// these were reserved.
-    pub moved: std::time::Duration,
-}
-
-impl Slots {
-    /// How far a message sent in a slot reserved when the key had been moved back by
-    /// `moved_then`, and answered `late`, still has to move the key's slots, now that they
-    /// have been moved back by `moved_now` in all: `late` less the moves since, if positive
-    /// (the rule of [`SendBudget::move_back`]).
-    pub fn still_to_move(
-        late: std::time::Duration,
-        moved_then: std::time::Duration,
-        moved_now: std::time::Duration,
-    ) -> std::time::Duration {
-        late.saturating_sub(moved_now.saturating_sub(moved_then))
-    }
-
-    /// Checks a send budget key: every [`SendBudget`] refuses an empty one.
-    pub fn check_key(key: &str) -> Result<()> {
-        if key.trim().is_empty() {
-            return Err(Error::Invalid("a send budget key must not be empty".into()));
-        }
-        Ok(())
-    }
-}
-
 /// A send rate shared by every worker process, kept where they all see it (the database).
 ///
 /// Workers reserve consecutive time slots of a key (e.g. `telegram`): `n` slots spaced
 /// `interval` apart. The reservation is atomic, so workers together never exceed one message
 /// per `interval`, however many there are. A worker whose message was answered later than its
-/// slot allows moves the slots nobody has reserved yet back ([`move_back`](Self::move_back)),
-/// so that the others do not send into a window the late message still occupies.
+/// slot allows owes the key a move ([`move_back`](Self::move_back)): the slot a window after
+/// the late one, and every slot after it, must come later by as much, so that the others do not
+/// send into a window the late message still occupies. The move is made when the first slot
+/// at or after that time is handed out, so that the late answers of one window, each owing the
+/// same move, move the slots once (see [`BudgetState`], whose arithmetic every store applies).
 #[async_trait]
 pub trait SendBudget: Send + Sync + Debug {
-    /// Reserves `n` consecutive slots; the first is never before `now`.
+    /// Reserves `n` consecutive slots; the first is never before `now`. A move owed by a slot
+    /// in this reservation or before is made first.
     async fn reserve(
         &self,
         key: &str,
@@ -232,18 +205,21 @@ pub trait SendBudget: Send + Sync + Debug {
         now: DateTime<Utc>,
     ) -> Result<Slots>;
 
-    /// A message sent in a slot reserved when the key had been moved back by `moved_then`
-    /// (its [`Slots::moved`]) came back `late` after what its slot allows: moves the slots
-    /// nobody has reserved yet back by what the moves since then have not covered, `late -
-    /// (moved now - moved_then)`, if that is positive, counting from `now` when the key is
-    /// idle. Returns how far the key has been moved back in all.
+    /// A message sent in a slot reserved when the key had been moved back by `moved_then` (its
+    /// [`Slots::moved`]) came back `late` after what its slot allows: the slots nobody has
+    /// reserved yet from `by` on (the slot a window after the late one) must come after a move
+    /// of what the moves since then have not covered, `late - (moved now - moved_then)`, if
+    /// that is positive. It is made at once when a slot at or after `by` has been handed out
+    /// already (counting from `now` when the key is idle), else owed until one is. Returns the
+    /// key's moves made and owed.
     async fn move_back(
         &self,
         key: &str,
         late: std::time::Duration,
         moved_then: std::time::Duration,
+        by: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<std::time::Duration>;
+    ) -> Result<Moves>;
 
     /// The service asked to wait until `until` (Telegram's 429 `retry_after`): no slot of the
     /// key is handed out before then, and [`held_until`](Self::held_until) tells every worker,

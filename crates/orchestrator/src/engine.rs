@@ -16,11 +16,11 @@ use broadcast_domain::{
     AudienceStore, AuditLog, Broadcast, BroadcastId, BroadcastStatus, BroadcastStore, Channel,
     ChannelKind, ChannelPolicy, ChannelSpec, ClaimRequest, Clock, CompiledTemplate, Delivered,
     DeliveryError, DeliveryResult, DeliveryStats, DeliveryStore, EmailAddress, EmailMessage, Error,
-    ErrorKind, FailureKind, MaterialiseReport, MessageBody, MessageFormat, Outcome,
+    ErrorKind, FailureKind, MaterialiseReport, MessageBody, MessageFormat, Moves, Outcome,
     OutgoingMessage, Reaches, Recipient, RecipientContext, RecipientId, RegistrationId, RenderEnv,
-    Renderer, Result, SendBudget, Slots, StatusChange, TelegramChatId, TelegramMessage,
-    TemplateContent, TemplateError, TemplateErrorKind, TemplateStore, Transition, UnsubscribeLinks,
-    UserField, UserId,
+    Renderer, Result, SendBudget, StatusChange, TelegramChatId, TelegramMessage, TemplateContent,
+    TemplateError, TemplateErrorKind, TemplateStore, Transition, UnsubscribeLinks, UserField,
+    UserId,
 };
 
 mod audited;
@@ -299,8 +299,8 @@ pub struct Orchestrator {
     settings: Settings,
     backoff: Backoff,
     compiled: Mutex<HashMap<BroadcastId, Arc<Compiled>>>,
-    /// Sends in flight per channel: `concurrency`, or less when the channel allows less (an
-    /// SMTP pool's connections).
+    /// Sends in flight per channel: its places ([`Settings::places`]), or fewer when the
+    /// channel allows fewer (an SMTP pool's connections).
     permits: BTreeMap<ChannelKind, Arc<Semaphore>>,
     events: broadcast::Sender<Progress>,
     breaker: Mutex<Breaker>,
@@ -346,7 +346,7 @@ impl Orchestrator {
             .by_kind
             .iter()
             .map(|(kind, (channel, _))| {
-                let n = settings.concurrency.min(channel.max_concurrency()).max(1);
+                let n = settings.places(*kind).min(channel.max_concurrency()).max(1);
                 (*kind, Arc::new(Semaphore::new(n)))
             })
             .collect();

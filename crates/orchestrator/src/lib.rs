@@ -251,4 +251,4 @@ mod settings;
 pub use backoff::Backoff;
 pub use engine::{Channels, LaunchReport, Orchestrator, Ports, Preview, TestTarget, TickReport};
 pub use progress::Progress;
-pub use settings::Settings;
+pub use settings::{DEFAULT_CONCURRENCY, Settings};

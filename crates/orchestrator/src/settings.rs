@@ -29,8 +29,10 @@ pub struct Settings {
     pub worker_id: String,
     /// Rows claimed per batch.
     pub batch_size: u64,
-    /// Messages in flight at once per channel (also bounded by the channel itself).
-    pub concurrency: usize,
+    /// Messages in flight at once per channel (also bounded by the channel itself); `None`
+    /// (the default) for [`DEFAULT_CONCURRENCY`], or a tenth of a rate-shared channel's rate
+    /// if that is more (see [`Settings::places`]).
+    pub concurrency: Option<usize>,
     /// How long a claimed row stays leased before another worker may take it over.
     pub lease: Duration,
     /// Attempts before a transient failure becomes final.
@@ -68,13 +70,17 @@ pub struct Settings {
     pub pacing_margin: Duration,
 }
 
+/// Messages in flight per channel when `WORKER_CONCURRENCY` is not set (and the channel's rate
+/// asks for no more).
+pub const DEFAULT_CONCURRENCY: usize = 16;
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
             app_name: "Broadcast".to_owned(),
             worker_id: format!("worker-{}", std::process::id()),
             batch_size: 200,
-            concurrency: 16,
+            concurrency: None,
             lease: Duration::from_secs(120),
             max_attempts: 5,
             retry_base: Duration::from_secs(30),
@@ -87,7 +93,53 @@ impl Default for Settings {
             breaker_cooldown: Duration::from_secs(30),
             breaker_cooldown_max: Duration::from_secs(600),
             shared_rates: BTreeMap::new(),
-            pacing_margin: Duration::from_millis(15),
+            pacing_margin: Duration::from_millis(10),
         }
+    }
+}
+
+impl Settings {
+    /// Messages of a channel in flight at once, from their start until their results are
+    /// written: `concurrency` when it is set; else [`DEFAULT_CONCURRENCY`], and on a channel
+    /// with a shared rate at least a tenth of the rate, which it needs when each message takes
+    /// 100 ms to be answered and recorded (a bot on Telegram's paid 1000/s keeps 100 in
+    /// flight). This is also how many of a channel's messages a worker that dies may leave
+    /// started and unrecorded.
+    pub fn places(&self, kind: ChannelKind) -> usize {
+        if let Some(n) = self.concurrency {
+            return n.max(1);
+        }
+        let paced = self
+            .shared_rates
+            .get(&kind)
+            .map_or(0, |rate| (*rate as usize).div_ceil(10));
+        DEFAULT_CONCURRENCY.max(paced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn places_follow_the_setting_or_a_tenth_of_a_shared_rate() {
+        let paced = Settings {
+            shared_rates: [(ChannelKind::TELEGRAM, 1000)].into(),
+            ..Settings::default()
+        };
+        assert_eq!(paced.places(ChannelKind::TELEGRAM), 100);
+        assert_eq!(paced.places(ChannelKind::EMAIL), DEFAULT_CONCURRENCY);
+        let free = Settings {
+            shared_rates: [(ChannelKind::TELEGRAM, 30)].into(),
+            ..Settings::default()
+        };
+        assert_eq!(free.places(ChannelKind::TELEGRAM), DEFAULT_CONCURRENCY);
+        // Set, it is what the operator asked for, also below the rate's tenth.
+        let set = Settings {
+            concurrency: Some(8),
+            ..paced
+        };
+        assert_eq!(set.places(ChannelKind::TELEGRAM), 8);
+        assert_eq!(set.places(ChannelKind::EMAIL), 8);
     }
 }

@@ -30,6 +30,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -63,6 +64,11 @@ pub struct FakeTelegramConfig {
     /// and then its connection closed without an answer, as with
     /// [`ChatBehavior::AcceptThenDrop`].
     pub drop_every: Option<u32>,
+    /// The distance to the server: each `sendMessage` is counted this long after it reached
+    /// the fake and answered this long after it was counted, each way taking between half and
+    /// one and a half times it (a fixed pseudo-random sequence), so that arrivals jitter as
+    /// they do over a real network. Zero (the default) answers at once.
+    pub one_way_delay: Duration,
 }
 
 impl Default for FakeTelegramConfig {
@@ -75,6 +81,7 @@ impl Default for FakeTelegramConfig {
             private_chat_interval: Duration::from_secs(1),
             group_per_minute: 20,
             drop_every: None,
+            one_way_delay: Duration::ZERO,
         }
     }
 }
@@ -177,6 +184,7 @@ impl FakeTelegram {
             started: Instant::now(),
             inner: Mutex::new(Inner::new()),
             config,
+            trips: AtomicU64::new(0),
         });
         let app = Router::new()
             .route("/_fake/stats", get(stats))
@@ -340,11 +348,25 @@ struct Shared {
     config: FakeTelegramConfig,
     started: Instant,
     inner: Mutex<Inner>,
+    /// Trips made so far, for [`Shared::travel`].
+    trips: AtomicU64,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// One way of a message's trip ([`FakeTelegramConfig::one_way_delay`]).
+    async fn travel(&self) {
+        let delay = self.config.one_way_delay;
+        if delay.is_zero() {
+            return;
+        }
+        let trip = self.trips.fetch_add(1, Ordering::Relaxed);
+        // A multiplicative hash of the trip's number: spread over [0, 1).
+        let share = (trip.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) as f64 / (1u64 << 53) as f64;
+        tokio::time::sleep(delay.mul_f64(0.5 + share)).await;
     }
 }
 
@@ -564,7 +586,12 @@ async fn api(
     };
     match method.to_ascii_lowercase().as_str() {
         "getme" => answer(200, json!({"ok": true, "result": me(&state.config.token)})),
-        "sendmessage" => send_message(&state, &params),
+        "sendmessage" => {
+            state.travel().await;
+            let response = send_message(&state, &params);
+            state.travel().await;
+            response
+        }
         _ => error(404, "Not Found"),
     }
 }
@@ -1160,6 +1187,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(whole_answer(&other).map(|(status, _)| status), Some(200));
+    }
+
+    #[tokio::test]
+    async fn a_distant_server_counts_a_message_after_it_arrives_and_answers_later() {
+        let delay = Duration::from_millis(40);
+        let fake = FakeTelegram::start_with(FakeTelegramConfig {
+            one_way_delay: delay,
+            ..FakeTelegramConfig::default()
+        })
+        .await;
+        let mut trips = Vec::new();
+        for chat_id in 1..=4 {
+            let sent = Instant::now();
+            let raw = send_raw(&fake, &json!({"chat_id": chat_id, "text": "hi"}))
+                .await
+                .unwrap();
+            let answered = sent.elapsed();
+            assert_eq!(whole_answer(&raw).map(|(status, _)| status), Some(200));
+            let counted = fake.messages_to(chat_id)[0].at.duration_since(sent);
+            // Each way takes half to one and a half times the delay.
+            assert!(counted >= delay / 2, "counted after {counted:?}");
+            assert!(
+                answered >= counted + delay / 2,
+                "answered after {answered:?}"
+            );
+            trips.push(counted);
+        }
+        // The delays differ from message to message.
+        trips.sort();
+        assert!(trips[3] - trips[0] > Duration::from_millis(2), "{trips:?}");
     }
 
     #[tokio::test]

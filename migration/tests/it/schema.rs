@@ -63,7 +63,7 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
         let statuses = Migrator::get_migration_with_status(db.conn())
             .await
             .expect("status");
-        assert_eq!(statuses.len(), 12, "{backend}");
+        assert_eq!(statuses.len(), 13, "{backend}");
         assert!(
             statuses
                 .iter()
@@ -78,6 +78,27 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
                     .await
                     .expect("has_index"),
                 "{backend}: index {index} should be gone"
+            );
+        }
+
+        // Migration 13 adds the budget's owed moves; down takes them away.
+        for column in ["owed_us", "owed_by"] {
+            assert!(
+                manager
+                    .has_column("send_budgets", column)
+                    .await
+                    .expect("has_column"),
+                "{backend}: send_budgets.{column} is missing"
+            );
+        }
+        Migrator::down(db.conn(), Some(1)).await.expect("down 13");
+        for column in ["owed_us", "owed_by"] {
+            assert!(
+                !manager
+                    .has_column("send_budgets", column)
+                    .await
+                    .expect("has_column"),
+                "{backend}: send_budgets.{column} survived down"
             );
         }
 

@@ -54,7 +54,7 @@ pub(crate) async fn run(cli: Cli) -> CliResult<()> {
         if n == 0 {
             return Err(invalid("--concurrency must be at least 1"));
         }
-        config.worker.concurrency = n;
+        config.worker.concurrency = Some(n);
     }
     if let Command::Broadcast(BroadcastCmd::Run { .. }) = cli.command {
         config.worker.batch_size = paced_batch_size(&config);

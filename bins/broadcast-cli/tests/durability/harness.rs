@@ -22,10 +22,20 @@ pub(crate) const TOKEN: &str = "4242424:AAH-durability_test_token_0123456789";
 
 /// A fake Bot API server with this token and these limits (enforced).
 pub(crate) async fn fake_telegram(per_second: u32, paid_per_second: u32) -> FakeTelegram {
+    fake_telegram_away(per_second, paid_per_second, std::time::Duration::ZERO).await
+}
+
+/// [`fake_telegram`] `one_way_delay` away from the workers.
+pub(crate) async fn fake_telegram_away(
+    per_second: u32,
+    paid_per_second: u32,
+    one_way_delay: std::time::Duration,
+) -> FakeTelegram {
     FakeTelegram::start_with(FakeTelegramConfig {
         token: TOKEN.to_owned(),
         per_second,
         paid_per_second,
+        one_way_delay,
         ..FakeTelegramConfig::default()
     })
     .await

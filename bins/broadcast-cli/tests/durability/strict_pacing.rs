@@ -4,7 +4,9 @@
 //! on PostgreSQL sharing the bot's rate through the database) and at 1000/s with paid
 //! broadcasts, idle and with a busy loop competing for the CPU: no answer 429, no chat above
 //! 1/s (also with several messages per chat), and at 30/s the achieved rate at least 98 % of
-//! the limit. The 1000/s rate is asserted by the release-built benchmark
+//! the limit. A bot 50 ms from the server (each way 12.5-37.5 ms) keeps 90 % of 30/s, one
+//! worker and three: every message answered late owes the shared slots one move per second,
+//! not one per reservation (before, the rate fell to 77-82 %). The 1000/s rate is asserted by the release-built benchmark
 //! (`bench --only telegram --check`, figures in docs/performance.md): in the debug build that
 //! `cargo test` makes, the worker's and the fake's HTTP stacks, not the pacer, set the pace.
 //!
@@ -19,7 +21,7 @@ use std::time::Duration;
 
 use broadcast_testkit::TestDb;
 
-use crate::harness::{Env, count, fake_telegram, people, stop_all, tail};
+use crate::harness::{Env, count, fake_telegram, fake_telegram_away, people, stop_all, tail};
 
 /// Size of a run: messages at 30/s and at 1000/s.
 fn sizes() -> (usize, usize) {
@@ -65,6 +67,8 @@ struct Case {
     paid: bool,
     workers: usize,
     busy: bool,
+    /// The fake's one-way delay ([`FakeTelegramConfig::one_way_delay`]).
+    delay: Duration,
 }
 
 async fn run(case: Case, db: Option<TestDb>) {
@@ -76,10 +80,11 @@ async fn run(case: Case, db: Option<TestDb>) {
         paid,
         workers,
         busy,
+        delay,
     } = case;
     let fake = match paid {
-        true => fake_telegram(30, rate as u32).await,
-        false => fake_telegram(rate as u32, 1_000).await,
+        true => fake_telegram_away(30, rate as u32, delay).await,
+        false => fake_telegram_away(rate as u32, 1_000, delay).await,
     };
     let mut env = match &db {
         Some(db) => Env::with_database(db.url()),
@@ -89,10 +94,9 @@ async fn run(case: Case, db: Option<TestDb>) {
         .set("TELEGRAM_RATE_LIMIT", &rate.to_string())
         .set("LOG", "warn,broadcast_orchestrator::engine::pipeline=debug");
     if paid {
-        // At 1000/s a send waits for its slot and then for the answer: more of them in
-        // flight keep the pace (the crash bound grows with it, see docs/operations.md).
+        // At 1000/s a send waits for its slot and then for the answer: the worker keeps a
+        // tenth of the rate in flight by itself (docs/operations.md).
         env.set("TELEGRAM_PAID_BROADCAST", "true")
-            .set("WORKER_CONCURRENCY", "64")
             .set("BATCH_SIZE", "500");
     } else {
         env.set("BATCH_SIZE", "50");
@@ -181,7 +185,11 @@ async fn run(case: Case, db: Option<TestDb>) {
     // At 1000/s the rate is the benchmark's to assert (see the module documentation); it is
     // printed above. The target holds over a run of 100 s or more; a short run (the default
     // size) also carries the start-up of its workers, so it is held to 95 %.
-    let floor = if span >= Duration::from_secs(90) {
+    // Far from the server, a window's messages are spaced by the window plus the latest
+    // answer's lateness (about 95 % of the limit at 50 ms).
+    let floor = if !delay.is_zero() {
+        0.90
+    } else if span >= Duration::from_secs(90) {
         0.98
     } else {
         0.95
@@ -222,6 +230,7 @@ async fn one_worker_at_30_per_second_never_meets_a_429() {
             paid: false,
             workers: 1,
             busy,
+            delay: Duration::ZERO,
         };
         run(case, None).await;
     }
@@ -242,6 +251,7 @@ async fn three_postgres_workers_at_30_per_second_never_meet_a_429() {
             paid: false,
             workers: 3,
             busy,
+            delay: Duration::ZERO,
         };
         run(case, Some(db)).await;
     }
@@ -258,9 +268,41 @@ async fn paid_broadcasts_at_1000_per_second_never_meet_a_429() {
             paid: true,
             workers: 1,
             busy,
+            delay: Duration::ZERO,
         };
         run(case, None).await;
     }
+}
+
+/// A bot 50 ms from the server, one worker on SQLite and three on PostgreSQL: no 429, and
+/// the rate stays near what the latency allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bot_far_from_the_server_keeps_its_rate_without_a_429() {
+    let (users, _) = sizes();
+    let delay = Duration::from_millis(25);
+    let case = Case {
+        name: "far30",
+        users,
+        rate: 30,
+        paid: false,
+        workers: 1,
+        busy: false,
+        delay,
+    };
+    run(case, None).await;
+    let Some(db) = postgres("a_bot_far_from_the_server_keeps_its_rate_without_a_429").await else {
+        return;
+    };
+    let case = Case {
+        name: "far30three",
+        users,
+        rate: 30,
+        paid: false,
+        workers: 3,
+        busy: false,
+        delay,
+    };
+    run(case, Some(db)).await;
 }
 
 /// Per-chat pacing with several messages per chat: three broadcasts to the same chats,

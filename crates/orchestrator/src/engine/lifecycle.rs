@@ -149,7 +149,7 @@ impl Orchestrator {
     }
 
     /// Stops workers from claiming and from starting the broadcast's rows: sends already
-    /// started finish (at most `concurrency` per channel per worker), and rows claimed but not
+    /// started finish (at most a channel's places per worker), and rows claimed but not
     /// started go back `pending` untried (`broadcast.pause`). Without a reason, `paused by
     /// <actor>`.
     pub async fn pause(

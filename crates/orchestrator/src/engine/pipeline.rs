@@ -4,6 +4,8 @@
 //! channel never holds another back; then, once every lane has ended its round, pausing the
 //! broadcasts whose breaker tripped or whose channel has a fault.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use super::*;
 
 impl Orchestrator {
@@ -88,13 +90,13 @@ impl Orchestrator {
     }
 
     /// One channel kind's lane of a round. Three kinds of work overlap, polled together:
-    /// - sends (`send`), at most `concurrency` per channel;
+    /// - sends (`send`), at most the channel's places ([`Settings::places`]);
     /// - group writes: whatever finished while the previous write was in flight is recorded
     ///   as one group (group commit), with the store effects the sends called for, and then
     ///   the rows about to be sent are marked as started (`mark_started`). A row is sent only
-    ///   once its mark is written, and counts against its channel's `concurrency` in-flight
+    ///   once its mark is written, and counts against its channel's in-flight
     ///   places from its mark until its result is written; a group's results free their
-    ///   places for the rows it marks. So a crash leaves at most `concurrency` started but
+    ///   places for the rows it marks. So a crash leaves at most a channel's places started but
     ///   unrecorded rows per channel, and only those count as possible duplicates when their
     ///   leases are taken over; rows claimed ahead and never started do not;
     /// - with a `deadline`, the next claim (and its contexts), on its own task, started when
@@ -134,7 +136,7 @@ impl Orchestrator {
         let mut error = None;
         let batch = self.lane_batch(kind);
         let half = (batch / 2) as usize;
-        let places = self.settings.concurrency.max(1);
+        let places = self.settings.places(kind);
         loop {
             let stopping = stop.as_ref().is_some_and(|s| *s.borrow());
             if write.is_none() && !drained.is_empty() {
@@ -177,7 +179,11 @@ impl Orchestrator {
                 && !stopping
                 && !self.has_fault(kind)
                 && deadline.is_some_and(|d| tokio::time::Instant::now() < d);
-            let queued = sending.len() + waiting.values().map(VecDeque::len).sum::<usize>();
+            let unstarted = waiting.values().map(VecDeque::len).sum::<usize>();
+            if let Some(shared) = self.slots.get(&kind) {
+                shared.queued.store(unstarted, Ordering::Relaxed);
+            }
+            let queued = sending.len() + unstarted;
             if claim.is_none() && may_claim && queued <= half {
                 claim = Some(self.spawn_claim(scope, kind)?);
                 claims += 1;
@@ -320,7 +326,7 @@ impl Orchestrator {
     pub(super) fn lane_batch(&self, kind: ChannelKind) -> u64 {
         let batch = self.settings.batch_size;
         match self.settings.shared_rates.get(&kind) {
-            Some(rate) => batch.min(u64::from(*rate).max(self.settings.concurrency as u64)),
+            Some(rate) => batch.min(u64::from(*rate).max(self.settings.places(kind) as u64)),
             None => batch,
         }
     }
@@ -417,18 +423,30 @@ impl Orchestrator {
 
     /// The next shared send slot of a rate-shared channel, or `None` when the channel is
     /// paced in-process only. Slots are reserved from the [`SendBudget`] a few at a time, just
-    /// before they are used; slots that went stale while this worker was busy are dropped
-    /// rather than used late, so workers never bunch up and exceed the shared rate.
+    /// before they are used; slots that went stale while this worker was busy (a third of the
+    /// pacing margin past) are dropped rather than used late, so workers never bunch up and
+    /// exceed the shared rate.
     pub(super) async fn take_slot(&self, kind: ChannelKind) -> Result<Option<Slot>> {
         let (Some(budget), Some(shared)) = (&self.ports.budget, self.slots.get(&kind)) else {
             return Ok(None);
         };
         let interval = self.slot_interval(kind);
         let step = chrono::Duration::from_std(interval).unwrap_or_default();
+        // A slot a little past is still used: its message then reaches the provider later
+        // than its slot, which the margin absorbs, and an answer later than the margin moves
+        // the budget's slots back (`answered_in`). Slots further past went stale while this
+        // worker was busy and are dropped, so that a worker that stalled sends no burst.
+        let stale = chrono::Duration::from_std(interval.max(self.settings.pacing_margin / 3))
+            .unwrap_or_default();
+        let _wanting = Wanting::new(&shared.wanting);
         let mut pool = shared.pool.lock().await;
         let mut now = self.ports.clock.now();
-        while pool.slots.front().is_some_and(|s| s.at + step < now) {
+        let before = pool.slots.len();
+        while pool.slots.front().is_some_and(|s| s.at + stale < now) {
             pool.slots.pop_front();
+        }
+        if pool.slots.len() < before {
+            tracing::debug!(channel = %kind, dropped = before - pool.slots.len(), "stale shared slots dropped");
         }
         if pool.slots.is_empty() {
             // Not further ahead than the lookahead: a late answer moves only slots nobody has
@@ -441,8 +459,14 @@ impl Orchestrator {
                 tokio::time::sleep(ahead).await;
                 now = self.ports.clock.now();
             }
-            // About 33 ms of slots at a time: what one worker holds ahead stays short.
-            let chunk = (self.settings.shared_rates[&kind] / 30).clamp(1, 50);
+            // About 33 ms of slots at a time, what one worker holds ahead stays short; and no
+            // more than this worker's sends can use, so that none go stale at the end of a
+            // round (each would be a gap in the bot's rate while every other worker waits).
+            let wanted =
+                shared.wanting.load(Ordering::Relaxed) + shared.queued.load(Ordering::Relaxed);
+            let chunk = (self.settings.shared_rates[&kind] / 30)
+                .clamp(1, 50)
+                .min(u32::try_from(wanted).unwrap_or(u32::MAX).max(1));
             // On its own task: this runs while the batch loop may be writing results, and a
             // store with a single connection must not wait for a future nobody polls.
             let budget = budget.clone();
@@ -452,7 +476,10 @@ impl Orchestrator {
                 )
                 .await
                 .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
-            shared.learn(reserved.moved);
+            shared.learn(Moves {
+                moved: reserved.moved,
+                owed: reserved.owed,
+            });
             pool.until = Some(reserved.first + step * chunk as i32);
             pool.slots.extend((0..chunk).map(|i| Slot {
                 at: reserved.first + step * i as i32,
@@ -578,20 +605,29 @@ impl Orchestrator {
         let late = took
             .saturating_sub(self.settings.pacing_margin)
             .min(Duration::from_secs(1));
+        if late.is_zero() {
+            return Ok(());
+        }
+        // The slot `rate` after this one, less one slot against rounding: from there on the
+        // slots must come later.
+        let rate = self.settings.shared_rates[&kind];
+        let step = chrono::Duration::from_std(self.slot_interval(kind)).unwrap_or_default();
+        let by = slot.at + step * rate.saturating_sub(1) as i32;
         // Not through the pool's lock: a send waiting for its slot may hold it.
-        if Slots::still_to_move(late, slot.moved, shared.moved()).is_zero() {
+        if shared.moves().cover(late, slot.moved, by) {
             return Ok(());
         }
         let budget = budget.clone();
         let moved_then = slot.moved;
-        let moved =
-            tokio::spawn(
-                async move { budget.move_back(kind.as_str(), late, moved_then, now).await },
-            )
-            .await
-            .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
-        tracing::debug!(channel = %kind, ?took, ?moved, "a late answer moved the shared slots back");
-        shared.learn(moved);
+        let moves = tokio::spawn(async move {
+            budget
+                .move_back(kind.as_str(), late, moved_then, by, now)
+                .await
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
+        tracing::debug!(channel = %kind, ?took, ?moves, "a late answer moved the shared slots back or owes a move");
+        shared.learn(moves);
         Ok(())
     }
 
@@ -682,19 +718,40 @@ pub(crate) struct SlotPool {
 #[derive(Debug, Default)]
 pub(crate) struct SharedSlots {
     pool: tokio::sync::Mutex<SlotPool>,
-    moved: Mutex<Duration>,
+    moves: Mutex<Moves>,
     /// When this worker last read the budget's hold (`SendBudget::held_until`).
     hold_read: tokio::sync::Mutex<Option<std::time::Instant>>,
+    /// Sends asking for a slot now.
+    wanting: AtomicUsize,
+    /// Rows the lane has ready and not started yet: they will ask for slots soon.
+    queued: AtomicUsize,
+}
+
+/// A send asking for a shared slot, counted in [`SharedSlots::wanting`] until dropped (also
+/// when its future is).
+struct Wanting<'a>(&'a AtomicUsize);
+
+impl<'a> Wanting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Wanting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl SharedSlots {
-    fn moved(&self) -> Duration {
-        *self.moved.lock().expect("moved poisoned")
+    fn moves(&self) -> Moves {
+        *self.moves.lock().expect("moves poisoned")
     }
 
-    fn learn(&self, moved: Duration) {
-        let mut known = self.moved.lock().expect("moved poisoned");
-        *known = (*known).max(moved);
+    fn learn(&self, moves: Moves) {
+        let mut known = self.moves.lock().expect("moves poisoned");
+        *known = known.newer(moves);
     }
 }
 

@@ -1,4 +1,4 @@
-//! [`SendBudget`]: send slots shared by workers.
+//! [`SendBudget`]: send slots shared by workers, by the rules of [`BudgetState`].
 
 use std::time::Duration;
 
@@ -12,6 +12,17 @@ fn delta(d: Duration, what: &str) -> Result<chrono::Duration> {
     chrono::Duration::from_std(d).map_err(|e| Error::Invalid(format!("budget {what}: {e}")))
 }
 
+/// The key's state, new (free from `now`) when the key has none yet.
+fn state<'a>(
+    budgets: &'a mut std::collections::BTreeMap<String, BudgetState>,
+    key: &str,
+    now: DateTime<Utc>,
+) -> &'a mut BudgetState {
+    budgets
+        .entry(key.to_owned())
+        .or_insert_with(|| BudgetState::new(now))
+}
+
 #[async_trait]
 impl SendBudget for MemoryStore {
     async fn reserve(
@@ -21,15 +32,15 @@ impl SendBudget for MemoryStore {
         n: u32,
         now: DateTime<Utc>,
     ) -> Result<Slots> {
-        let step = delta(interval, "interval")?;
+        let span = delta(interval, "interval")? * n as i32;
         Slots::check_key(key)?;
         let mut s = self.lock();
-        let b = Budget::of(&mut s.budgets, key, now);
-        let first = b.next.max(now);
-        b.next = first + step * n as i32;
+        let b = state(&mut s.budgets, key, now);
+        let first = b.reserve(span, now);
         Ok(Slots {
             first,
-            moved: b.moved,
+            moved: b.moves.moved,
+            owed: b.moves.owed,
         })
     }
 
@@ -38,59 +49,25 @@ impl SendBudget for MemoryStore {
         key: &str,
         late: Duration,
         moved_then: Duration,
+        by: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<Duration> {
+    ) -> Result<Moves> {
         Slots::check_key(key)?;
+        delta(late, "move")?;
         let mut s = self.lock();
-        let b = Budget::of(&mut s.budgets, key, now);
-        let missing = Slots::still_to_move(late, moved_then, b.moved);
-        if !missing.is_zero() {
-            b.next = b.next.max(now) + delta(missing, "move")?;
-            b.moved += missing;
-        }
-        Ok(b.moved)
+        let b = state(&mut s.budgets, key, now);
+        b.move_back(late, moved_then, by, now);
+        Ok(b.moves)
     }
 
     async fn hold(&self, key: &str, until: DateTime<Utc>, now: DateTime<Utc>) -> Result<()> {
         Slots::check_key(key)?;
         let mut s = self.lock();
-        let b = Budget::of(&mut s.budgets, key, now);
-        b.next = b.next.max(until);
-        b.held = Some(b.held.map_or(until, |h| h.max(until)));
+        state(&mut s.budgets, key, now).hold(until);
         Ok(())
     }
 
     async fn held_until(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
         Ok(self.lock().budgets.get(key).and_then(|b| b.held))
-    }
-}
-
-/// One key of the budget: the next free slot, how far it was moved back in all, and the end of
-/// its latest hold.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Budget {
-    next: DateTime<Utc>,
-    moved: Duration,
-    held: Option<DateTime<Utc>>,
-}
-
-impl Budget {
-    /// The key's budget, new (free from `now`) when the key has none yet.
-    fn of<'a>(
-        budgets: &'a mut std::collections::BTreeMap<String, Budget>,
-        key: &str,
-        now: DateTime<Utc>,
-    ) -> &'a mut Budget {
-        budgets
-            .entry(key.to_owned())
-            .or_insert_with(|| Budget::new(now))
-    }
-
-    fn new(now: DateTime<Utc>) -> Self {
-        Self {
-            next: now,
-            moved: Duration::ZERO,
-            held: None,
-        }
     }
 }

@@ -44,7 +44,7 @@ struct State {
     sessions: BTreeMap<String, AdminSession>,
     audit: Vec<AuditEntry>,
     /// Per key, the next free slot and how far the slots have been moved back in all.
-    budgets: BTreeMap<String, budget::Budget>,
+    budgets: BTreeMap<String, BudgetState>,
     /// How each channel reaches users.
     reaches: Reaches,
 }

@@ -17,6 +17,11 @@ pub struct Model {
     pub moved_us: i64,
     /// The end of the latest wait the service asked for (a 429's `retry_after`).
     pub held_until: Option<DateTimeUtc>,
+    /// The total of moves, in microseconds, the key must reach before it hands out a slot at
+    /// or after `owed_by`; null when nothing is owed.
+    pub owed_us: Option<i64>,
+    /// See `owed_us`.
+    pub owed_by: Option<DateTimeUtc>,
 }
 
 /// `send_budgets` has no relations.

@@ -487,41 +487,79 @@ async fn materialising_writes_the_same_rows_and_reasons() {
     }
 }
 
-/// A late answer moves the unreserved slots back by what earlier moves have not covered,
-/// once for several late messages of one reservation, from `now` when the key is idle.
+/// A late answer owes a move of the slots from the slot a window after its own: the late
+/// answers of one window owe it once (the larger, by the earlier time), the reservation that
+/// reaches that time makes it, and a move whose slot is out already is made at once (from
+/// `now` when the key is idle).
 #[tokio::test]
-async fn late_answers_move_the_unreserved_slots_back_once() {
+async fn late_answers_owe_one_move_made_when_its_slot_is_reserved() {
+    use broadcast_domain::{Moves, Owed};
     use std::time::Duration;
     let ms = |n: u64| Duration::from_millis(n);
     let at = |n: i64| t(0) + chrono::Duration::milliseconds(n);
+    let owed = |total: u64, by: i64| Owed {
+        total: ms(total),
+        by: at(by),
+    };
     for s in subjects().await {
         let (name, store) = (&s.name, &s.store);
         let first = store.reserve("telegram", ms(10), 3, t(0)).await.unwrap();
-        assert_eq!((first.first, first.moved), (t(0), Duration::ZERO), "{name}");
-        // One message of that reservation was 25 ms late: later slots move by 25 ms.
-        let moved = store
-            .move_back("telegram", ms(25), first.moved, at(5))
-            .await
-            .unwrap();
-        assert_eq!(moved, ms(25), "{name}");
-        // Another one of the same reservation, 20 ms late, is covered already; a third, 40
-        // ms late, adds what is missing.
-        for (late, total) in [(20, 25), (40, 40)] {
-            let moved = store
-                .move_back("telegram", ms(late), first.moved, at(6))
+        assert_eq!(
+            (first.first, first.moved, first.owed),
+            (t(0), Duration::ZERO, None),
+            "{name}"
+        );
+        // Three answers of that reservation, 25, 20 and 40 ms late, owe one move of 40 ms
+        // from the earliest of their slots a window later.
+        let mut moves = Moves::default();
+        for (late, by) in [(25, 990), (20, 1000), (40, 1010)] {
+            moves = store
+                .move_back("telegram", ms(late), first.moved, at(by), at(5))
                 .await
                 .unwrap();
-            assert_eq!(moved, ms(total), "{name}: {late} ms late");
         }
-        let next = store.reserve("telegram", ms(10), 1, t(0)).await.unwrap();
-        assert_eq!(next.first, at(30 + 40), "{name}");
-        assert_eq!(next.moved, ms(40), "{name}");
-        // A message of the new reservation counts only moves made after it.
-        let moved = store
-            .move_back("telegram", ms(15), next.moved, at(100))
+        assert_eq!(
+            moves,
+            Moves {
+                moved: Duration::ZERO,
+                owed: Some(owed(40, 990)),
+            },
+            "{name}"
+        );
+        // Reservations before that time are not moved; the one that reaches it is.
+        let before = store.reserve("telegram", ms(10), 10, t(0)).await.unwrap();
+        assert_eq!(
+            (before.first, before.moved, before.owed),
+            (at(30), Duration::ZERO, Some(owed(40, 990))),
+            "{name}"
+        );
+        let reaching = store.reserve("telegram", ms(10), 90, t(0)).await.unwrap();
+        assert_eq!(
+            (reaching.first, reaching.moved, reaching.owed),
+            (at(130 + 40), ms(40), None),
+            "{name}"
+        );
+        // Covered already: nothing more.
+        let moves = store
+            .move_back("telegram", ms(30), Duration::ZERO, at(990), at(200))
             .await
             .unwrap();
-        assert_eq!(moved, ms(55), "{name}");
+        assert_eq!(moves.moved, ms(40), "{name}");
+        assert_eq!(moves.owed, None, "{name}");
+        // A message of the new reservation counts only moves made after it; with one whose
+        // slot a window later is out already (the slots reach 1070 ms), what is owed is made
+        // at once.
+        store
+            .move_back("telegram", ms(15), reaching.moved, at(1160), at(300))
+            .await
+            .unwrap();
+        let moves = store
+            .move_back("telegram", ms(10), reaching.moved, at(500), at(600))
+            .await
+            .unwrap();
+        assert_eq!((moves.moved, moves.owed), (ms(55), None), "{name}");
+        let next = store.reserve("telegram", ms(10), 1, t(0)).await.unwrap();
+        assert_eq!(next.first, at(1070 + 15), "{name}");
         // An idle key moves from now; other keys are untouched.
         let idle = store.reserve("telegram", ms(10), 1, t(1)).await.unwrap();
         assert_eq!(
@@ -530,7 +568,7 @@ async fn late_answers_move_the_unreserved_slots_back_once() {
             "{name}: a key idle for a minute starts at now"
         );
         store
-            .move_back("telegram", ms(30), idle.moved, t(1))
+            .move_back("telegram", ms(30), idle.moved, t(1), t(1))
             .await
             .unwrap();
         let after = store.reserve("telegram", ms(10), 1, t(1)).await.unwrap();
@@ -540,7 +578,11 @@ async fn late_answers_move_the_unreserved_slots_back_once() {
             "{name}"
         );
         let other = store.reserve("email", ms(10), 1, t(0)).await.unwrap();
-        assert_eq!((other.first, other.moved), (t(0), Duration::ZERO), "{name}");
+        assert_eq!(
+            (other.first, other.moved, other.owed),
+            (t(0), Duration::ZERO, None),
+            "{name}"
+        );
     }
 }
 

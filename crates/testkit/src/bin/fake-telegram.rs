@@ -2,8 +2,10 @@
 //! runs). Prints `127.0.0.1:<port>` on the first line of stdout once it listens.
 //!
 //! Usage: `fake-telegram [--port N] [--token T] [--rate N] [--paid-rate N] [--no-limits]
-//! [--drop-every K]` (`--rate` and `--paid-rate` are messages in any second; `--drop-every K`
-//! accepts every k-th message and closes its connection without an answer).
+//! [--drop-every K] [--delay MS]` (`--rate` and `--paid-rate` are messages in any second;
+//! `--drop-every K` accepts every k-th message and closes its connection without an answer;
+//! `--delay MS` counts each message about MS ms after it reached the fake and answers it about
+//! MS ms later, as a server that far away would).
 //! Statistics: `GET http://127.0.0.1:<port>/_fake/stats`.
 
 use std::io::Write;
@@ -11,7 +13,7 @@ use std::io::Write;
 use broadcast_testkit::telegram::{FakeTelegram, FakeTelegramConfig};
 
 const USAGE: &str = "usage: fake-telegram [--port N] [--token T] [--rate N] [--paid-rate N] \
-                     [--no-limits] [--drop-every K]";
+                     [--no-limits] [--drop-every K] [--delay MS]";
 
 #[tokio::main]
 async fn main() {
@@ -35,6 +37,10 @@ async fn main() {
                     fail("--drop-every: K must be at least 1");
                 }
                 config.drop_every = Some(k);
+            }
+            "--delay" => {
+                let ms: u64 = parse(&value("--delay"), "--delay");
+                config.one_way_delay = std::time::Duration::from_millis(ms);
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
