@@ -23,9 +23,10 @@ mod m20261203_000010_probes_and_holds;
 mod m20261204_000011_counted_sends;
 mod m20261204_000012_admin_sessions;
 mod m20261205_000013_budget_owed_moves;
+mod m20261205_000014_media_library;
 
 /// Every table the migrations create, in creation order.
-pub const TABLES: [&str; 11] = [
+pub const TABLES: [&str; 13] = [
     "users",
     "competitions",
     "registrations",
@@ -37,6 +38,8 @@ pub const TABLES: [&str; 11] = [
     "send_budgets",
     "broadcast_counts",
     "admin_sessions",
+    "media_blobs",
+    "media",
 ];
 
 /// How long a SQLite connection waits for another writer before failing with "database is locked".
@@ -69,6 +72,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000011_counted_sends::Migration),
             Box::new(m20261204_000012_admin_sessions::Migration),
             Box::new(m20261205_000013_budget_owed_moves::Migration),
+            Box::new(m20261205_000014_media_library::Migration),
         ]
     }
 }

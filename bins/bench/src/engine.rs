@@ -183,6 +183,7 @@ pub(crate) fn child_engine(args: &[String]) -> Res<()> {
             budget: Some(shared),
             audit: None,
             admins: None,
+            media: None,
         };
         let orch = Orchestrator::new(ports, settings);
         // The delivery phase alone: reset the peak RSS, note the CPU so far.

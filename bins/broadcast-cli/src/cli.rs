@@ -58,6 +58,9 @@ pub(crate) enum Command {
     /// Manage the administrators of the admin panel.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Manage the media library: files templates can send (posters, PDFs).
+    #[command(subcommand)]
+    Media(MediaCmd),
     /// Print a shell completion script.
     ///
     /// Example: broadcast-cli completions bash > ~/.local/share/bash-completion/completions/broadcast-cli
@@ -518,4 +521,43 @@ pub(crate) enum AdminCmd {
     ///
     /// Example: broadcast-cli admin list --json
     List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MediaCmd {
+    /// Add a file to the media library. Its type comes from its bytes; a file that is not what
+    /// its name says, or too large for Telegram (photos 10 MB, other files 50 MB), is refused.
+    ///
+    /// Example: broadcast-cli media add fixtures/poster.png --name poster.png
+    Add {
+        /// The file.
+        file: std::path::PathBuf,
+        /// The name in the library (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Give the medium of that name these bytes (broadcasts already launched keep theirs).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// List the media library.
+    ///
+    /// Example: broadcast-cli media list
+    List,
+    /// Show a medium, and with --out write its bytes to a file.
+    ///
+    /// Example: broadcast-cli media show poster.png --out /tmp/poster.png
+    Show {
+        /// Medium id or name.
+        medium: String,
+        /// Write the bytes here.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Remove a medium from the library.
+    ///
+    /// Example: broadcast-cli media rm poster.png
+    Rm {
+        /// Medium id or name.
+        medium: String,
+    },
 }

@@ -10,6 +10,7 @@ mod confirm;
 mod demo;
 mod documents;
 mod export;
+mod media;
 mod outcome;
 mod output;
 mod term;

@@ -1384,3 +1384,135 @@ fn a_public_url_without_a_secret_key_is_warned_about() {
         text(&quiet.stderr)
     );
 }
+
+/// A 1×1 PNG.
+const PNG: &[u8] = &[
+    0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x48, 0x44, 0x52,
+    0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x08, 0x06, 0x00, 0x00, 0x00, 0x1F, 0x15, 0xC4,
+    0x89, 0x00, 0x00, 0x00, 0x0D, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9C, 0x63, 0x00, 0x01, 0x00, 0x00,
+    0x05, 0x00, 0x01, 0x0D, 0x0A, 0x2D, 0xB4, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4E, 0x44, 0xAE,
+    0x42, 0x60, 0x82,
+];
+
+#[tokio::test]
+async fn media_commands_keep_files_by_their_bytes_and_refuse_what_lies() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let png = d.join("poster.png");
+    std::fs::write(&png, PNG).unwrap();
+    let added = ok_json(d, &["--json", "media", "add", png.to_str().unwrap()]);
+    assert_eq!(
+        keys(&added),
+        set(&[
+            "id",
+            "name",
+            "kind",
+            "content_type",
+            "size",
+            "sha256",
+            "created_by",
+            "created_at",
+            "updated_at"
+        ])
+    );
+    assert_eq!(added["name"], "poster.png");
+    assert_eq!(added["kind"], "photo");
+    assert_eq!(added["content_type"], "image/png");
+    assert_eq!(added["size"], PNG.len());
+
+    // A file whose bytes are not what its name says is refused and writes nothing; so is a
+    // name already taken, unless replaced.
+    let fake = d.join("schedule.pdf");
+    std::fs::write(&fake, "not a PDF at all").unwrap();
+    let err = fails(&cli(d, &["media", "add", fake.to_str().unwrap()]), 2);
+    assert!(
+        err.contains("schedule.pdf") && err.contains("application/pdf") && err.contains("text"),
+        "{err}"
+    );
+    let err = fails(&cli(d, &["media", "add", png.to_str().unwrap()]), 2);
+    assert!(err.contains("`poster.png` already exists"), "{err}");
+    let missing = fails(&cli(d, &["media", "add", "nowhere.png"]), 2);
+    assert!(missing.contains("cannot read nowhere.png"), "{missing}");
+    let list = ok_json(d, &["--json", "media", "list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+
+    // Show writes the bytes back as they came; by name or by id.
+    let out = d.join("copy.bin");
+    let shown = ok_json(
+        d,
+        &[
+            "--json",
+            "media",
+            "show",
+            "poster.png",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(shown, added);
+    assert_eq!(std::fs::read(&out).unwrap(), PNG);
+    let id = added["id"].as_i64().unwrap().to_string();
+    assert_eq!(
+        ok_json(d, &["--json", "media", "show", &id])["name"],
+        "poster.png"
+    );
+
+    // The name given is held to the bytes too; replacing gives the name new bytes; removing
+    // takes it away.
+    let gif = d.join("anim.gif");
+    std::fs::write(&gif, b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap();
+    let gif = gif.to_str().unwrap();
+    let err = fails(
+        &cli(
+            d,
+            &["media", "add", gif, "--name", "poster.png", "--replace"],
+        ),
+        2,
+    );
+    assert!(
+        err.contains("image/png") && err.contains("image/gif"),
+        "{err}"
+    );
+    let animation = ok_json(d, &["--json", "media", "add", gif]);
+    assert_eq!(animation["kind"], "animation");
+    let newer = d.join("poster-v2.png");
+    std::fs::write(&newer, [PNG, b"v2"].concat()).unwrap();
+    let newer = newer.to_str().unwrap();
+    let replaced = ok_json(
+        d,
+        &[
+            "--json",
+            "media",
+            "add",
+            newer,
+            "--name",
+            "poster.png",
+            "--replace",
+        ],
+    );
+    assert_eq!(replaced["id"], added["id"]);
+    assert_eq!(replaced["size"], PNG.len() + 2);
+    assert_ne!(replaced["sha256"], added["sha256"]);
+    ok(&cli(d, &["media", "rm", "poster.png"]), &["media", "rm"]);
+    let err = fails(&cli(d, &["media", "show", "poster.png"]), 2);
+    assert!(err.contains("medium `poster.png` not found"), "{err}");
+    let list = ok_json(d, &["--json", "media", "list"]);
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    assert_eq!(names, ["anim.gif"]);
+
+    // Each change is in the audit log: add, add, replace, remove (the refusals wrote nothing).
+    let actions: Vec<String> = audit_after(d, 0)
+        .await
+        .into_iter()
+        .map(|(_, action, _)| action)
+        .collect();
+    assert_eq!(
+        actions,
+        ["media.add", "media.add", "media.replace", "media.remove"]
+    );
+}

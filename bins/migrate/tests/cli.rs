@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 14] = [
     "m20261128_000001_create_audience",
     "m20261128_000002_create_templates",
     "m20261128_000003_create_broadcasts",
@@ -17,6 +17,7 @@ const MIGRATIONS: [&str; 13] = [
     "m20261204_000011_counted_sends",
     "m20261204_000012_admin_sessions",
     "m20261205_000013_budget_owed_moves",
+    "m20261205_000014_media_library",
 ];
 
 fn migrate(dir: &Path, args: &[&str]) -> Output {

@@ -54,7 +54,8 @@ pub fn sql_ports(
         links,
         budget: Some(shared.clone()),
         audit: Some(shared.clone()),
-        admins: Some(shared),
+        admins: Some(shared.clone()),
+        media: Some(shared),
     }
 }
 

@@ -10,6 +10,7 @@ mod error;
 mod filter;
 mod import;
 mod lifecycle;
+mod media;
 mod model;
 mod ports;
 mod types;
@@ -23,6 +24,7 @@ pub use error::{DeliveryError, Error, FailureKind, Result, TemplateError, Templa
 pub use filter::{AudienceFilter, FilterError, fold_case};
 pub use import::*;
 pub use lifecycle::Transition;
+pub use media::{MAX_MEDIA_NAME, MediaId, MediaKind, Medium, NewMedium, check_name, human_size};
 pub use model::*;
 pub use ports::*;
 pub use types::*;

@@ -12,6 +12,7 @@ use crate::budget::{Moves, Slots};
 use crate::channel::{ChannelKind, ChannelPolicy};
 use crate::error::{DeliveryError, Result, TemplateError};
 use crate::filter::AudienceFilter;
+use crate::media::{MediaId, Medium, NewMedium};
 use crate::model::*;
 use crate::types::*;
 
@@ -228,6 +229,28 @@ pub trait SendBudget: Send + Sync + Debug {
 
     /// The end of the key's latest hold, if it has one (it may be in the past).
     async fn held_until(&self, key: &str) -> Result<Option<DateTime<Utc>>>;
+}
+
+/// The media library ([`Medium`]): files kept once by the SHA-256 of their bytes, under
+/// unique names.
+#[async_trait]
+pub trait MediaStore: Send + Sync + Debug {
+    /// Adds a checked upload under its name; with `replace`, gives the medium of that name
+    /// these bytes instead (a name taken without `replace` is a [`Error::Conflict`] naming
+    /// it). Bytes already kept (the same SHA-256) are not stored twice.
+    async fn add_medium(&self, new: NewMedium, replace: bool, now: DateTime<Utc>)
+    -> Result<Medium>;
+    /// Every medium, by name.
+    async fn list_media(&self) -> Result<Vec<Medium>>;
+    /// One medium.
+    async fn get_medium(&self, id: MediaId) -> Result<Medium>;
+    /// The medium of that name, if any.
+    async fn find_medium(&self, name: &str) -> Result<Option<Medium>>;
+    /// The bytes kept under a SHA-256 (lowercase hex).
+    async fn medium_bytes(&self, sha256: &str) -> Result<Vec<u8>>;
+    /// Removes a medium, and its bytes when no other medium has the same; answers what it
+    /// removed.
+    async fn remove_medium(&self, id: MediaId) -> Result<Medium>;
 }
 
 /// The audience: users, competitions and registrations.

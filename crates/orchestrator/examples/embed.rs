@@ -90,6 +90,7 @@ pub(crate) async fn run() -> Result<Report, Box<dyn std::error::Error>> {
         budget: None,
         audit: Some(store.clone()),
         admins: None,
+        media: None,
     };
     let settings = Settings {
         app_name: "Embed example".to_owned(),

@@ -16,11 +16,11 @@ use broadcast_domain::{
     AudienceStore, AuditLog, Broadcast, BroadcastId, BroadcastStatus, BroadcastStore, Channel,
     ChannelKind, ChannelPolicy, ChannelSpec, ClaimRequest, Clock, CompiledTemplate, Delivered,
     DeliveryError, DeliveryResult, DeliveryStats, DeliveryStore, EmailAddress, EmailMessage, Error,
-    ErrorKind, FailureKind, MaterialiseReport, MessageBody, MessageFormat, Moves, Outcome,
-    OutgoingMessage, Reaches, Recipient, RecipientContext, RecipientId, RegistrationId, RenderEnv,
-    Renderer, Result, SendBudget, StatusChange, TelegramChatId, TelegramMessage, TemplateContent,
-    TemplateError, TemplateErrorKind, TemplateStore, Transition, UnsubscribeLinks, UserField,
-    UserId,
+    ErrorKind, FailureKind, MaterialiseReport, MediaId, MediaStore, Medium, MessageBody,
+    MessageFormat, Moves, NewMedium, Outcome, OutgoingMessage, Reaches, Recipient,
+    RecipientContext, RecipientId, RegistrationId, RenderEnv, Renderer, Result, SendBudget,
+    StatusChange, TelegramChatId, TelegramMessage, TemplateContent, TemplateError,
+    TemplateErrorKind, TemplateStore, Transition, UnsubscribeLinks, UserField, UserId,
 };
 
 mod audited;
@@ -131,6 +131,9 @@ pub struct Ports {
     /// The panel's administrators, for the audited calls that create them and change their
     /// passwords; `None` when the program has no panel.
     pub admins: Option<Arc<dyn AdminStore>>,
+    /// The media library, for programs that send files (`None`: adding or using a medium is
+    /// refused with a message saying so).
+    pub media: Option<Arc<dyn MediaStore>>,
 }
 
 /// What [`Orchestrator::launch`] did.

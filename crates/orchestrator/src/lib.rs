@@ -126,6 +126,7 @@
 //!     budget: None,
 //!     audit: None,
 //!     admins: None,
+//!     media: None,
 //! };
 //! let orchestrator = Orchestrator::new(ports, Settings::default());
 //!

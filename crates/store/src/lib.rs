@@ -15,6 +15,7 @@ mod claim;
 mod convert;
 mod counts;
 mod delivery;
+mod media;
 // Crate-private: the ledger's rows and counters are written here alone. The store's own tests
 // see the entities through the `test-entities` feature.
 #[cfg(feature = "test-entities")]

@@ -507,6 +507,7 @@ impl TestApp {
             budget: None,
             audit: None,
             admins: None,
+            media: None,
         };
         let worker = Orchestrator::new(
             ports,

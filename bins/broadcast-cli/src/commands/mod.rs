@@ -70,6 +70,7 @@ pub(crate) async fn run(cli: Cli) -> CliResult<()> {
         Command::Broadcast(cmd) => broadcast(&app, cmd, j).await,
         Command::Audience(cmd) => audience(&app, cmd, j).await,
         Command::Admin(cmd) => crate::admin::admin(&app, cmd, j).await,
+        Command::Media(cmd) => crate::media::media(&app, cmd, j).await,
         Command::Worker { once, .. } => worker(&app, once, j).await,
         Command::Completions { .. } => unreachable!("handled above"),
     }

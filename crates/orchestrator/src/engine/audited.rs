@@ -118,6 +118,87 @@ impl Orchestrator {
         })
     }
 
+    fn media(&self) -> Result<&Arc<dyn MediaStore>> {
+        self.ports.media.as_ref().ok_or_else(|| {
+            Error::Invalid("this program keeps no media library (Ports::media is None)".into())
+        })
+    }
+
+    /// Adds a file to the media library (`media.add`), or with `replace` gives the medium of
+    /// that name these bytes (`media.replace`). The upload is checked first
+    /// ([`NewMedium::check`]): a file whose bytes are not what its name says, an empty one or
+    /// one too large for Telegram is refused with what is wrong, and nothing is written.
+    pub async fn add_medium(
+        &self,
+        actor: &Actor,
+        name: &str,
+        bytes: Vec<u8>,
+        replace: bool,
+    ) -> Result<Medium> {
+        let media = self.media()?;
+        let new = NewMedium::check(name, bytes, actor.as_str())?;
+        let replacing = match replace {
+            true => media.find_medium(&new.name).await?,
+            false => None,
+        };
+        let medium = media
+            .add_medium(new, replace, self.ports.clock.now())
+            .await?;
+        let mut details = json!({
+            "name": medium.name,
+            "content_type": medium.content_type,
+            "kind": medium.kind,
+            "size": medium.size,
+            "sha256": medium.sha256,
+        });
+        let action = match replacing {
+            Some(old) => {
+                details["replaced_sha256"] = json!(old.sha256);
+                "media.replace"
+            }
+            None => "media.add",
+        };
+        self.audit(actor, action, ("medium", Some(medium.id)), details)
+            .await;
+        Ok(medium)
+    }
+
+    /// Removes a medium from the library (`media.remove`); its bytes go when no other medium
+    /// has the same.
+    pub async fn remove_medium(&self, actor: &Actor, id: MediaId) -> Result<Medium> {
+        let medium = self.media()?.remove_medium(id).await?;
+        self.audit(
+            actor,
+            "media.remove",
+            ("medium", Some(medium.id)),
+            json!({ "name": medium.name, "sha256": medium.sha256 }),
+        )
+        .await;
+        Ok(medium)
+    }
+
+    /// The media library, by name.
+    pub async fn list_media(&self) -> Result<Vec<Medium>> {
+        self.media()?.list_media().await
+    }
+
+    /// A medium by id, or by name when `key` is not a number.
+    pub async fn medium(&self, key: &str) -> Result<Medium> {
+        let media = self.media()?;
+        if let Ok(id) = key.trim().parse::<MediaId>() {
+            return media.get_medium(id).await;
+        }
+        media
+            .find_medium(key)
+            .await?
+            .ok_or_else(|| Error::not_found("medium", format!("`{key}`")))
+    }
+
+    /// A medium's bytes.
+    pub async fn medium_bytes(&self, medium: &Medium) -> Result<Vec<u8>> {
+        self.media()?.medium_bytes(&medium.sha256).await
+    }
+
     /// Creates an administrator of the panel with a password hash (PHC string) made by the
     /// caller (`admin.create_user`). A name already taken is a conflict that says how to change
     /// that administrator's password instead.

@@ -15,13 +15,14 @@ mod audience;
 mod broadcasts;
 mod budget;
 mod deliveries;
+mod media;
 mod source;
 mod templates;
 
 /// Every store port and [`AudienceSource`] over maps in memory. Clones share the same data.
 ///
 /// Implements [`TemplateStore`], [`BroadcastStore`], [`DeliveryStore`], [`AudienceStore`],
-/// [`AudienceSource`], [`AdminStore`], [`AuditLog`] and [`SendBudget`], so one
+/// [`AudienceSource`], [`AdminStore`], [`AuditLog`], [`SendBudget`] and [`MediaStore`], so one
 /// `Arc<MemoryStore>` fills every store field of [`Ports`](crate::Ports) (see the crate
 /// documentation). Fill the audience with [`AudienceStore::import_users`] (and
 /// `import_competitions` / `import_registrations`) or [`MemoryStore::add_user`].
@@ -47,12 +48,22 @@ struct State {
     budgets: BTreeMap<String, BudgetState>,
     /// How each channel reaches users.
     reaches: Reaches,
+    /// The media library by id, and its bytes by SHA-256.
+    media: BTreeMap<MediaId, Medium>,
+    blobs: BTreeMap<String, Vec<u8>>,
 }
 
 impl State {
     fn id(&mut self) -> i64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// Forgets the bytes under `sha256` when no medium names them any more.
+    fn drop_blob_if_unused(&mut self, sha256: &str) {
+        if !self.media.values().any(|m| m.sha256 == sha256) {
+            self.blobs.remove(sha256);
+        }
     }
 
     /// The broadcasts in `status`.

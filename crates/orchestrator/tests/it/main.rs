@@ -106,6 +106,7 @@ impl Harness {
             budget: Some(Arc::new(store.clone())),
             audit: Some(Arc::new(store.clone())),
             admins: Some(Arc::new(store.clone())),
+            media: Some(Arc::new(store.clone())),
         };
         let orch = Orchestrator::new(ports, settings);
         Self {

@@ -96,6 +96,7 @@ where
         budget: None,
         audit: None,
         admins: None,
+        media: None,
     };
     let settings = Settings {
         worker_id: "open-set".into(),

@@ -52,9 +52,10 @@ async fn setups() -> Vec<Sql> {
             channels: Channels::new().with(telegram.clone()).with(email.clone()),
             clock: Arc::new(clock.clone()),
             links: None,
-            budget: Some(shared),
+            budget: Some(shared.clone()),
             audit: None,
             admins: None,
+            media: Some(shared),
         };
         let settings = Settings {
             worker_id: "sql-worker".into(),

@@ -11,6 +11,8 @@ pub mod broadcast_counts;
 pub mod broadcast_recipients;
 pub mod broadcasts;
 pub mod competitions;
+pub mod media;
+pub mod media_blobs;
 pub mod message_templates;
 pub mod registrations;
 pub mod send_budgets;

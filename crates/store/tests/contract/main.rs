@@ -14,9 +14,9 @@ use broadcast_app::csv_import::{parse_competitions, parse_registrations, parse_u
 use broadcast_domain::{
     AdminStore, AudienceFilter, AudienceSource, AudienceStore, AuditEntry, AuditLog, AuditQuery,
     BroadcastStatus, BroadcastStore, ChannelKind, ChannelPolicy, DeliveryStatus, DeliveryStore,
-    Error, ImportReport, MaterialiseReport, NewBroadcast, NewTemplate, ParseMode, RecipientQuery,
-    SendBudget, SkipReason, StatusChange, TemplateContent, TemplateName, TemplateStore, Transition,
-    User, UserQuery,
+    Error, ImportReport, MaterialiseReport, MediaStore, NewBroadcast, NewMedium, NewTemplate,
+    ParseMode, RecipientQuery, SendBudget, SkipReason, StatusChange, TemplateContent, TemplateName,
+    TemplateStore, Transition, User, UserQuery,
 };
 use broadcast_orchestrator::memory::MemoryStore;
 use broadcast_store::Store;
@@ -33,6 +33,7 @@ trait Contract:
     + SendBudget
     + AdminStore
     + AuditLog
+    + MediaStore
 {
 }
 impl<
@@ -43,7 +44,8 @@ impl<
         + AudienceSource
         + SendBudget
         + AdminStore
-        + AuditLog,
+        + AuditLog
+        + MediaStore,
 > Contract for T
 {
 }
@@ -1247,6 +1249,119 @@ async fn the_audit_log_is_searched_the_same_way_everywhere() {
             .await,
             ["admin.login_failed", "template.create"],
             "{name}: pages"
+        );
+    }
+}
+
+/// The media library: unique names, bytes kept once per content, replaced bytes and removed
+/// media taking their bytes with them unless another medium has the same.
+#[tokio::test]
+async fn media_are_kept_once_by_content_under_unique_names() {
+    let png = |tail: u8| {
+        let mut bytes = vec![
+            0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D,
+        ];
+        bytes.extend(b"IHDR");
+        bytes.push(tail);
+        bytes
+    };
+    let new = |name: &str, bytes: Vec<u8>| NewMedium::check(name, bytes, "ann").unwrap();
+    for s in subjects().await {
+        let (name, store) = (&s.name, &s.store);
+        let poster = store
+            .add_medium(new("poster.png", png(1)), false, t(0))
+            .await
+            .unwrap();
+        assert_eq!(
+            (
+                poster.name.as_str(),
+                poster.size,
+                poster.created_by.as_str()
+            ),
+            ("poster.png", 17, "ann"),
+            "{name}"
+        );
+        // The same bytes under another name are one copy.
+        let copy = store
+            .add_medium(new("copy.png", png(1)), false, t(1))
+            .await
+            .unwrap();
+        assert_eq!(copy.sha256, poster.sha256, "{name}");
+        assert!(copy.id != poster.id, "{name}");
+        // A name is unique unless replaced.
+        let err = store
+            .add_medium(new("poster.png", png(2)), false, t(2))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Conflict(m) if m.contains("`poster.png` already exists")),
+            "{name}: {err:?}"
+        );
+        let replaced = store
+            .add_medium(new("poster.png", png(2)), true, t(3))
+            .await
+            .unwrap();
+        assert_eq!(replaced.id, poster.id, "{name}");
+        assert_ne!(replaced.sha256, poster.sha256, "{name}");
+        assert_eq!(
+            (replaced.created_at, replaced.updated_at),
+            (t(0), t(3)),
+            "{name}"
+        );
+        // The old bytes stay: the copy has them.
+        assert_eq!(
+            store.medium_bytes(&poster.sha256).await.unwrap(),
+            png(1),
+            "{name}"
+        );
+        assert_eq!(
+            store.medium_bytes(&replaced.sha256).await.unwrap(),
+            png(2),
+            "{name}"
+        );
+        let names: Vec<String> = store
+            .list_media()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
+        assert_eq!(names, ["copy.png", "poster.png"], "{name}");
+        assert_eq!(store.get_medium(copy.id).await.unwrap(), copy, "{name}");
+        assert_eq!(
+            store.find_medium("copy.png").await.unwrap(),
+            Some(copy.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            store.find_medium("nothing.png").await.unwrap(),
+            None,
+            "{name}"
+        );
+        // Removing the last medium with some bytes removes the bytes.
+        store.remove_medium(copy.id).await.unwrap();
+        assert!(
+            matches!(
+                store.medium_bytes(&poster.sha256).await,
+                Err(Error::NotFound { .. })
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(store.get_medium(copy.id).await, Err(Error::NotFound { .. })),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                store.remove_medium(copy.id).await,
+                Err(Error::NotFound { .. })
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            store.medium_bytes(&replaced.sha256).await.unwrap(),
+            png(2),
+            "{name}"
         );
     }
 }

@@ -1,0 +1,94 @@
+//! [`MediaStore`]: the media library in memory, bytes once per SHA-256.
+
+use async_trait::async_trait;
+use broadcast_domain::*;
+use chrono::{DateTime, Utc};
+
+use super::MemoryStore;
+
+#[async_trait]
+impl MediaStore for MemoryStore {
+    async fn add_medium(
+        &self,
+        new: NewMedium,
+        replace: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Medium> {
+        let mut s = self.lock();
+        let existing = s.media.values().find(|m| m.name == new.name).map(|m| m.id);
+        let medium = match existing {
+            Some(_) if !replace => {
+                return Err(Error::Conflict(format!(
+                    "a medium named `{}` already exists (replace it, or choose another name)",
+                    new.name
+                )));
+            }
+            Some(id) => {
+                let m = s.media.get_mut(&id).expect("found above");
+                let previous = std::mem::replace(&mut m.sha256, new.sha256.clone());
+                m.content_type = new.content_type;
+                m.kind = new.kind;
+                m.size = new.bytes.len() as u64;
+                m.created_by = new.created_by;
+                m.updated_at = now;
+                let medium = m.clone();
+                s.blobs.entry(new.sha256).or_insert(new.bytes);
+                s.drop_blob_if_unused(&previous);
+                medium
+            }
+            None => {
+                let medium = Medium {
+                    id: s.id(),
+                    name: new.name,
+                    content_type: new.content_type,
+                    kind: new.kind,
+                    size: new.bytes.len() as u64,
+                    sha256: new.sha256.clone(),
+                    created_by: new.created_by,
+                    created_at: now,
+                    updated_at: now,
+                };
+                s.blobs.entry(new.sha256).or_insert(new.bytes);
+                s.media.insert(medium.id, medium.clone());
+                medium
+            }
+        };
+        Ok(medium)
+    }
+
+    async fn list_media(&self) -> Result<Vec<Medium>> {
+        let mut media: Vec<Medium> = self.lock().media.values().cloned().collect();
+        media.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(media)
+    }
+
+    async fn get_medium(&self, id: MediaId) -> Result<Medium> {
+        self.lock()
+            .media
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| Error::not_found("medium", id))
+    }
+
+    async fn find_medium(&self, name: &str) -> Result<Option<Medium>> {
+        Ok(self.lock().media.values().find(|m| m.name == name).cloned())
+    }
+
+    async fn medium_bytes(&self, sha256: &str) -> Result<Vec<u8>> {
+        self.lock()
+            .blobs
+            .get(sha256)
+            .cloned()
+            .ok_or_else(|| Error::not_found("media bytes", sha256))
+    }
+
+    async fn remove_medium(&self, id: MediaId) -> Result<Medium> {
+        let mut s = self.lock();
+        let medium = s
+            .media
+            .remove(&id)
+            .ok_or_else(|| Error::not_found("medium", id))?;
+        s.drop_blob_if_unused(&medium.sha256);
+        Ok(medium)
+    }
+}
