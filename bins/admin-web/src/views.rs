@@ -27,7 +27,7 @@ macro_rules! templates {
 }
 
 /// Every template, by name.
-const TEMPLATES: [(&str, &str); 20] = templates![
+const TEMPLATES: [(&str, &str); 21] = templates![
     "base.html",
     "public.html",
     "login.html",
@@ -44,6 +44,7 @@ const TEMPLATES: [(&str, &str); 20] = templates![
     "audience.html",
     "user.html",
     "import.html",
+    "media.html",
     "audit.html",
     "unsubscribe.html",
     "pager.html",
@@ -138,6 +139,8 @@ pub(crate) fn notice(done: Option<&str>) -> Option<&'static str> {
         "resumed" => "Broadcast resumed.",
         "cancelled" => "Broadcast cancelled.",
         "imported" => "Import finished.",
+        "medium_saved" => "File saved.",
+        "medium_removed" => "File removed.",
         "logged_out" => "You are logged out.",
         "logged_out_everywhere" => "You are logged out on every device.",
         "password_changed" => "Password changed. Every other session of yours has ended.",

@@ -2,20 +2,21 @@
 //! `Authorization: Bearer <token>` with one of `ADMIN_API_TOKENS`; errors always have the shape
 //! `{"error":{"code":"...","message":"...","details":...}}` (see `docs/api.md`).
 
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use broadcast_domain::{
-    AudienceFilter, BroadcastStatus, ChannelPolicy, NewBroadcast, NewTemplate, ParseMode,
-    TemplateContent,
+    Actor, AudienceFilter, BroadcastStatus, ChannelPolicy, MediaKind, Medium, NewBroadcast,
+    NewTemplate, ParseMode, TemplateContent,
 };
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ApiResult, template_problems};
@@ -48,6 +49,14 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/broadcasts/{id}/progress", get(progress))
         .route("/broadcasts/{id}/recipients", get(recipients))
         .route("/audience/count", post(count))
+        .route(
+            "/media",
+            get(list_media)
+                .post(upload_medium)
+                .layer(DefaultBodyLimit::max(super::MEDIA_LIMIT)),
+        )
+        .route("/media/{id}", get(get_medium).delete(delete_medium))
+        .route("/media/{id}/file", get(medium_file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
 }
@@ -510,4 +519,112 @@ async fn count(
         "filter": filter,
     }))
     .into_response())
+}
+
+// --- Media ---------------------------------------------------------------------------------
+
+/// A medium as the API shows it; never its bytes (`GET /media/{id}/file`).
+#[derive(Debug, Serialize)]
+struct MediumDoc {
+    id: i64,
+    name: String,
+    kind: MediaKind,
+    content_type: String,
+    size: u64,
+    sha256: String,
+    created_by: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<Medium> for MediumDoc {
+    fn from(m: Medium) -> Self {
+        Self {
+            id: m.id,
+            name: m.name,
+            kind: m.kind,
+            content_type: m.content_type,
+            size: m.size,
+            sha256: m.sha256,
+            created_by: m.created_by,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadQuery {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    replace: bool,
+}
+
+/// `GET /media`: the library, by name.
+async fn list_media(State(state): State<AppState>, _caller: ApiCaller) -> ApiResult<Response> {
+    let media = state.orchestrator.list_media().await?;
+    let items: Vec<MediumDoc> = media.into_iter().map(MediumDoc::from).collect();
+    Ok(Json(serde_json::json!({ "items": items })).into_response())
+}
+
+/// `POST /media?name=N[&replace=true]` with the file as the body: 201 with the new medium, 200
+/// when `replace` gave an existing one new bytes.
+async fn upload_medium(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let name = q
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid("name the file: POST /api/v1/media?name=poster.png"))?;
+    let existed = q.replace && state.orchestrator.medium(&name).await.is_ok();
+    let medium = state
+        .orchestrator
+        .add_medium(
+            &Actor::new(caller.actor.as_str())?,
+            &name,
+            body.to_vec(),
+            q.replace,
+        )
+        .await?;
+    let status = match existed {
+        true => StatusCode::OK,
+        false => StatusCode::CREATED,
+    };
+    Ok((status, Json(MediumDoc::from(medium))).into_response())
+}
+
+/// `GET /media/{id}`.
+async fn get_medium(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+    Id(id): Id,
+) -> ApiResult<Response> {
+    let medium = state.orchestrator.medium(&id.to_string()).await?;
+    Ok(Json(MediumDoc::from(medium)).into_response())
+}
+
+/// `GET /media/{id}/file`: the bytes, with their sniffed type.
+async fn medium_file(
+    State(state): State<AppState>,
+    _caller: ApiCaller,
+    Id(id): Id,
+) -> ApiResult<Response> {
+    let medium = state.orchestrator.medium(&id.to_string()).await?;
+    let bytes = state.orchestrator.medium_bytes(&medium).await?;
+    Ok(([(header::CONTENT_TYPE, medium.content_type)], bytes).into_response())
+}
+
+/// `DELETE /media/{id}`.
+async fn delete_medium(
+    State(state): State<AppState>,
+    caller: ApiCaller,
+    Id(id): Id,
+) -> ApiResult<Response> {
+    let actor = Actor::new(caller.actor.as_str())?;
+    state.orchestrator.remove_medium(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

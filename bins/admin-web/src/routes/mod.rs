@@ -8,6 +8,7 @@ mod audit;
 mod broadcasts;
 mod dashboard;
 mod login;
+mod media;
 mod ops;
 mod progress;
 mod templates;
@@ -29,6 +30,10 @@ use crate::state::AppState;
 
 /// Largest CSV upload accepted.
 const IMPORT_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Largest media upload accepted: Telegram's 50 MB, and room for the form around it (the
+/// domain's check names the limit when a file is larger).
+pub(crate) const MEDIA_LIMIT: usize = 51 * 1024 * 1024;
 
 /// The content security policy of every response: only this origin's script and style, no
 /// inline script, no framing by other sites.
@@ -159,6 +164,14 @@ pub(crate) fn router(state: AppState) -> Router {
                 .post(audience::import)
                 .layer(DefaultBodyLimit::max(IMPORT_LIMIT)),
         )
+        .route(
+            "/media",
+            get(media::list)
+                .post(media::upload)
+                .layer(DefaultBodyLimit::max(MEDIA_LIMIT)),
+        )
+        .route("/media/{id}/delete", post(media::delete))
+        .route("/media/{id}/file", get(media::file))
         .route("/audit", get(audit::list))
         // JSON API (bearer token required).
         .nest("/api/v1", api::router())

@@ -1,10 +1,10 @@
-//! The JSON API: templates, broadcasts, audience count, errors in the stable shape.
+//! The JSON API: templates, broadcasts, audience count, media, errors in the stable shape.
 
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{API_TOKEN, TestApp, fixtures, spawn_app};
 
 async fn wait_api_status(app: &TestApp, id: i64, status: &str) -> serde_json::Value {
     let started = Instant::now();
@@ -340,8 +340,93 @@ async fn the_openapi_document_is_served_and_lists_the_routes() {
         "/broadcasts/{id}/stats",
         "/broadcasts/{id}/recipients",
         "/audience/count",
+        "/media",
+        "/media/{id}",
+        "/media/{id}/file",
     ] {
         assert!(doc["paths"].get(path).is_some(), "{path} is not documented");
     }
+    app.stop().await;
+}
+
+/// The media API: upload as the request body (name in the query), the same checks as the
+/// panel and the CLI, the document without the bytes, the bytes apart, removal.
+#[tokio::test]
+async fn media_are_uploaded_listed_served_and_removed_through_the_api() {
+    let app = spawn_app().await;
+    let poster = std::fs::read(fixtures().join("poster.png")).unwrap();
+    let upload = |path: &str, bytes: Vec<u8>| {
+        app.client
+            .post(app.url(&format!("/api/v1{path}")))
+            .bearer_auth(API_TOKEN)
+            .header("content-type", "application/octet-stream")
+            .body(bytes)
+            .send()
+    };
+    let reply = upload("/media?name=poster.png", poster.clone())
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::CREATED);
+    let created: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(created["name"], "poster.png");
+    assert_eq!(created["kind"], "photo");
+    assert_eq!(created["content_type"], "image/png");
+    assert_eq!(created["size"], poster.len());
+    assert!(created.get("bytes").is_none());
+    let id = created["id"].as_i64().unwrap();
+
+    // Lying bytes, a taken name, a missing name: refused with what is wrong.
+    let reply = upload("/media?name=rules.pdf", b"plain words".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_input");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("application/pdf"),
+        "{body}"
+    );
+    let reply = upload("/media?name=poster.png", poster.clone())
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::CONFLICT);
+    let reply = upload("/media", poster.clone()).await.unwrap();
+    assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+    // Replacing keeps the id.
+    let reply = upload(
+        "/media?name=poster.png&replace=true",
+        [poster.as_slice(), b"v2"].concat(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let replaced: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(replaced["id"], id);
+
+    let list = app.api(Method::GET, "/media", None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.json()["items"].as_array().map(Vec::len), Some(1));
+    let one = app.api(Method::GET, &format!("/media/{id}"), None).await;
+    assert_eq!(one.json(), replaced);
+    let bytes = app
+        .client
+        .get(app.url(&format!("/api/v1/media/{id}/file")))
+        .bearer_auth(API_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bytes.headers()["content-type"], "image/png");
+    assert_eq!(bytes.bytes().await.unwrap().len(), poster.len() + 2);
+    let gone = app.api(Method::DELETE, &format!("/media/{id}"), None).await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT);
+    app.api(Method::GET, &format!("/media/{id}"), None)
+        .await
+        .assert_api_error(StatusCode::NOT_FOUND, "not_found");
+    // Without a token: 401.
+    let anon = app.request_anon(Method::GET, "/api/v1/media").await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
     app.stop().await;
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 
-use crate::helpers::{Options, Session, TestApp, spawn_app, spawn_app_with};
+use crate::helpers::{Options, Session, TestApp, fixtures, spawn_app, spawn_app_with};
 
 fn id_from_location(location: &str, prefix: &str) -> i64 {
     location
@@ -1094,4 +1094,85 @@ fn messages(count: &serde_json::Value, channel: &str) -> serde_json::Value {
         .and_then(|all| all.iter().find(|c| c["channel"] == channel))
         .map(|c| c["messages"].clone())
         .unwrap_or_else(|| panic!("no {channel} in {count}"))
+}
+
+/// The media page: an upload is checked like the CLI's (a file whose bytes are not what its
+/// name says is refused with both, and nothing is saved), a good one is listed with its kind
+/// and served back as it came, and removal takes it away; a forged form changes nothing.
+#[tokio::test]
+async fn the_media_page_uploads_checks_serves_and_removes_files() {
+    let app = spawn_app().await;
+    let s = app.login().await;
+    let poster = std::fs::read(fixtures().join("poster.png")).unwrap();
+    let send = |name: &str, bytes: Vec<u8>, csrf: &str| {
+        let form = reqwest::multipart::Form::new()
+            .text("csrf", csrf.to_owned())
+            .text("name", String::new())
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+            );
+        app.client
+            .post(app.url("/media"))
+            .header("cookie", &s.cookie)
+            .multipart(form)
+            .send()
+    };
+    let empty = app.get("/media", &s).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert!(
+        empty.body.contains("data-testid=\"media-empty\""),
+        "{}",
+        empty.body
+    );
+
+    // Lying bytes: refused, named, nothing saved.
+    let reply = send("poster.jpg", b"%PDF-1.7\n".to_vec(), &s.csrf)
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = reply.text().await.unwrap();
+    assert!(
+        body.contains("poster.jpg: the name says image/jpeg, but the bytes are application/pdf"),
+        "{body}"
+    );
+    // A forged form: refused, nothing saved.
+    let reply = send("poster.png", poster.clone(), "forged").await.unwrap();
+    assert_eq!(reply.status(), StatusCode::FORBIDDEN);
+    use broadcast_domain::MediaStore as _;
+    assert!(app.store.list_media().await.unwrap().is_empty());
+
+    // A good one is listed and served back byte for byte, as an image.
+    let reply = send("poster.png", poster.clone(), &s.csrf).await.unwrap();
+    assert_eq!(reply.status(), StatusCode::SEE_OTHER);
+    let list = app.get("/media?done=medium_saved", &s).await;
+    assert!(list.body.contains("File saved."), "{}", list.body);
+    assert!(
+        list.body.contains("poster.png") && list.body.contains("photo"),
+        "{}",
+        list.body
+    );
+    let medium = app.store.find_medium("poster.png").await.unwrap().unwrap();
+    let file = app
+        .client
+        .get(app.url(&format!("/media/{}/file", medium.id)))
+        .header("cookie", &s.cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), StatusCode::OK);
+    assert_eq!(file.headers()["content-type"], "image/png");
+    assert_eq!(file.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(file.bytes().await.unwrap().as_ref(), poster.as_slice());
+    // Not without a session.
+    let anon = app.get_anon(&format!("/media/{}/file", medium.id)).await;
+    assert_ne!(anon.status, StatusCode::OK);
+
+    // Removing it.
+    let reply = app
+        .post_form(&format!("/media/{}/delete", medium.id), &s, &[])
+        .await;
+    reply.assert_redirect("/media?done=medium_removed");
+    assert!(app.store.list_media().await.unwrap().is_empty());
+    app.stop().await;
 }
