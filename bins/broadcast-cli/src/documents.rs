@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use broadcast_domain::{
     AdminUser, AudienceCount, AudienceFilter, BreakerProbe, Broadcast, ChannelKind, ChannelPolicy,
-    ImportReport, MediaKind, Medium, MessageTemplate, Page, Recipient, TemplateContent, User,
+    ImportReport, MessageTemplate, Page, Recipient, TemplateContent, User,
 };
 use broadcast_orchestrator::LaunchReport;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -333,36 +333,6 @@ impl From<&AdminUser> for AdminDoc {
             username: a.username.clone(),
             created_at: a.created_at,
             last_login_at: a.last_login_at,
-        }
-    }
-}
-
-/// A medium of the library (`media add`, `list`, `show`, `rm`); never its bytes.
-#[derive(Debug, Serialize)]
-pub(crate) struct MediumDoc {
-    id: i64,
-    name: String,
-    kind: MediaKind,
-    content_type: String,
-    size: u64,
-    sha256: String,
-    created_by: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<&Medium> for MediumDoc {
-    fn from(m: &Medium) -> Self {
-        Self {
-            id: m.id,
-            name: m.name.clone(),
-            kind: m.kind,
-            content_type: m.content_type.clone(),
-            size: m.size,
-            sha256: m.sha256.clone(),
-            created_by: m.created_by.clone(),
-            created_at: m.created_at,
-            updated_at: m.updated_at,
         }
     }
 }

@@ -4,11 +4,12 @@
 
 use std::path::Path;
 
+use broadcast_app::documents::MediumDoc;
 use broadcast_domain::human_size;
 
 use crate::app::{App, CliError, CliResult, invalid};
 use crate::cli::MediaCmd;
-use crate::documents::{self, MediumDoc};
+use crate::documents;
 use crate::output::{Table, json};
 
 pub(crate) async fn media(app: &App, cmd: MediaCmd, j: bool) -> CliResult<()> {

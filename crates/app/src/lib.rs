@@ -8,6 +8,7 @@
 //!   setting in every binary.
 //! - [`compose`]: the store opened and migrated, the ports over it, the orchestrator with the
 //!   channels' rates shared through the database, and the shutdown signal.
+//! - [`documents`]: documents the CLI's `--json` and the JSON API both print.
 //! - [`csv_import`]: the audience CSV files read into import rows, every bad cell reported with
 //!   its file, line and column.
 //! - [`password`]: argon2id hashes of administrator passwords.
@@ -16,6 +17,7 @@
 
 pub mod compose;
 pub mod csv_import;
+pub mod documents;
 pub mod export;
 pub mod names;
 pub mod password;

@@ -24,7 +24,9 @@ pub use error::{DeliveryError, Error, FailureKind, Result, TemplateError, Templa
 pub use filter::{AudienceFilter, FilterError, fold_case};
 pub use import::*;
 pub use lifecycle::Transition;
-pub use media::{MAX_MEDIA_NAME, MediaId, MediaKind, Medium, NewMedium, check_name, human_size};
+pub use media::{
+    MAX_MEDIA_NAME, MediaId, MediaKind, Medium, NewMedium, check_name, human_size, name_taken,
+};
 pub use model::*;
 pub use ports::*;
 pub use types::*;

@@ -210,6 +210,13 @@ impl NewMedium {
     }
 }
 
+/// The refusal of a name another medium has.
+pub fn name_taken(name: &str) -> Error {
+    Error::Conflict(format!(
+        "a medium named `{name}` already exists (replace it, or choose another name)"
+    ))
+}
+
 /// A medium's name, checked: the last component of a path, trimmed, not empty, at most
 /// [`MAX_MEDIA_NAME`] characters, no control characters.
 pub fn check_name(name: &str) -> Result<String> {

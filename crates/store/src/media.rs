@@ -2,7 +2,9 @@
 //! `media_blobs` (see migration 14 for why the bytes are in the database).
 
 use async_trait::async_trait;
-use broadcast_domain::{Error, MediaId, MediaKind, MediaStore, Medium, NewMedium, Result};
+use broadcast_domain::{
+    Error, MediaId, MediaKind, MediaStore, Medium, NewMedium, Result, name_taken,
+};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
@@ -12,7 +14,7 @@ use sea_orm::{
 
 use crate::Store;
 use crate::entity::{media, media_blobs};
-use crate::error::{db_err, unique_or};
+use crate::error::{db_err, is_unique_violation};
 
 fn medium(m: media::Model) -> Result<Medium> {
     let kind = MediaKind::parse(&m.kind)
@@ -28,10 +30,6 @@ fn medium(m: media::Model) -> Result<Medium> {
         created_at: m.created_at,
         updated_at: m.updated_at,
     })
-}
-
-fn taken(name: &str) -> impl FnOnce() -> String + '_ {
-    move || format!("a medium named `{name}` already exists (replace it, or choose another name)")
 }
 
 /// Keeps `bytes` under their SHA-256 unless they are kept already.
@@ -109,7 +107,7 @@ impl MediaStore for Store {
                 }
                 model
             }
-            Some(_) => return Err(Error::Conflict(taken(&new.name)())),
+            Some(_) => return Err(name_taken(&new.name)),
             None => media::ActiveModel {
                 name: Set(new.name.clone()),
                 content_type: Set(new.content_type.clone()),
@@ -123,7 +121,10 @@ impl MediaStore for Store {
             }
             .insert(&txn)
             .await
-            .map_err(|e| unique_or(e, taken(&new.name)))?,
+            .map_err(|e| match is_unique_violation(&e) {
+                true => name_taken(&new.name),
+                false => db_err(e),
+            })?,
         };
         txn.commit().await.map_err(db_err)?;
         medium(model)

@@ -10,13 +10,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use broadcast_app::documents::MediumDoc;
 use broadcast_domain::{
-    Actor, AudienceFilter, BroadcastStatus, ChannelPolicy, MediaKind, Medium, NewBroadcast,
-    NewTemplate, ParseMode, TemplateContent,
+    Actor, AudienceFilter, BroadcastStatus, ChannelPolicy, NewBroadcast, NewTemplate, ParseMode,
+    TemplateContent,
 };
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::auth::ApiCaller;
 use crate::error::{ApiError, ApiResult, template_problems};
@@ -523,36 +524,6 @@ async fn count(
 
 // --- Media ---------------------------------------------------------------------------------
 
-/// A medium as the API shows it; never its bytes (`GET /media/{id}/file`).
-#[derive(Debug, Serialize)]
-struct MediumDoc {
-    id: i64,
-    name: String,
-    kind: MediaKind,
-    content_type: String,
-    size: u64,
-    sha256: String,
-    created_by: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl From<Medium> for MediumDoc {
-    fn from(m: Medium) -> Self {
-        Self {
-            id: m.id,
-            name: m.name,
-            kind: m.kind,
-            content_type: m.content_type,
-            size: m.size,
-            sha256: m.sha256,
-            created_by: m.created_by,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-        }
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct UploadQuery {
     #[serde(default)]
@@ -564,7 +535,7 @@ struct UploadQuery {
 /// `GET /media`: the library, by name.
 async fn list_media(State(state): State<AppState>, _caller: ApiCaller) -> ApiResult<Response> {
     let media = state.orchestrator.list_media().await?;
-    let items: Vec<MediumDoc> = media.into_iter().map(MediumDoc::from).collect();
+    let items: Vec<MediumDoc> = media.iter().map(MediumDoc::from).collect();
     Ok(Json(serde_json::json!({ "items": items })).into_response())
 }
 
@@ -594,7 +565,7 @@ async fn upload_medium(
         true => StatusCode::OK,
         false => StatusCode::CREATED,
     };
-    Ok((status, Json(MediumDoc::from(medium))).into_response())
+    Ok((status, Json(MediumDoc::from(&medium))).into_response())
 }
 
 /// `GET /media/{id}`.
@@ -604,7 +575,7 @@ async fn get_medium(
     Id(id): Id,
 ) -> ApiResult<Response> {
     let medium = state.orchestrator.medium(&id.to_string()).await?;
-    Ok(Json(MediumDoc::from(medium)).into_response())
+    Ok(Json(MediumDoc::from(&medium)).into_response())
 }
 
 /// `GET /media/{id}/file`: the bytes, with their sniffed type.

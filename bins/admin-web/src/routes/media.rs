@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use broadcast_domain::{Actor, Medium, human_size};
 use serde::{Deserialize, Serialize};
 
+use super::templates::Empty;
 use crate::auth::{CsrfForm, Session, csrf_refused};
 use crate::error::{PageError, PageResult};
 use crate::state::AppState;
@@ -122,9 +123,6 @@ pub(crate) async fn upload(
         Err(e) => Err(e.into()),
     }
 }
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct Empty {}
 
 /// `POST /media/{id}/delete`.
 pub(crate) async fn delete(

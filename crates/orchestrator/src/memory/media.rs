@@ -17,12 +17,7 @@ impl MediaStore for MemoryStore {
         let mut s = self.lock();
         let existing = s.media.values().find(|m| m.name == new.name).map(|m| m.id);
         let medium = match existing {
-            Some(_) if !replace => {
-                return Err(Error::Conflict(format!(
-                    "a medium named `{}` already exists (replace it, or choose another name)",
-                    new.name
-                )));
-            }
+            Some(_) if !replace => return Err(name_taken(&new.name)),
             Some(id) => {
                 let m = s.media.get_mut(&id).expect("found above");
                 let previous = std::mem::replace(&mut m.sha256, new.sha256.clone());
