@@ -17,7 +17,7 @@ use chromiumoxide::handler::viewport::Viewport;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::{Browser, BrowserConfig, Page};
 use futures::StreamExt;
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 
 use crate::helpers::{ADMIN, Options, PASSWORD, TestApp, spawn_app_with};
 
@@ -432,6 +432,17 @@ async fn run_flow(app: &TestApp, browser: &Browser) {
 /// At 390 px no page scrolls sideways (tables scroll inside their box), and the menu is one
 /// button that opens it.
 async fn pages_fit_a_phone(app: &TestApp, page: &Page, broadcast: i64) {
+    // The media page with a file in its table.
+    let poster = std::fs::read(crate::helpers::fixtures().join("poster.png")).unwrap();
+    let uploaded = app
+        .client
+        .post(app.url("/api/v1/media?name=poster.png"))
+        .bearer_auth(crate::helpers::API_TOKEN)
+        .body(poster)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(uploaded.status(), StatusCode::CREATED);
     // Set again before every page: a full-page screenshot clears the override.
     let phone = async || {
         page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true))
@@ -445,6 +456,7 @@ async fn pages_fit_a_phone(app: &TestApp, page: &Page, broadcast: i64) {
         ("templates", "/templates".to_owned()),
         ("audience", "/audience".to_owned()),
         ("audit", "/audit".to_owned()),
+        ("media", "/media".to_owned()),
         ("dashboard", "/".to_owned()),
     ] {
         phone().await;
