@@ -22,11 +22,9 @@ use crate::error::{Error, Result};
 pub struct Slots {
     /// The first slot; slot `i` is at `first + i * interval`.
     pub first: DateTime<Utc>,
-    /// How far the key's slots had been moved back in all
-    /// ([`SendBudget::move_back`](crate::SendBudget::move_back)) when these were reserved.
-    pub moved: Duration,
-    /// The move the key owed after the reservation, if any.
-    pub owed: Option<Owed>,
+    /// The key's moves just after the reservation: how far its slots had been moved back in
+    /// all ([`SendBudget::move_back`](crate::SendBudget::move_back)), and what it still owed.
+    pub moves: Moves,
 }
 
 impl Slots {

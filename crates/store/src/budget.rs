@@ -178,8 +178,7 @@ impl SendBudget for Store {
                 let first = state.reserve(req.span, req.now);
                 Ok(Slots {
                     first,
-                    moved: state.moves.moved,
-                    owed: state.moves.owed,
+                    moves: state.moves,
                 })
             })
             .await?;

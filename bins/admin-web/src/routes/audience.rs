@@ -8,6 +8,7 @@ use broadcast_app::csv_import::{self, CsvErrors};
 use broadcast_domain::{Actor, Error, ImportReport, User, UserQuery};
 use serde::{Deserialize, Serialize};
 
+use super::upload::Upload;
 use crate::auth::{Session, csrf_refused};
 use crate::error::{PageError, PageResult};
 use crate::state::AppState;
@@ -187,34 +188,22 @@ pub(crate) async fn import_form(State(state): State<AppState>, session: Session)
 pub(crate) async fn import(
     State(state): State<AppState>,
     session: Session,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> PageResult {
-    let mut csrf = None;
-    let mut kind = None;
-    let mut file: Option<(String, Vec<u8>)> = None;
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        PageError::BadRequest(format!("the upload could not be read: {e}"))
-    };
-    while let Some(field) = multipart.next_field().await.map_err(bad)? {
-        match field.name().unwrap_or_default() {
-            "csrf" => csrf = Some(field.text().await.map_err(bad)?),
-            "kind" => kind = Some(field.text().await.map_err(bad)?),
-            "file" => {
-                let name = field.file_name().unwrap_or("upload.csv").to_owned();
-                file = Some((name, field.bytes().await.map_err(bad)?.to_vec()));
-            }
-            _ => {}
-        }
-    }
-    if !csrf.is_some_and(|t| session.csrf_matches(&t)) {
+    let upload = Upload::read(multipart).await?;
+    if !upload.csrf_matches(&session) {
         return Ok(csrf_refused(&state));
     }
-    let kind = kind.unwrap_or_default();
+    let kind = upload.field("kind").unwrap_or_default().to_owned();
     if !KINDS.contains(&kind.as_str()) {
         return Err(PageError::BadRequest(format!(
             "`{kind}` is not a kind of audience file; choose users, competitions or registrations"
         )));
     }
+    let file = upload.file.map(|(name, bytes)| match name.is_empty() {
+        true => ("upload.csv".to_owned(), bytes),
+        false => (name, bytes),
+    });
     let Some((file_name, bytes)) = file.filter(|(_, b)| !b.is_empty()) else {
         return import_page(
             &state,

@@ -9,8 +9,9 @@ use broadcast_domain::{Actor, Medium, human_size};
 use serde::{Deserialize, Serialize};
 
 use super::templates::Empty;
+use super::upload::Upload;
 use crate::auth::{CsrfForm, Session, csrf_refused};
-use crate::error::{PageError, PageResult};
+use crate::error::PageResult;
 use crate::state::AppState;
 use crate::views::{fmt_time, notice, page};
 
@@ -78,31 +79,16 @@ pub(crate) async fn list(
 pub(crate) async fn upload(
     State(state): State<AppState>,
     session: Session,
-    mut multipart: Multipart,
+    multipart: Multipart,
 ) -> PageResult {
-    let mut csrf = None;
-    let mut name = None;
-    let mut replace = false;
-    let mut file: Option<(String, Vec<u8>)> = None;
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        PageError::BadRequest(format!("the upload could not be read: {e}"))
-    };
-    while let Some(field) = multipart.next_field().await.map_err(bad)? {
-        match field.name().unwrap_or_default() {
-            "csrf" => csrf = Some(field.text().await.map_err(bad)?),
-            "name" => name = Some(field.text().await.map_err(bad)?),
-            "replace" => replace = field.text().await.map_err(bad)? == "on",
-            "file" => {
-                let file_name = field.file_name().unwrap_or_default().to_owned();
-                file = Some((file_name, field.bytes().await.map_err(bad)?.to_vec()));
-            }
-            _ => {}
-        }
-    }
-    if !csrf.is_some_and(|t| session.csrf_matches(&t)) {
+    let upload = Upload::read(multipart).await?;
+    if !upload.csrf_matches(&session) {
         return Ok(csrf_refused(&state));
     }
-    let Some((file_name, bytes)) = file.filter(|(n, b)| !n.is_empty() || !b.is_empty()) else {
+    let replace = upload.field("replace") == Some("on");
+    let name = upload.field("name").map(str::to_owned);
+    let Some((file_name, bytes)) = upload.file.filter(|(n, b)| !n.is_empty() || !b.is_empty())
+    else {
         let error = "choose a file to upload".to_owned();
         return media_page(&state, &session, None, Some(error)).await;
     };

@@ -13,6 +13,7 @@ mod ops;
 mod progress;
 mod templates;
 mod unsubscribe;
+mod upload;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};

@@ -476,14 +476,11 @@ impl Orchestrator {
                 )
                 .await
                 .map_err(|e| Error::Internal(format!("send budget task failed: {e}")))??;
-            shared.learn(Moves {
-                moved: reserved.moved,
-                owed: reserved.owed,
-            });
+            shared.learn(reserved.moves);
             pool.until = Some(reserved.first + step * chunk as i32);
             pool.slots.extend((0..chunk).map(|i| Slot {
                 at: reserved.first + step * i as i32,
-                moved: reserved.moved,
+                moved: reserved.moves.moved,
             }));
         }
         Ok(pool.slots.pop_front())

@@ -39,8 +39,7 @@ impl SendBudget for MemoryStore {
         let first = b.reserve(span, now);
         Ok(Slots {
             first,
-            moved: b.moves.moved,
-            owed: b.moves.owed,
+            moves: b.moves,
         })
     }
 

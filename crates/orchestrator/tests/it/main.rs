@@ -272,7 +272,10 @@ async fn shared_slots_moved_by_late_answers(failure: Option<FailureKind>) -> Dur
         .reserve("telegram", Duration::from_millis(1), 1, h.clock.now())
         .await
         .unwrap();
-    slots.owed.map_or(slots.moved, |owed| owed.total)
+    slots
+        .moves
+        .owed
+        .map_or(slots.moves.moved, |owed| owed.total)
 }
 
 #[tokio::test]

@@ -507,7 +507,7 @@ async fn late_answers_owe_one_move_made_when_its_slot_is_reserved() {
         let (name, store) = (&s.name, &s.store);
         let first = store.reserve("telegram", ms(10), 3, t(0)).await.unwrap();
         assert_eq!(
-            (first.first, first.moved, first.owed),
+            (first.first, first.moves.moved, first.moves.owed),
             (t(0), Duration::ZERO, None),
             "{name}"
         );
@@ -516,7 +516,7 @@ async fn late_answers_owe_one_move_made_when_its_slot_is_reserved() {
         let mut moves = Moves::default();
         for (late, by) in [(25, 990), (20, 1000), (40, 1010)] {
             moves = store
-                .move_back("telegram", ms(late), first.moved, at(by), at(5))
+                .move_back("telegram", ms(late), first.moves.moved, at(by), at(5))
                 .await
                 .unwrap();
         }
@@ -531,13 +531,13 @@ async fn late_answers_owe_one_move_made_when_its_slot_is_reserved() {
         // Reservations before that time are not moved; the one that reaches it is.
         let before = store.reserve("telegram", ms(10), 10, t(0)).await.unwrap();
         assert_eq!(
-            (before.first, before.moved, before.owed),
+            (before.first, before.moves.moved, before.moves.owed),
             (at(30), Duration::ZERO, Some(owed(40, 990))),
             "{name}"
         );
         let reaching = store.reserve("telegram", ms(10), 90, t(0)).await.unwrap();
         assert_eq!(
-            (reaching.first, reaching.moved, reaching.owed),
+            (reaching.first, reaching.moves.moved, reaching.moves.owed),
             (at(130 + 40), ms(40), None),
             "{name}"
         );
@@ -552,11 +552,11 @@ async fn late_answers_owe_one_move_made_when_its_slot_is_reserved() {
         // slot a window later is out already (the slots reach 1070 ms), what is owed is made
         // at once.
         store
-            .move_back("telegram", ms(15), reaching.moved, at(1160), at(300))
+            .move_back("telegram", ms(15), reaching.moves.moved, at(1160), at(300))
             .await
             .unwrap();
         let moves = store
-            .move_back("telegram", ms(10), reaching.moved, at(500), at(600))
+            .move_back("telegram", ms(10), reaching.moves.moved, at(500), at(600))
             .await
             .unwrap();
         assert_eq!((moves.moved, moves.owed), (ms(55), None), "{name}");
@@ -570,7 +570,7 @@ async fn late_answers_owe_one_move_made_when_its_slot_is_reserved() {
             "{name}: a key idle for a minute starts at now"
         );
         store
-            .move_back("telegram", ms(30), idle.moved, t(1), t(1))
+            .move_back("telegram", ms(30), idle.moves.moved, t(1), t(1))
             .await
             .unwrap();
         let after = store.reserve("telegram", ms(10), 1, t(1)).await.unwrap();
@@ -581,7 +581,7 @@ async fn late_answers_owe_one_move_made_when_its_slot_is_reserved() {
         );
         let other = store.reserve("email", ms(10), 1, t(0)).await.unwrap();
         assert_eq!(
-            (other.first, other.moved, other.owed),
+            (other.first, other.moves.moved, other.moves.owed),
             (t(0), Duration::ZERO, None),
             "{name}"
         );
