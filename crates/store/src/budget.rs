@@ -138,10 +138,9 @@ impl Store {
 
 /// A `move_back`'s late, checked and rounded up to the microsecond.
 fn checked_late(key: &str, late: Duration) -> Result<Duration> {
-    let us = late.as_nanos().div_ceil(1_000);
-    match i64::try_from(us).ok().filter(|us| *us <= DAY_MICROS) {
-        Some(us) => Ok(micros(us)),
-        None => Err(Error::Invalid(format!(
+    match as_micros(late) {
+        us if us <= DAY_MICROS => Ok(micros(us)),
+        _ => Err(Error::Invalid(format!(
             "send budget `{key}` cannot be moved back by {late:?}: at most a day"
         ))),
     }
