@@ -24,9 +24,10 @@ mod m20261204_000011_counted_sends;
 mod m20261204_000012_admin_sessions;
 mod m20261205_000013_budget_owed_moves;
 mod m20261205_000014_media_library;
+mod m20261205_000015_template_media;
 
 /// Every table the migrations create, in creation order.
-pub const TABLES: [&str; 13] = [
+pub const TABLES: [&str; 14] = [
     "users",
     "competitions",
     "registrations",
@@ -40,6 +41,7 @@ pub const TABLES: [&str; 13] = [
     "admin_sessions",
     "media_blobs",
     "media",
+    "telegram_files",
 ];
 
 /// How long a SQLite connection waits for another writer before failing with "database is locked".
@@ -73,6 +75,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000012_admin_sessions::Migration),
             Box::new(m20261205_000013_budget_owed_moves::Migration),
             Box::new(m20261205_000014_media_library::Migration),
+            Box::new(m20261205_000015_template_media::Migration),
         ]
     }
 }

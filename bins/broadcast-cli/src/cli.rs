@@ -169,6 +169,10 @@ pub(crate) struct TemplateArgs {
     /// Show a preview of the first link in Telegram messages.
     #[arg(long)]
     pub(crate) link_preview: Option<bool>,
+    /// A medium of the library (`media list`) the Telegram message shows, with its text as
+    /// the caption (at most 1024 characters); an empty name takes it away.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) medium: Option<String>,
     /// E-mail subject.
     #[arg(long)]
     pub(crate) subject: Option<String>,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use broadcast_domain::{
     AdminUser, AudienceCount, AudienceFilter, BreakerProbe, Broadcast, ChannelKind, ChannelPolicy,
-    ImportReport, MessageTemplate, Page, Recipient, TemplateContent, User,
+    ImportReport, MediaRef, MessageTemplate, Page, Recipient, TemplateContent, User,
 };
 use broadcast_orchestrator::LaunchReport;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -18,9 +18,35 @@ pub(crate) struct ContentDoc {
     telegram_text: Option<String>,
     parse_mode: &'static str,
     link_preview: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    telegram_media: Vec<MediaRefDoc>,
     email_subject: Option<String>,
     email_html: Option<String>,
     email_text: Option<String>,
+}
+
+/// A medium a template shows (`content.telegram_media[]`).
+#[derive(Debug, Serialize)]
+pub(crate) struct MediaRefDoc {
+    id: i64,
+    name: String,
+    kind: &'static str,
+    content_type: String,
+    size: u64,
+    sha256: String,
+}
+
+impl From<&MediaRef> for MediaRefDoc {
+    fn from(m: &MediaRef) -> Self {
+        Self {
+            id: m.medium,
+            name: m.name.clone(),
+            kind: m.kind.as_str(),
+            content_type: m.content_type.clone(),
+            size: m.size,
+            sha256: m.sha256.clone(),
+        }
+    }
 }
 
 impl From<&TemplateContent> for ContentDoc {
@@ -29,6 +55,7 @@ impl From<&TemplateContent> for ContentDoc {
             telegram_text: c.telegram_text.clone(),
             parse_mode: c.parse_mode.as_str(),
             link_preview: c.link_preview,
+            telegram_media: c.telegram_media.iter().map(MediaRefDoc::from).collect(),
             email_subject: c.email_subject.clone(),
             email_html: c.email_html.clone(),
             email_text: c.email_text.clone(),

@@ -1516,3 +1516,72 @@ async fn media_commands_keep_files_by_their_bytes_and_refuse_what_lies() {
         ["media.add", "media.add", "media.replace", "media.remove"]
     );
 }
+
+#[tokio::test]
+async fn a_template_shows_a_medium_by_name_and_keeps_it_from_removal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let png = d.join("poster.png");
+    std::fs::write(&png, PNG).unwrap();
+    let added = ok_json(d, &["--json", "media", "add", png.to_str().unwrap()]);
+    let create = |name: &str, text: &str, medium: &str| {
+        [
+            "--json",
+            "template",
+            "create",
+            "--name",
+            name,
+            "--telegram-text",
+            text,
+            "--medium",
+            medium,
+        ]
+        .map(str::to_owned)
+    };
+    let run = |args: [String; 9]| cli(d, &args.each_ref().map(String::as_str));
+    // A caption over 1024 characters, and a medium not in the library, write nothing.
+    let long = format!("{} {{{{ first_name }}}}", "a".repeat(1020));
+    let err = fails(&run(create("long", &long, "poster.png")), 2);
+    assert!(
+        err.contains("rendered caption is 1025 characters long") && err.contains("1024"),
+        "{err}"
+    );
+    let err = fails(&run(create("missing", "Hi", "nothing.png")), 2);
+    assert!(
+        err.contains("medium `nothing.png` is not in the media library"),
+        "{err}"
+    );
+    let list = ok_json(d, &["--json", "template", "list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+
+    let args = create("poster", "Hi {{ first_name }}", "poster.png");
+    let t = ok_json(d, &args.each_ref().map(String::as_str));
+    let media = &t["content"]["telegram_media"];
+    assert_eq!(media.as_array().map(Vec::len), Some(1), "{t}");
+    for key in ["id", "name", "kind", "content_type", "size", "sha256"] {
+        assert_eq!(media[0][key], added[key], "{key}: {t}");
+    }
+    let out = cli(d, &["template", "show", "poster"]);
+    ok(&out, &["template", "show"]);
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("medium:      poster.png (photo, image/png, 67 bytes)"),
+        "{shown}"
+    );
+
+    // In use by the template: not removed; taken out of it, removed.
+    let err = fails(&cli(d, &["media", "rm", "poster.png"]), 2);
+    assert!(
+        err.contains("medium `poster.png` is in use by template `poster`"),
+        "{err}"
+    );
+    let updated = ok_json(
+        d,
+        &["--json", "template", "update", "poster", "--medium", ""],
+    );
+    assert!(
+        updated["content"].get("telegram_media").is_none(),
+        "{updated}"
+    );
+    ok(&cli(d, &["media", "rm", "poster.png"]), &["media", "rm"]);
+}

@@ -102,6 +102,17 @@ pub enum TemplateErrorKind {
         /// The channel's limit.
         limit: usize,
     },
+    /// The rendered text is the caption of a medium and longer than Telegram takes there.
+    #[error(
+        "rendered caption is {length} characters long; the limit for the text of a message with \
+         a medium is {limit}"
+    )]
+    CaptionTooLong {
+        /// Length as Telegram counts it.
+        length: usize,
+        /// Telegram's caption limit.
+        limit: usize,
+    },
     /// A required part is missing for the channel it is sent on.
     #[error("missing: {0}")]
     Missing(String),

@@ -25,7 +25,8 @@ pub use filter::{AudienceFilter, FilterError, fold_case};
 pub use import::*;
 pub use lifecycle::Transition;
 pub use media::{
-    MAX_MEDIA_NAME, MediaId, MediaKind, Medium, NewMedium, check_name, human_size, name_taken,
+    MAX_MEDIA_NAME, MAX_TELEGRAM_MEDIA, MediaId, MediaKind, MediaRef, Medium, NewMedium,
+    check_name, check_still_held, human_size, name_taken, refuse_if_used,
 };
 pub use model::*;
 pub use ports::*;

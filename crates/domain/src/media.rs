@@ -106,6 +106,67 @@ pub struct Medium {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A medium as a template carries it: the library entry, and what it held when the template was
+/// saved or, in a launched broadcast's frozen template, when the broadcast launched. The bytes
+/// are found by `sha256`, so a launched broadcast sends what it launched with whatever happens
+/// to the library entry later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRef {
+    /// The library entry (0 in a reference by name not yet looked up, [`MediaRef::named`]);
+    /// `id` in JSON, as in the library's own documents.
+    #[serde(rename = "id", default)]
+    pub medium: MediaId,
+    /// Its name: the file name Telegram and e-mail clients show.
+    pub name: String,
+    /// Its content type.
+    #[serde(default)]
+    pub content_type: String,
+    /// How Telegram sends it.
+    pub kind: MediaKind,
+    /// Its size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// The SHA-256 of its bytes (empty in a reference by name not yet looked up).
+    #[serde(default)]
+    pub sha256: String,
+}
+
+impl MediaRef {
+    /// What `medium` holds now.
+    pub fn of(medium: &Medium) -> Self {
+        Self {
+            medium: medium.id,
+            name: medium.name.clone(),
+            content_type: medium.content_type.clone(),
+            kind: medium.kind,
+            size: medium.size,
+            sha256: medium.sha256.clone(),
+        }
+    }
+
+    /// A reference by name, as a template file or a form gives it; saving the template looks the
+    /// name up in the library and fills in the rest.
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            medium: 0,
+            name: name.into(),
+            content_type: String::new(),
+            kind: MediaKind::Document,
+            size: 0,
+            sha256: String::new(),
+        }
+    }
+
+    /// True once looked up in the library.
+    pub fn is_resolved(&self) -> bool {
+        self.medium > 0 && !self.sha256.is_empty()
+    }
+}
+
+/// Most media one Telegram message carries: one photo, video, animation or document, sent with
+/// the rendered Telegram text as its caption.
+pub const MAX_TELEGRAM_MEDIA: usize = 1;
+
 /// A checked upload ([`NewMedium::check`]), ready for a [`MediaStore`](crate::MediaStore).
 #[derive(Clone, PartialEq, Eq)]
 pub struct NewMedium {
@@ -215,6 +276,48 @@ pub fn name_taken(name: &str) -> Error {
     Error::Conflict(format!(
         "a medium named `{name}` already exists (replace it, or choose another name)"
     ))
+}
+
+/// Refuses to remove the medium `name` while it is in use: shown by the templates named, or frozen
+/// into the broadcasts (id, name) that have not finished.
+pub fn refuse_if_used(
+    name: &str,
+    templates: &[String],
+    broadcasts: &[(i64, String)],
+) -> Result<()> {
+    let mut users: Vec<String> = templates
+        .iter()
+        .map(|t| format!("template `{t}`"))
+        .collect();
+    users.extend(
+        broadcasts
+            .iter()
+            .map(|(id, b)| format!("broadcast {id} `{b}`, which has not finished")),
+    );
+    match users.as_slice() {
+        [] => Ok(()),
+        users => Err(Error::Conflict(format!(
+            "medium `{name}` is in use by {}; take it out of the templates, and wait for the \
+             broadcasts to finish or cancel them, before removing it",
+            users.join(", ")
+        ))),
+    }
+}
+
+/// Checks, as a launch freezes `frozen`, that the library still holds the same bytes under its
+/// id (`current`: the SHA-256 there now, `None` when it was removed).
+pub fn check_still_held(frozen: &MediaRef, current: Option<&str>) -> Result<()> {
+    match current {
+        Some(sha) if sha == frozen.sha256 => Ok(()),
+        Some(_) => Err(Error::Conflict(format!(
+            "medium `{}` was replaced while the broadcast was launching; launch it again",
+            frozen.name
+        ))),
+        None => Err(Error::Conflict(format!(
+            "medium `{}` was removed from the library while the broadcast was launching",
+            frozen.name
+        ))),
+    }
 }
 
 /// A medium's name, checked: the last component of a path, trimmed, not empty, at most

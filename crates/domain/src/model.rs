@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::channel::{ChannelKind, ChannelPolicy};
 use crate::filter::AudienceFilter;
+use crate::media::MediaRef;
 use crate::types::*;
 
 /// Free-form JSON attributes of a user (shirt size, team, ...), available to templates.
@@ -170,7 +171,7 @@ pub struct ImportReport {
 }
 
 /// The content of a message template: the parts that are rendered per recipient.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TemplateContent {
     /// Telegram message text.
     pub telegram_text: Option<String>,
@@ -179,6 +180,11 @@ pub struct TemplateContent {
     /// Show a preview of the first link in the Telegram message.
     #[serde(default)]
     pub link_preview: bool,
+    /// What the Telegram message shows above its text (at most
+    /// [`MAX_TELEGRAM_MEDIA`](crate::MAX_TELEGRAM_MEDIA)); with a
+    /// medium the text is its caption, limited to 1024 characters instead of 4096.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub telegram_media: Vec<MediaRef>,
     /// E-mail subject.
     pub email_subject: Option<String>,
     /// E-mail HTML body.

@@ -12,7 +12,7 @@ use crate::budget::{Moves, Slots};
 use crate::channel::{ChannelKind, ChannelPolicy};
 use crate::error::{DeliveryError, Result, TemplateError};
 use crate::filter::AudienceFilter;
-use crate::media::{MediaId, Medium, NewMedium};
+use crate::media::{MediaId, MediaRef, Medium, NewMedium};
 use crate::model::*;
 use crate::types::*;
 
@@ -503,6 +503,10 @@ pub struct TelegramMessage {
     pub parse_mode: ParseMode,
     /// Show link preview.
     pub link_preview: bool,
+    /// The medium the text is the caption of, if any (the frozen reference: its bytes by
+    /// SHA-256).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaRef>,
 }
 
 /// A rendered e-mail.

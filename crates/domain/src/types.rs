@@ -303,6 +303,13 @@ string_enum! {
     }
 }
 
+impl Default for ParseMode {
+    /// HTML, the richest of the modes and the one templates start with.
+    fn default() -> Self {
+        ParseMode::Html
+    }
+}
+
 string_enum! {
     /// How a channel policy uses its channels.
     PolicyMode, "policy mode" {

@@ -98,6 +98,7 @@
 //!             text: text.replace("{{ first_name }}", &r.user.first_name),
 //!             parse_mode: ParseMode::Plain,
 //!             link_preview: false,
+//!             media: Vec::new(),
 //!         })
 //!     }
 //!     fn render_email(
@@ -158,10 +159,7 @@
 //!         content: TemplateContent {
 //!             telegram_text: Some("Hi {{ first_name }}!".into()),
 //!             parse_mode: ParseMode::Plain,
-//!             link_preview: false,
-//!             email_subject: None,
-//!             email_html: None,
-//!             email_text: None,
+//!             ..TemplateContent::default()
 //!         },
 //!     })
 //!     .await?;

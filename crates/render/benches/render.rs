@@ -22,6 +22,7 @@ fn demo() -> TemplateContent {
         telegram_text: part("telegram_text"),
         parse_mode: ParseMode::Html,
         link_preview: false,
+        telegram_media: Vec::new(),
         email_subject: part("email_subject"),
         email_html: part("email_html"),
         email_text: part("email_text"),

@@ -27,4 +27,4 @@ mod telegram;
 pub use catalogue::{Variable, catalogue};
 pub use renderer::{TeraRenderer, TeraTemplate};
 pub use sample::{SAMPLE_UNSUBSCRIBE_URL, sample_env, sample_recipient};
-pub use telegram::{TELEGRAM_TEXT_LIMIT, telegram_length};
+pub use telegram::{TELEGRAM_CAPTION_LIMIT, TELEGRAM_TEXT_LIMIT, telegram_length};

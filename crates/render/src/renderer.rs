@@ -4,14 +4,14 @@
 use std::fmt;
 
 use broadcast_domain::{
-    CompiledTemplate, EmailMessage, ParseMode, RecipientContext, RenderEnv, Renderer,
+    CompiledTemplate, EmailMessage, MediaRef, ParseMode, RecipientContext, RenderEnv, Renderer,
     TelegramMessage, TemplateContent, TemplateError, TemplateErrorKind, TemplatePart, VariableInfo,
 };
 use tera::{EscapeFn, Tera};
 
 use crate::catalogue::{self, Var, VarSet};
 use crate::sample::{SAMPLE_UNSUBSCRIBE_URL, sample_env, sample_recipient};
-use crate::telegram::{TELEGRAM_TEXT_LIMIT, check_markup, telegram_length};
+use crate::telegram::{TELEGRAM_CAPTION_LIMIT, TELEGRAM_TEXT_LIMIT, check_markup, telegram_length};
 use crate::{escape, links, source};
 
 /// The four parts, in the order problems are reported.
@@ -239,9 +239,19 @@ fn one_line(s: &str) -> String {
     out
 }
 
-/// Checks a rendered Telegram text: not empty, not over the limit.
-fn check_telegram_text(text: &str, mode: ParseMode) -> Result<(), TemplateError> {
+/// Checks a rendered Telegram text: not empty, not over the limit (the caption limit when it is
+/// the caption of a medium).
+fn check_telegram_text(text: &str, mode: ParseMode, caption: bool) -> Result<(), TemplateError> {
     let length = telegram_length(text, mode);
+    if caption && length > TELEGRAM_CAPTION_LIMIT {
+        return Err(error(
+            TemplatePart::TelegramText,
+            TemplateErrorKind::CaptionTooLong {
+                length,
+                limit: TELEGRAM_CAPTION_LIMIT,
+            },
+        ));
+    }
     if length > TELEGRAM_TEXT_LIMIT {
         return Err(error(
             TemplatePart::TelegramText,
@@ -266,6 +276,7 @@ fn check_telegram_text(text: &str, mode: ParseMode) -> Result<(), TemplateError>
 pub struct TeraTemplate {
     parse_mode: ParseMode,
     link_preview: bool,
+    media: Vec<MediaRef>,
     telegram: Option<Part>,
     subject: Option<Part>,
     html: Option<Part>,
@@ -313,6 +324,7 @@ impl TeraTemplate {
         let mut template = TeraTemplate {
             parse_mode: content.parse_mode,
             link_preview: content.link_preview,
+            media: content.telegram_media.clone(),
             telegram: None,
             subject: None,
             html: None,
@@ -360,11 +372,12 @@ impl CompiledTemplate for TeraTemplate {
         })?;
         let ctx = part.context(part.vars, recipient, env, unsubscribe_url)?;
         let text = part.render(&ctx)?;
-        check_telegram_text(&text, self.parse_mode)?;
+        check_telegram_text(&text, self.parse_mode, !self.media.is_empty())?;
         Ok(TelegramMessage {
             text,
             parse_mode: self.parse_mode,
             link_preview: self.link_preview,
+            media: self.media.clone(),
         })
     }
 
@@ -409,6 +422,7 @@ impl CompiledTemplate for TeraTemplate {
 ///     telegram_text: Some("Hi <b>{{ first_name }}</b>, see you at {{ competition_name }}!".into()),
 ///     parse_mode: ParseMode::Html,
 ///     link_preview: false,
+///     telegram_media: Vec::new(),
 ///     email_subject: None,
 ///     email_html: None,
 ///     email_text: None,
@@ -521,9 +535,11 @@ impl TeraRenderer {
                 }));
             }
             let checked = match rendered {
-                Ok(text) if part == TemplatePart::TelegramText => {
-                    check_telegram_text(&text, content.parse_mode)
-                }
+                Ok(text) if part == TemplatePart::TelegramText => check_telegram_text(
+                    &text,
+                    content.parse_mode,
+                    !content.telegram_media.is_empty(),
+                ),
                 Ok(_) => Ok(()),
                 Err(e) => Err(e),
             };

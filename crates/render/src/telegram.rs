@@ -8,6 +8,10 @@ use crate::source::{Segment, line_col, segments};
 /// Telegram's limit on a message text, in UTF-16 code units after entity parsing.
 pub const TELEGRAM_TEXT_LIMIT: usize = 4096;
 
+/// Telegram's limit on the caption of a photo, video, animation or document, counted the same
+/// way.
+pub const TELEGRAM_CAPTION_LIMIT: usize = 1024;
+
 /// The length Telegram sees: UTF-16 code units of the text left after entity parsing.
 ///
 /// - `plain`: every character.

@@ -142,12 +142,25 @@ impl BroadcastStore for Store {
             let json = convert::to_json("the frozen template", content)?;
             update = update.col_expr(Column::FrozenTemplate, Expr::val(json));
         }
-        let rows = update
+        let update = update
             .filter(Column::Id.eq(id))
-            .filter(Column::Status.is_in(names(&change.from)))
-            .exec_with_returning(self.conn())
-            .await
-            .map_err(db_err)?;
+            .filter(Column::Status.is_in(names(&change.from)));
+        let frozen_media = change.freeze.as_ref().map(|c| c.telegram_media.as_slice());
+        let rows = match frozen_media {
+            Some(media) if !media.is_empty() => {
+                // Freezing media: hold the library entries until the freeze is written.
+                let _guard = self.sqlite_write_lock().await;
+                let txn = self.begin().await?;
+                crate::media::hold_media(&txn, media).await?;
+                let rows = update.exec_with_returning(&txn).await.map_err(db_err)?;
+                txn.commit().await.map_err(db_err)?;
+                rows
+            }
+            _ => update
+                .exec_with_returning(self.conn())
+                .await
+                .map_err(db_err)?,
+        };
         if let Some(model) = rows.into_iter().next() {
             return convert::broadcast(model);
         }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use broadcast_domain::{
     AdminUser, AuditEntry, BreakerProbe, Broadcast, ChannelKind, ChannelPolicy, Competition,
-    EmailAddress, Error, MessageTemplate, Recipient, Registration, Result, TelegramChatId,
-    TemplateContent, TemplateName, User,
+    EmailAddress, Error, MediaRef, MessageTemplate, Recipient, Registration, Result,
+    TelegramChatId, TemplateContent, TemplateName, User,
 };
 
 use crate::entity::{
@@ -52,13 +52,21 @@ where
 }
 
 /// Reads a JSON column into a domain type.
-fn from_json<T: serde::de::DeserializeOwned>(
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     table: &str,
     column: &str,
     id: i64,
     value: serde_json::Value,
 ) -> Result<T> {
     serde_json::from_value(value).map_err(|e| garbage(table, column, id, e))
+}
+
+/// The media of a template for its JSON column: null when there are none.
+pub(crate) fn media_json(media: &[MediaRef]) -> Result<Option<serde_json::Value>> {
+    match media {
+        [] => Ok(None),
+        media => to_json("the template's media", &media).map(Some),
+    }
 }
 
 /// Serialises a domain value for a JSON column.
@@ -150,6 +158,10 @@ pub(crate) fn template(m: message_templates::Model) -> Result<MessageTemplate> {
             telegram_text: m.telegram_text,
             parse_mode: parse(T, "parse_mode", m.id, &m.parse_mode)?,
             link_preview: m.link_preview,
+            telegram_media: match m.telegram_media {
+                None | Some(serde_json::Value::Null) => Vec::new(),
+                Some(v) => from_json(T, "telegram_media", m.id, v)?,
+            },
             email_subject: m.email_subject,
             email_html: m.email_html,
             email_text: m.email_text,

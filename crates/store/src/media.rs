@@ -3,18 +3,19 @@
 
 use async_trait::async_trait;
 use broadcast_domain::{
-    Error, MediaId, MediaKind, MediaStore, Medium, NewMedium, Result, name_taken,
+    BroadcastStatus, Error, MediaId, MediaKind, MediaRef, MediaStore, Medium, NewMedium, Result,
+    TemplateContent, check_still_held, name_taken, refuse_if_used,
 };
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{OnConflict, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use crate::Store;
-use crate::entity::{media, media_blobs};
+use crate::entity::{broadcasts, media, media_blobs, message_templates};
 use crate::error::{db_err, is_unique_violation};
+use crate::{Store, convert};
 
 fn medium(m: media::Model) -> Result<Medium> {
     let kind = MediaKind::parse(&m.kind)
@@ -58,19 +59,101 @@ async fn keep_blob(txn: &DatabaseTransaction, new: &NewMedium, now: DateTime<Utc
     Ok(())
 }
 
-/// Removes the bytes under `sha256` when no medium names them any more.
-async fn drop_blob_if_unused(txn: &DatabaseTransaction, sha256: &str) -> Result<()> {
-    let users = media::Entity::find()
-        .filter(media::Column::Sha256.eq(sha256))
-        .count(txn)
+/// The media frozen into broadcasts that have not finished: (id, name, media) of each.
+async fn frozen_uses(txn: &DatabaseTransaction) -> Result<Vec<(i64, String, Vec<MediaRef>)>> {
+    let finals: Vec<&str> = BroadcastStatus::ALL
+        .iter()
+        .filter(|s| s.is_final())
+        .map(|s| s.as_str())
+        .collect();
+    let rows: Vec<(i64, String, Option<serde_json::Value>)> = broadcasts::Entity::find()
+        .select_only()
+        .columns([
+            broadcasts::Column::Id,
+            broadcasts::Column::Name,
+            broadcasts::Column::FrozenTemplate,
+        ])
+        .filter(broadcasts::Column::Status.is_not_in(finals))
+        .filter(broadcasts::Column::FrozenTemplate.is_not_null())
+        .into_tuple()
+        .all(txn)
         .await
         .map_err(db_err)?;
-    if users == 0 {
-        media_blobs::Entity::delete_by_id(sha256.to_owned())
-            .exec(txn)
+    let mut uses = Vec::new();
+    for (id, name, frozen) in rows {
+        let Some(frozen) = frozen else { continue };
+        let content: TemplateContent =
+            convert::from_json("broadcasts", "frozen_template", id, frozen)?;
+        if !content.telegram_media.is_empty() {
+            uses.push((id, name, content.telegram_media));
+        }
+    }
+    Ok(uses)
+}
+
+/// The templates showing medium `id`, by name.
+async fn templates_using(txn: &DatabaseTransaction, id: MediaId) -> Result<Vec<String>> {
+    let rows: Vec<(i64, String, Option<serde_json::Value>)> = message_templates::Entity::find()
+        .select_only()
+        .columns([
+            message_templates::Column::Id,
+            message_templates::Column::Name,
+            message_templates::Column::TelegramMedia,
+        ])
+        .filter(message_templates::Column::TelegramMedia.is_not_null())
+        .order_by_asc(message_templates::Column::Name)
+        .into_tuple()
+        .all(txn)
+        .await
+        .map_err(db_err)?;
+    let mut names = Vec::new();
+    for (template, name, media) in rows {
+        let Some(media) = media else { continue };
+        let media: Vec<MediaRef> =
+            convert::from_json("message_templates", "telegram_media", template, media)?;
+        if media.iter().any(|m| m.medium == id) {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// Locks the library entries a launch freezes (`FOR SHARE` on PostgreSQL, so that replacing or
+/// removing one waits for the launch to commit and then sees the broadcast holding the bytes;
+/// on SQLite the caller holds the write lock) and checks they still hold the frozen bytes.
+pub(crate) async fn hold_media(txn: &DatabaseTransaction, frozen: &[MediaRef]) -> Result<()> {
+    for r in frozen {
+        let current: Option<String> = media::Entity::find_by_id(r.medium)
+            .select_only()
+            .column(media::Column::Sha256)
+            .lock_shared()
+            .into_tuple()
+            .one(txn)
             .await
             .map_err(db_err)?;
+        check_still_held(r, current.as_deref())?;
     }
+    Ok(())
+}
+
+/// Removes the bytes no medium names and no unfinished broadcast launched with: those a replace
+/// or removal just let go, and those a broadcast held until it finished.
+async fn sweep_blobs(txn: &DatabaseTransaction) -> Result<()> {
+    let frozen: Vec<String> = frozen_uses(txn)
+        .await?
+        .into_iter()
+        .flat_map(|(_, _, media)| media.into_iter().map(|m| m.sha256))
+        .collect();
+    let named = Query::select()
+        .column(media::Column::Sha256)
+        .from(media::Entity)
+        .to_owned();
+    let mut sweep = media_blobs::Entity::delete_many()
+        .filter(media_blobs::Column::Sha256.not_in_subquery(named));
+    if !frozen.is_empty() {
+        sweep = sweep.filter(media_blobs::Column::Sha256.is_not_in(frozen));
+    }
+    sweep.exec(txn).await.map_err(db_err)?;
     Ok(())
 }
 
@@ -103,7 +186,7 @@ impl MediaStore for Store {
                 active.updated_at = Set(now);
                 let model = active.update(&txn).await.map_err(db_err)?;
                 if previous != new.sha256 {
-                    drop_blob_if_unused(&txn, &previous).await?;
+                    sweep_blobs(&txn).await?;
                 }
                 model
             }
@@ -180,11 +263,19 @@ impl MediaStore for Store {
             .await
             .map_err(db_err)?
             .ok_or_else(|| Error::not_found("medium", id))?;
+        let templates = templates_using(&txn, id).await?;
+        let broadcasts: Vec<(i64, String)> = frozen_uses(&txn)
+            .await?
+            .into_iter()
+            .filter(|(_, _, media)| media.iter().any(|m| m.medium == id))
+            .map(|(b, name, _)| (b, name))
+            .collect();
+        refuse_if_used(&model.name, &templates, &broadcasts)?;
         media::Entity::delete_by_id(id)
             .exec(&txn)
             .await
             .map_err(db_err)?;
-        drop_blob_if_unused(&txn, &model.sha256).await?;
+        sweep_blobs(&txn).await?;
         txn.commit().await.map_err(db_err)?;
         medium(model)
     }

@@ -25,12 +25,14 @@ impl TemplateStore for Store {
     async fn create_template(&self, new: NewTemplate) -> Result<MessageTemplate> {
         let now = Utc::now();
         let c = new.content;
+        let media = convert::media_json(&c.telegram_media)?;
         let model = message_templates::ActiveModel {
             name: Set(new.name.as_ref().to_owned()),
             description: Set(new.description),
             telegram_text: Set(c.telegram_text),
             parse_mode: Set(c.parse_mode.as_str().to_owned()),
             link_preview: Set(c.link_preview),
+            telegram_media: Set(media),
             email_subject: Set(c.email_subject),
             email_html: Set(c.email_html),
             email_text: Set(c.email_text),
@@ -52,12 +54,14 @@ impl TemplateStore for Store {
         update: NewTemplate,
     ) -> Result<MessageTemplate> {
         let c = update.content;
+        let media = convert::media_json(&c.telegram_media)?;
         let rows = Entity::update_many()
             .col_expr(Column::Name, Expr::val(update.name.as_ref()))
             .col_expr(Column::Description, Expr::val(update.description))
             .col_expr(Column::TelegramText, Expr::val(c.telegram_text))
             .col_expr(Column::ParseMode, Expr::val(c.parse_mode.as_str()))
             .col_expr(Column::LinkPreview, Expr::val(c.link_preview))
+            .col_expr(Column::TelegramMedia, Expr::val(media))
             .col_expr(Column::EmailSubject, Expr::val(c.email_subject))
             .col_expr(Column::EmailHtml, Expr::val(c.email_html))
             .col_expr(Column::EmailText, Expr::val(c.email_text))

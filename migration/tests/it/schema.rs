@@ -63,7 +63,7 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
         let statuses = Migrator::get_migration_with_status(db.conn())
             .await
             .expect("status");
-        assert_eq!(statuses.len(), 14, "{backend}");
+        assert_eq!(statuses.len(), 15, "{backend}");
         assert!(
             statuses
                 .iter()
@@ -80,6 +80,24 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
                 "{backend}: index {index} should be gone"
             );
         }
+
+        // Migration 15 adds media to templates and Telegram's file ids; down takes them away.
+        assert!(
+            manager
+                .has_column("message_templates", "telegram_media")
+                .await
+                .expect("has_column"),
+            "{backend}: message_templates.telegram_media is missing"
+        );
+        Migrator::down(db.conn(), Some(1)).await.expect("down 15");
+        assert_eq!(tables_present(&manager).await, TABLES[..13], "{backend}");
+        assert!(
+            !manager
+                .has_column("message_templates", "telegram_media")
+                .await
+                .expect("has_column"),
+            "{backend}: message_templates.telegram_media survived down"
+        );
 
         // Migration 14 adds the media library; down takes its two tables away.
         Migrator::down(db.conn(), Some(1)).await.expect("down 14");

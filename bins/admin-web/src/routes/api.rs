@@ -12,8 +12,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use broadcast_app::documents::MediumDoc;
 use broadcast_domain::{
-    Actor, AudienceFilter, BroadcastStatus, ChannelPolicy, NewBroadcast, NewTemplate, ParseMode,
-    TemplateContent,
+    Actor, AudienceFilter, BroadcastStatus, ChannelPolicy, MediaRef, NewBroadcast, NewTemplate,
+    ParseMode, TemplateContent,
 };
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -156,12 +156,32 @@ struct ContentInput {
     parse_mode: Option<ParseMode>,
     #[serde(default)]
     link_preview: bool,
+    /// Media of the library: names, or the objects a template read from the API has.
+    #[serde(default)]
+    telegram_media: Vec<MediaInput>,
     #[serde(default)]
     email_subject: Option<String>,
     #[serde(default)]
     email_html: Option<String>,
     #[serde(default)]
     email_text: Option<String>,
+}
+
+/// A medium a template names: its name, or an object with its name (what the API returns; the
+/// other keys are looked up again when the template is saved).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum MediaInput {
+    Name(String),
+    Object { name: String },
+}
+
+impl MediaInput {
+    fn into_ref(self) -> MediaRef {
+        match self {
+            MediaInput::Name(name) | MediaInput::Object { name } => MediaRef::named(name),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +199,11 @@ fn check_template(state: &AppState, input: TemplateInput) -> ApiResult<NewTempla
         telegram_text: c.telegram_text.filter(|s| !s.trim().is_empty()),
         parse_mode: c.parse_mode.unwrap_or(ParseMode::Html),
         link_preview: c.link_preview,
+        telegram_media: c
+            .telegram_media
+            .into_iter()
+            .map(MediaInput::into_ref)
+            .collect(),
         email_subject: c.email_subject.filter(|s| !s.trim().is_empty()),
         email_html: c.email_html.filter(|s| !s.trim().is_empty()),
         email_text: c.email_text.filter(|s| !s.trim().is_empty()),

@@ -5,8 +5,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use broadcast_domain::{
-    AudienceFilter, Error, MessageTemplate, NewTemplate, ParseMode, TemplateContent, TemplateError,
-    TemplateErrorKind, TemplatePart,
+    AudienceFilter, Error, MediaRef, MessageTemplate, NewTemplate, ParseMode, TemplateContent,
+    TemplateError, TemplateErrorKind, TemplatePart,
 };
 use broadcast_render::{SAMPLE_UNSUBSCRIBE_URL, catalogue, sample_env, sample_recipient};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,9 @@ pub(crate) struct TemplateForm {
     pub(crate) parse_mode: String,
     #[serde(default)]
     pub(crate) link_preview: Option<String>,
+    /// The name of the medium the Telegram message shows; empty for none.
+    #[serde(default)]
+    pub(crate) telegram_medium: String,
     #[serde(default)]
     pub(crate) email_subject: String,
     #[serde(default)]
@@ -52,6 +55,11 @@ impl TemplateForm {
             telegram_text: c.telegram_text.clone().unwrap_or_default(),
             parse_mode: c.parse_mode.to_string(),
             link_preview: c.link_preview.then(|| "true".to_owned()),
+            telegram_medium: c
+                .telegram_media
+                .first()
+                .map(|m| m.name.clone())
+                .unwrap_or_default(),
             email_subject: c.email_subject.clone().unwrap_or_default(),
             email_html: c.email_html.clone().unwrap_or_default(),
             email_text: c.email_text.clone().unwrap_or_default(),
@@ -68,6 +76,10 @@ impl TemplateForm {
             telegram_text: nonempty(&self.telegram_text),
             parse_mode,
             link_preview: self.link_preview.is_some(),
+            telegram_media: nonempty(&self.telegram_medium)
+                .map(|name| MediaRef::named(name.trim()))
+                .into_iter()
+                .collect(),
             email_subject: nonempty(&self.email_subject),
             email_html: nonempty(&self.email_html),
             email_text: nonempty(&self.email_text),
@@ -144,7 +156,7 @@ fn simple_problem(part: &str, label: &'static str, message: String) -> Problem {
     }
 }
 
-fn form_page(
+async fn form_page(
     state: &AppState,
     session: &Session,
     id: Option<i64>,
@@ -179,6 +191,24 @@ fn form_page(
         .map(|v| serde_json::json!({ "name": v.name, "description": v.description, "example": v.example }))
         .collect();
     ctx.insert("variables", &variables);
+    let media: Vec<_> = match state.orchestrator.list_media().await {
+        Ok(media) => media
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "name": m.name,
+                    "label": format!("{} ({}, {})", m.name, m.kind, broadcast_domain::human_size(m.size)),
+                })
+            })
+            .collect(),
+        // A program without a media library offers none.
+        Err(Error::Invalid(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let chosen = form.telegram_medium.trim();
+    let missing = !chosen.is_empty() && !media.iter().any(|m| m["name"] == chosen);
+    ctx.insert("medium_missing", &missing);
+    ctx.insert("media", &media);
     let status = if problems.is_empty() {
         StatusCode::OK
     } else {
@@ -234,7 +264,7 @@ pub(crate) async fn new_form(State(state): State<AppState>, session: Session) ->
         parse_mode: ParseMode::Html.to_string(),
         ..TemplateForm::default()
     };
-    form_page(&state, &session, None, None, &form, &[], None)
+    form_page(&state, &session, None, None, &form, &[], None).await
 }
 
 /// Checks a posted form: the template to store, or the problems to show.
@@ -254,6 +284,16 @@ fn check(state: &AppState, form: &TemplateForm) -> Result<NewTemplate, Vec<Probl
     })
 }
 
+/// A refusal on saving as a problem on the form: a name another template has, a medium that is
+/// not in the library; any other error is the page's.
+fn refusal(e: Error) -> Result<Problem, Error> {
+    match e {
+        Error::Conflict(m) => Ok(simple_problem("name", "Name", m)),
+        Error::Invalid(m) => Ok(simple_problem("telegram_medium", "Medium", m)),
+        e => Err(e),
+    }
+}
+
 /// `POST /templates`.
 pub(crate) async fn create(
     State(state): State<AppState>,
@@ -261,22 +301,15 @@ pub(crate) async fn create(
 ) -> PageResult {
     let new = match check(&state, &form) {
         Ok(new) => new,
-        Err(problems) => return form_page(&state, &session, None, None, &form, &problems, None),
+        Err(problems) => {
+            return form_page(&state, &session, None, None, &form, &problems, None).await;
+        }
     };
     match service::create_template(&state, &session.username, new).await {
         Ok(t) => {
             Ok(Redirect::to(&format!("/templates/{}?done=template_created", t.id)).into_response())
         }
-        Err(Error::Conflict(m)) => form_page(
-            &state,
-            &session,
-            None,
-            None,
-            &form,
-            &[simple_problem("name", "Name", m)],
-            None,
-        ),
-        Err(e) => Err(e.into()),
+        Err(e) => form_page(&state, &session, None, None, &form, &[refusal(e)?], None).await,
     }
 }
 
@@ -297,6 +330,7 @@ pub(crate) async fn edit(
         &[],
         notice(q.done.as_deref()),
     )
+    .await
 }
 
 /// `POST /templates/{id}`.
@@ -317,21 +351,25 @@ pub(crate) async fn update(
                 &form,
                 &problems,
                 None,
-            );
+            )
+            .await;
         }
     };
     match service::update_template(&state, &session.username, id, new).await {
         Ok(_) => Ok(Redirect::to(&format!("/templates/{id}?done=template_saved")).into_response()),
-        Err(Error::Conflict(m)) => form_page(
-            &state,
-            &session,
-            Some(id),
-            Some(current.version),
-            &form,
-            &[simple_problem("name", "Name", m)],
-            None,
-        ),
-        Err(e) => Err(e.into()),
+        Err(e) => {
+            let problem = refusal(e)?;
+            form_page(
+                &state,
+                &session,
+                Some(id),
+                Some(current.version),
+                &form,
+                &[problem],
+                None,
+            )
+            .await
+        }
     }
 }
 

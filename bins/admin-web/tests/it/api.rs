@@ -420,6 +420,29 @@ async fn media_are_uploaded_listed_served_and_removed_through_the_api() {
         .unwrap();
     assert_eq!(bytes.headers()["content-type"], "image/png");
     assert_eq!(bytes.bytes().await.unwrap().len(), poster.len() + 2);
+
+    // A template names it; what the API answers can be sent back as it is.
+    let body = serde_json::json!({
+        "name": "Poster",
+        "content": {"telegram_text": "Hi {{ first_name }}", "telegram_media": ["poster.png"]},
+    });
+    let created = app.api(Method::POST, "/templates", Some(body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let template = created.json();
+    let media = &template["content"]["telegram_media"];
+    assert_eq!(media[0]["id"], id, "{template}");
+    assert_eq!(media[0]["sha256"], replaced["sha256"], "{template}");
+    let again = serde_json::json!({"name": "Poster", "content": template["content"]});
+    let path = format!("/templates/{}", template["id"]);
+    let updated = app.api(Method::PUT, &path, Some(again)).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+    assert_eq!(updated.json()["content"]["telegram_media"], *media);
+    let in_use = app.api(Method::DELETE, &format!("/media/{id}"), None).await;
+    in_use.assert_api_error(StatusCode::CONFLICT, "conflict");
+    let bare = serde_json::json!({"name": "Poster", "content": {"telegram_text": "Hi"}});
+    let updated = app.api(Method::PUT, &path, Some(bare)).await;
+    assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
+
     let gone = app.api(Method::DELETE, &format!("/media/{id}"), None).await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT);
     app.api(Method::GET, &format!("/media/{id}"), None)

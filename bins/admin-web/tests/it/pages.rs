@@ -1176,3 +1176,93 @@ async fn the_media_page_uploads_checks_serves_and_removes_files() {
     assert!(app.store.list_media().await.unwrap().is_empty());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_template_form_offers_the_library_and_a_medium_in_use_stays() {
+    use broadcast_domain::{MediaStore as _, NewMedium, TemplateStore as _};
+    let app = spawn_app().await;
+    let s = app.login().await;
+    let poster = std::fs::read(fixtures().join("poster.png")).unwrap();
+    let medium = app
+        .store
+        .add_medium(
+            NewMedium::check("poster.png", poster, "ann").unwrap(),
+            false,
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let form = app.get("/templates/new", &s).await;
+    assert!(
+        form.body
+            .contains("<option value=\"poster.png\">poster.png (photo,"),
+        "{}",
+        form.body
+    );
+    // The text is the caption: over 1024 characters it is refused, and nothing is saved.
+    let long = format!("{} {{{{ first_name }}}}", "a".repeat(1020));
+    fn fields(text: &str) -> [(&'static str, &str); 4] {
+        [
+            ("name", "Poster"),
+            ("telegram_text", text),
+            ("parse_mode", "html"),
+            ("telegram_medium", "poster.png"),
+        ]
+    }
+    let reply = app.post_form("/templates", &s, &fields(&long)).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .body
+            .contains("rendered caption is 1025 characters long"),
+        "{}",
+        reply.body
+    );
+    // A medium not in the library is named on the form.
+    let reply = app
+        .post_form(
+            "/templates",
+            &s,
+            &[
+                ("name", "Poster"),
+                ("telegram_text", "Hi"),
+                ("telegram_medium", "gone.png"),
+            ],
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .body
+            .contains("medium `gone.png` is not in the media library"),
+        "{}",
+        reply.body
+    );
+    assert!(app.store.list_templates().await.unwrap().is_empty());
+
+    let reply = app
+        .post_form("/templates", &s, &fields("Hi {{ first_name }}"))
+        .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let saved = app.store.list_templates().await.unwrap();
+    assert_eq!(saved[0].content.telegram_media[0].medium, medium.id);
+    let edit = app.get(&format!("/templates/{}", saved[0].id), &s).await;
+    assert!(
+        edit.body.contains("<option value=\"poster.png\" selected>"),
+        "{}",
+        edit.body
+    );
+    // In use: the library keeps it and says by what.
+    let reply = app
+        .post_form(&format!("/media/{}/delete", medium.id), &s, &[])
+        .await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+    assert!(
+        reply
+            .body
+            .contains("medium `poster.png` is in use by template `Poster`"),
+        "{}",
+        reply.body
+    );
+    app.stop().await;
+}

@@ -2,7 +2,7 @@
 //! the JSON template files they can be read from.
 
 use super::*;
-use broadcast_domain::MessageFormat;
+use broadcast_domain::{MediaRef, MessageFormat};
 
 /// The JSON form of a template file (see fixtures/README.md).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -14,6 +14,8 @@ pub(crate) struct TemplateFile {
     pub(crate) telegram_text: Option<String>,
     pub(crate) parse_mode: Option<String>,
     pub(crate) link_preview: Option<bool>,
+    /// Names of media in the library; `[]` takes them away.
+    pub(crate) telegram_media: Option<Vec<String>>,
     pub(crate) email_subject: Option<String>,
     pub(crate) email_html: Option<String>,
     pub(crate) email_text: Option<String>,
@@ -49,6 +51,13 @@ impl TemplateFile {
             link_preview: self
                 .link_preview
                 .unwrap_or_else(|| old.as_ref().is_some_and(|o| o.link_preview)),
+            telegram_media: match self.telegram_media {
+                Some(names) => names.into_iter().map(MediaRef::named).collect(),
+                None => old
+                    .as_ref()
+                    .map(|o| o.telegram_media.clone())
+                    .unwrap_or_default(),
+            },
             email_subject: keep(
                 self.email_subject,
                 old.as_ref().and_then(|o| o.email_subject.clone()),
@@ -113,6 +122,10 @@ pub(crate) fn template_file(args: TemplateArgs) -> CliResult<TemplateFile> {
     }
     if args.link_preview.is_some() {
         file.link_preview = args.link_preview;
+    }
+    if let Some(name) = args.medium {
+        let name = name.trim().to_owned();
+        file.telegram_media = Some(if name.is_empty() { vec![] } else { vec![name] });
     }
     if args.subject.is_some() {
         file.email_subject = args.subject;
@@ -259,6 +272,15 @@ pub(crate) fn print_template(t: &MessageTemplate, j: bool) -> CliResult<()> {
     }
     let c = &t.content;
     println!("parse mode:  {}", c.parse_mode);
+    for m in &c.telegram_media {
+        println!(
+            "medium:      {} ({}, {}, {}); the Telegram text is its caption",
+            m.name,
+            m.kind,
+            m.content_type,
+            broadcast_domain::human_size(m.size)
+        );
+    }
     for (label, part) in [
         ("telegram text", &c.telegram_text),
         ("e-mail subject", &c.email_subject),

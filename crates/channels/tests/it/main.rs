@@ -23,6 +23,7 @@ pub(crate) fn telegram(chat: i64, text: &str, parse_mode: ParseMode) -> Outgoing
                 text: text.to_owned(),
                 parse_mode,
                 link_preview: false,
+                media: Vec::new(),
             },
         },
     }

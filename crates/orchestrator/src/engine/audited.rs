@@ -118,7 +118,7 @@ impl Orchestrator {
         })
     }
 
-    fn media(&self) -> Result<&Arc<dyn MediaStore>> {
+    pub(super) fn media(&self) -> Result<&Arc<dyn MediaStore>> {
         self.ports.media.as_ref().ok_or_else(|| {
             Error::Invalid("this program keeps no media library (Ports::media is None)".into())
         })

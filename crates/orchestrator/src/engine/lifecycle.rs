@@ -6,8 +6,8 @@
 
 use broadcast_domain::{
     Actor, AuditEntry, Broadcast, BroadcastId, BroadcastStatus, ErrorKind, ImportReport,
-    MessageTemplate, NewBroadcast, NewCompetition, NewRegistration, NewTemplate, NewUser,
-    StatusChange, TemplateId, Transition,
+    MAX_TELEGRAM_MEDIA, MediaRef, MessageTemplate, NewBroadcast, NewCompetition, NewRegistration,
+    NewTemplate, NewUser, StatusChange, TemplateContent, TemplateId, TemplatePart, Transition,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -90,7 +90,9 @@ impl Orchestrator {
     pub async fn launch(&self, actor: &Actor, id: BroadcastId) -> Result<LaunchReport> {
         let broadcast = self.ports.broadcasts.get_broadcast(id).await?;
         Transition::Launch.check(id, broadcast.status)?;
-        let content = self.content_of(&broadcast).await?;
+        let mut content = self.content_of(&broadcast).await?;
+        // The library's bytes now are the ones the broadcast keeps.
+        self.resolve_media(&mut content).await?;
         self.check_template(&content, broadcast.channel_policy)?;
         let now = self.ports.clock.now();
         let materialised = self
@@ -334,8 +336,9 @@ impl Orchestrator {
     pub async fn create_template(
         &self,
         actor: &Actor,
-        new: NewTemplate,
+        mut new: NewTemplate,
     ) -> Result<MessageTemplate> {
+        self.resolve_media(&mut new.content).await?;
         self.validate_template(&new)?;
         let t = self.ports.templates.create_template(new).await?;
         self.audit(
@@ -354,8 +357,9 @@ impl Orchestrator {
         &self,
         actor: &Actor,
         id: TemplateId,
-        new: NewTemplate,
+        mut new: NewTemplate,
     ) -> Result<MessageTemplate> {
+        self.resolve_media(&mut new.content).await?;
         self.validate_template(&new)?;
         let t = self.ports.templates.update_template(id, new).await?;
         self.audit(
@@ -383,6 +387,50 @@ impl Orchestrator {
     }
 
     /// Every problem of a template's parts, as one [`Error::Template`] (the first) or `Ok`.
+    /// Looks the media a template shows up in the library: each reference, by id or (from a
+    /// template file or a form) by name, becomes what the library holds under it now. Done at
+    /// save and again at launch, which freezes the bytes the library holds then. A medium not in
+    /// the library, more media than a message carries, or a medium without the text that is its
+    /// caption is refused naming it.
+    pub(super) async fn resolve_media(&self, content: &mut TemplateContent) -> Result<()> {
+        if content.telegram_media.is_empty() {
+            return Ok(());
+        }
+        if content.telegram_media.len() > MAX_TELEGRAM_MEDIA {
+            return Err(Error::Invalid(format!(
+                "a Telegram message shows at most {MAX_TELEGRAM_MEDIA} medium; this template \
+                 names {}",
+                content.telegram_media.len()
+            )));
+        }
+        if content.part(TemplatePart::TelegramText).is_none() {
+            return Err(Error::Invalid(
+                "a medium is sent with the Telegram text as its caption: give the template a \
+                 Telegram text"
+                    .into(),
+            ));
+        }
+        let media = self.media()?;
+        for r in &mut content.telegram_media {
+            let found = match r.medium {
+                0 => media.find_medium(&r.name).await?,
+                id => match media.get_medium(id).await {
+                    Ok(m) => Some(m),
+                    Err(Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e),
+                },
+            };
+            let medium = found.ok_or_else(|| {
+                Error::Invalid(format!(
+                    "medium `{}` is not in the media library (add it, or choose another)",
+                    r.name
+                ))
+            })?;
+            *r = MediaRef::of(&medium);
+        }
+        Ok(())
+    }
+
     fn validate_template(&self, new: &NewTemplate) -> Result<()> {
         match self
             .ports

@@ -61,6 +61,12 @@ impl BroadcastStore for MemoryStore {
 
     async fn change_status(&self, id: BroadcastId, change: StatusChange) -> Result<Broadcast> {
         let mut s = self.lock();
+        if let Some(content) = &change.freeze {
+            for frozen in &content.telegram_media {
+                let current = s.media.get(&frozen.medium).map(|m| m.sha256.as_str());
+                check_still_held(frozen, current)?;
+            }
+        }
         let b = s.broadcast(id)?;
         if !change.from.contains(&b.status) {
             return Err(Error::Conflict(format!(

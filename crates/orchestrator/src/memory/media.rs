@@ -20,7 +20,8 @@ impl MediaStore for MemoryStore {
             Some(_) if !replace => return Err(name_taken(&new.name)),
             Some(id) => {
                 let m = s.media.get_mut(&id).expect("found above");
-                let previous = std::mem::replace(&mut m.sha256, new.sha256.clone());
+                let changed = m.sha256 != new.sha256;
+                m.sha256 = new.sha256.clone();
                 m.content_type = new.content_type;
                 m.kind = new.kind;
                 m.size = new.bytes.len() as u64;
@@ -28,7 +29,9 @@ impl MediaStore for MemoryStore {
                 m.updated_at = now;
                 let medium = m.clone();
                 s.blobs.entry(new.sha256).or_insert(new.bytes);
-                s.drop_blob_if_unused(&previous);
+                if changed {
+                    s.sweep_blobs();
+                }
                 medium
             }
             None => {
@@ -79,11 +82,25 @@ impl MediaStore for MemoryStore {
 
     async fn remove_medium(&self, id: MediaId) -> Result<Medium> {
         let mut s = self.lock();
-        let medium = s
+        let name = s
             .media
-            .remove(&id)
+            .get(&id)
+            .map(|m| m.name.clone())
             .ok_or_else(|| Error::not_found("medium", id))?;
-        s.drop_blob_if_unused(&medium.sha256);
+        let templates: Vec<String> = s
+            .templates
+            .values()
+            .filter(|t| t.content.telegram_media.iter().any(|m| m.medium == id))
+            .map(|t| t.name.to_string())
+            .collect();
+        let broadcasts: Vec<(BroadcastId, String)> = s
+            .frozen_uses()
+            .filter(|(_, _, media)| media.iter().any(|m| m.medium == id))
+            .map(|(b, name, _)| (b, name.to_owned()))
+            .collect();
+        refuse_if_used(&name, &templates, &broadcasts)?;
+        let medium = s.media.remove(&id).expect("found above");
+        s.sweep_blobs();
         Ok(medium)
     }
 }

@@ -59,11 +59,27 @@ impl State {
         self.next_id
     }
 
-    /// Forgets the bytes under `sha256` when no medium names them any more.
-    fn drop_blob_if_unused(&mut self, sha256: &str) {
-        if !self.media.values().any(|m| m.sha256 == sha256) {
-            self.blobs.remove(sha256);
-        }
+    /// Forgets the bytes no medium names and no unfinished broadcast launched with.
+    fn sweep_blobs(&mut self) {
+        let mut keep: BTreeSet<String> = self.media.values().map(|m| m.sha256.clone()).collect();
+        let frozen: Vec<String> = self
+            .frozen_uses()
+            .flat_map(|(_, _, media)| media.iter().map(|m| m.sha256.clone()))
+            .collect();
+        keep.extend(frozen);
+        self.blobs.retain(|sha, _| keep.contains(sha));
+    }
+
+    /// The media frozen into broadcasts that have not finished: (id, name, media) of each.
+    fn frozen_uses(&self) -> impl Iterator<Item = (BroadcastId, &str, &[MediaRef])> {
+        self.broadcasts.values().filter_map(|b| {
+            let frozen = b.frozen_template.as_ref()?;
+            (!b.status.is_final() && !frozen.telegram_media.is_empty()).then_some((
+                b.id,
+                b.name.as_str(),
+                frozen.telegram_media.as_slice(),
+            ))
+        })
     }
 
     /// The broadcasts in `status`.

@@ -69,6 +69,7 @@ impl CompiledTemplate for SubstCompiled {
             text,
             parse_mode: self.0.parse_mode,
             link_preview: false,
+            media: self.0.telegram_media.clone(),
         })
     }
 

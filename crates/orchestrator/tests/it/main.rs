@@ -50,6 +50,7 @@ fn content() -> TemplateContent {
         telegram_text: Some("Hi {{ first_name }}, {{ broadcast_name }}".into()),
         parse_mode: ParseMode::Html,
         link_preview: false,
+        telegram_media: Vec::new(),
         email_subject: Some("News for {{ first_name }}".into()),
         email_html: Some("<p>Hi {{ first_name }}</p>".into()),
         email_text: Some("Hi {{ first_name }}".into()),
@@ -745,6 +746,114 @@ async fn preview_renders_without_sending_and_frozen_template_survives_edits() {
     assert!(sent.iter().all(
         |m| matches!(&m.body, MessageBody::Chat { message, .. } if message.text.starts_with("Hi "))
     ));
+}
+
+/// A PNG's first bytes, `tail` making each distinct.
+fn png(tail: u8) -> Vec<u8> {
+    let mut bytes = vec![
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D,
+    ];
+    bytes.extend(b"IHDR");
+    bytes.push(tail);
+    bytes
+}
+
+#[tokio::test]
+async fn a_template_names_a_medium_and_a_launch_freezes_the_bytes_it_has_then() {
+    let h = Harness::new().await;
+    let first = h
+        .orch
+        .add_medium(&op(), "poster.png", png(1), false)
+        .await
+        .unwrap();
+    let with = |media: Vec<MediaRef>| NewTemplate {
+        name: TemplateName::parse("poster").unwrap(),
+        description: String::new(),
+        content: TemplateContent {
+            telegram_media: media,
+            ..content()
+        },
+    };
+    // A name not in the library, two media, or a medium without a text are refused.
+    for (media, text, expected) in [
+        (
+            vec![MediaRef::named("missing.png")],
+            true,
+            "medium `missing.png` is not in the media library",
+        ),
+        (
+            vec![MediaRef::named("poster.png"), MediaRef::named("poster.png")],
+            true,
+            "at most 1 medium; this template names 2",
+        ),
+        (
+            vec![MediaRef::named("poster.png")],
+            false,
+            "give the template a Telegram text",
+        ),
+    ] {
+        let mut new = with(media);
+        if !text {
+            new.content.telegram_text = None;
+        }
+        let err = h.orch.create_template(&op(), new).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Invalid(m) if m.contains(expected)),
+            "{err:?}"
+        );
+    }
+    assert!(h.store.list_templates().await.unwrap().is_empty());
+
+    // Saved by name, kept with what the library holds.
+    let t = h
+        .orch
+        .create_template(&op(), with(vec![MediaRef::named("poster.png")]))
+        .await
+        .unwrap();
+    assert_eq!(t.content.telegram_media, vec![MediaRef::of(&first)]);
+    // Replaced before the launch: the launch takes the new bytes.
+    let second = h
+        .orch
+        .add_medium(&op(), "poster.png", png(2), true)
+        .await
+        .unwrap();
+    let id = h
+        .orch
+        .create_broadcast(
+            &op(),
+            NewBroadcast {
+                name: "Poster".into(),
+                template_id: t.id,
+                channel_policy: ChannelPolicy::TELEGRAM,
+                filter: AudienceFilter::default(),
+                scheduled_at: None,
+                created_by: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    h.orch.launch(&op(), id).await.unwrap();
+    let frozen = h.store.get_broadcast(id).await.unwrap().frozen_template;
+    assert_eq!(frozen.unwrap().telegram_media, vec![MediaRef::of(&second)]);
+    // Replaced after: the broadcast sends what it launched with, and the bytes stay.
+    let third = h
+        .orch
+        .add_medium(&op(), "poster.png", png(3), true)
+        .await
+        .unwrap();
+    let removal = h.orch.remove_medium(&op(), third.id).await.unwrap_err();
+    assert!(matches!(removal, Error::Conflict(_)), "{removal:?}");
+    assert_eq!(h.orch.medium_bytes(&second).await.unwrap(), png(2));
+    h.orch.run_until_done(id).await.unwrap();
+    let sent = h.telegram.sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 3);
+    for m in &sent {
+        let MessageBody::Chat { message, .. } = &m.body else {
+            panic!("{m:?}")
+        };
+        assert_eq!(message.media, vec![MediaRef::of(&second)]);
+    }
 }
 
 /// The audit log's entries from `from` on (oldest first): actor, action, target id.

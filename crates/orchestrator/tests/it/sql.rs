@@ -99,6 +99,7 @@ impl Sql {
                     telegram_text: get("telegram_text"),
                     parse_mode: ParseMode::Html,
                     link_preview: false,
+                    telegram_media: Vec::new(),
                     email_subject: get("email_subject"),
                     email_html: get("email_html"),
                     email_text: get("email_text"),

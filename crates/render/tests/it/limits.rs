@@ -88,3 +88,43 @@ fn an_empty_rendered_text_is_refused() {
         "telegram_text: render error: the rendered text is empty, and Telegram refuses empty messages"
     );
 }
+
+/// The text under a medium is its caption: 1024 characters, counted the same way, at
+/// validation (for the sample recipient) and for every recipient.
+#[test]
+fn the_caption_of_a_medium_is_limited_to_1024_characters() {
+    use broadcast_domain::{MediaKind, MediaRef};
+    use broadcast_render::TELEGRAM_CAPTION_LIMIT;
+    let mut content = telegram(
+        &format!("<b>{}</b>{{{{ first_name }}}}", "a".repeat(1018)),
+        ParseMode::Html,
+    );
+    // Without a medium the same text is an ordinary message.
+    assert!(render_telegram(&content, &named("Sevenxx")).is_ok());
+    content.telegram_media = vec![MediaRef {
+        kind: MediaKind::Photo,
+        ..MediaRef::named("poster.png")
+    }];
+    assert_eq!(
+        render_telegram(&content, &named("Sixsix")).unwrap().len(),
+        1018 + 7 + 6
+    );
+    let err = render_telegram(&content, &named("Sevenxx")).unwrap_err();
+    assert_eq!(
+        err.kind,
+        TemplateErrorKind::CaptionTooLong {
+            length: 1025,
+            limit: TELEGRAM_CAPTION_LIMIT,
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "telegram_text: rendered caption is 1025 characters long; the limit for the text of a \
+         message with a medium is 1024"
+    );
+    content.telegram_text = Some(format!("{} {{{{ full_name }}}}", "x".repeat(1015)));
+    expect_test::expect![[r#"
+        telegram_text: rendered caption is 1028 characters long; the limit for the text of a message with a medium is 1024
+    "#]]
+    .assert_eq(&problems(&content));
+}

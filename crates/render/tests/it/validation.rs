@@ -12,6 +12,7 @@ fn a_valid_template_has_no_problems_and_compiles() {
         telegram_text: Some("Hi <b>{{ first_name }}</b>, see you on {{ competition_date }}.".into()),
         parse_mode: ParseMode::Html,
         link_preview: false,
+        telegram_media: Vec::new(),
         email_subject: Some("{{ competition_name }}: your {{ role }} briefing".into()),
         email_html: Some("<p>Dear {{ full_name }},</p>\n<p>Size {{ attributes.shirt_size | default(value=\"?\") }}</p>".into()),
         email_text: Some("Dear {{ full_name }},\nsize {{ attributes.shirt_size }}.".into()),
@@ -80,6 +81,7 @@ fn every_problem_of_every_part_is_reported_in_part_order() {
         telegram_text: Some("{{ nme }} and {{ surname.x }}".into()),
         parse_mode: ParseMode::Plain,
         link_preview: false,
+        telegram_media: Vec::new(),
         email_subject: Some("{% if %}".into()),
         email_html: None,
         email_text: Some("{{ first_name | uper }}".into()),
@@ -136,6 +138,7 @@ fn missing_parts_are_reported() {
         telegram_text: Some("  ".into()),
         parse_mode: ParseMode::Plain,
         link_preview: false,
+        telegram_media: Vec::new(),
         email_subject: None,
         email_html: None,
         email_text: None,
@@ -155,6 +158,7 @@ fn missing_parts_are_reported() {
         email_text: missing: the template has an e-mail subject but no body (neither HTML nor plain text)
     "#]]
     .assert_eq(&problems(&TemplateContent {
+        telegram_media: Vec::new(),
         email_subject: Some("Subject".into()),
         ..empty
     }));
@@ -227,6 +231,7 @@ fn a_javascript_link_is_refused_in_each_html_part_with_its_place() {
         telegram_text: Some("Hi {{ first_name }}\n<a href=\"javascript:alert(1)\">open</a>".into()),
         parse_mode: ParseMode::Html,
         link_preview: false,
+        telegram_media: Vec::new(),
         email_subject: Some("News".into()),
         email_html: Some("<p>Dear {{ full_name }}</p>\n<p><a title=\"x\" href='JaVa&#x09;Script:go()'>here</a></p>".into()),
         email_text: Some("Dear {{ full_name }}, see javascript:void(0) as text".into()),
@@ -244,6 +249,7 @@ fn a_javascript_link_is_refused_in_each_html_part_with_its_place() {
         ),
         parse_mode: ParseMode::Html,
         link_preview: false,
+        telegram_media: Vec::new(),
         email_subject: Some("News".into()),
         email_html: Some(
             "<a href=\"mailto:x@example.org\">mail</a> <a href=\"https://example.org\">web</a>"

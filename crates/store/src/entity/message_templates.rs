@@ -20,6 +20,9 @@ pub struct Model {
     pub parse_mode: String,
     /// Telegram link preview.
     pub link_preview: bool,
+    /// serde JSON of the `Vec<MediaRef>` the Telegram message shows; null when none.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub telegram_media: Option<Json>,
     /// E-mail subject.
     pub email_subject: Option<String>,
     /// E-mail HTML body.

@@ -14,9 +14,9 @@ use broadcast_app::csv_import::{parse_competitions, parse_registrations, parse_u
 use broadcast_domain::{
     AdminStore, AudienceFilter, AudienceSource, AudienceStore, AuditEntry, AuditLog, AuditQuery,
     BroadcastStatus, BroadcastStore, ChannelKind, ChannelPolicy, DeliveryStatus, DeliveryStore,
-    Error, ImportReport, MaterialiseReport, MediaStore, NewBroadcast, NewMedium, NewTemplate,
-    ParseMode, RecipientQuery, SendBudget, SkipReason, StatusChange, TemplateContent, TemplateName,
-    TemplateStore, Transition, User, UserQuery,
+    Error, ImportReport, MaterialiseReport, MediaRef, MediaStore, NewBroadcast, NewMedium,
+    NewTemplate, ParseMode, RecipientQuery, SendBudget, SkipReason, StatusChange, TemplateContent,
+    TemplateName, TemplateStore, Transition, User, UserQuery,
 };
 use broadcast_orchestrator::memory::MemoryStore;
 use broadcast_store::Store;
@@ -263,6 +263,7 @@ fn content() -> TemplateContent {
         telegram_text: Some("Hi {{ first_name }}".into()),
         parse_mode: ParseMode::Html,
         link_preview: false,
+        telegram_media: Vec::new(),
         email_subject: Some("News".into()),
         email_html: None,
         email_text: Some("Hi {{ first_name }}".into()),
@@ -1362,6 +1363,113 @@ async fn media_are_kept_once_by_content_under_unique_names() {
             store.medium_bytes(&replaced.sha256).await.unwrap(),
             png(2),
             "{name}"
+        );
+    }
+}
+
+/// A medium in a template and frozen into a launched broadcast: the template keeps its
+/// reference; the launch holds the bytes it froze, refuses bytes replaced under it, and keeps
+/// them after a replace until the broadcast finishes; removal is refused while a template or an
+/// unfinished broadcast uses the medium.
+#[tokio::test]
+async fn media_in_use_stay_until_nothing_needs_them() {
+    let png = |tail: u8| {
+        let mut bytes = vec![
+            0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D,
+        ];
+        bytes.extend(b"IHDR");
+        bytes.push(tail);
+        bytes
+    };
+    let new = |bytes: Vec<u8>| NewMedium::check("poster.png", bytes, "ann").unwrap();
+    for s in subjects().await {
+        let (name, store) = (&s.name, s.store.as_ref());
+        let poster = store.add_medium(new(png(1)), false, t(0)).await.unwrap();
+        let with_poster = TemplateContent {
+            telegram_media: vec![MediaRef::of(&poster)],
+            ..content()
+        };
+        let template = store
+            .create_template(NewTemplate {
+                name: TemplateName::parse("with poster").unwrap(),
+                description: String::new(),
+                content: with_poster.clone(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_template(template.id).await.unwrap().content,
+            with_poster,
+            "{name}"
+        );
+        let in_template = store.remove_medium(poster.id).await.unwrap_err();
+        assert!(
+            matches!(&in_template, Error::Conflict(m) if m.contains("template `with poster`")),
+            "{name}: {in_template:?}"
+        );
+        // A template without it lets it go, as far as templates go.
+        store
+            .update_template(
+                template.id,
+                NewTemplate {
+                    name: template.name.clone(),
+                    description: String::new(),
+                    content: content(),
+                },
+            )
+            .await
+            .unwrap();
+
+        // A launch freezing bytes the library no longer holds under the id is refused.
+        let id = draft(store, ChannelPolicy::TELEGRAM, AudienceFilter::default()).await;
+        let replaced = store.add_medium(new(png(2)), true, t(1)).await.unwrap();
+        let stale = Transition::Launch.change(t(2), None, Some(with_poster.clone()));
+        let err = store.change_status(id, stale).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Conflict(m) if m.contains("was replaced while")),
+            "{name}: {err:?}"
+        );
+        assert_eq!(
+            store.get_broadcast(id).await.unwrap().status,
+            BroadcastStatus::Draft,
+            "{name}"
+        );
+        let frozen = TemplateContent {
+            telegram_media: vec![MediaRef::of(&replaced)],
+            ..content()
+        };
+        let launch = Transition::Launch.change(t(2), None, Some(frozen.clone()));
+        store.change_status(id, launch).await.unwrap();
+
+        // Replaced again while running: the broadcast's bytes stay, and so does the medium.
+        let again = store.add_medium(new(png(3)), true, t(3)).await.unwrap();
+        assert_eq!(
+            store.medium_bytes(&replaced.sha256).await.unwrap(),
+            png(2),
+            "{name}"
+        );
+        let running = store.remove_medium(again.id).await.unwrap_err();
+        assert!(
+            matches!(&running, Error::Conflict(m) if m.contains(&format!("broadcast {id} `")) && m.contains("has not finished")),
+            "{name}: {running:?}"
+        );
+        // Finished, it lets both go: the medium and the bytes it launched with.
+        let cancel = Transition::Cancel.change(t(4), None, None);
+        store.change_status(id, cancel).await.unwrap();
+        store.remove_medium(again.id).await.unwrap();
+        for sha in [&replaced.sha256, &again.sha256] {
+            assert!(
+                matches!(store.medium_bytes(sha).await, Err(Error::NotFound { .. })),
+                "{name}"
+            );
+        }
+        // Removed: a launch naming it is refused.
+        let id = draft(store, ChannelPolicy::TELEGRAM, AudienceFilter::default()).await;
+        let launch = Transition::Launch.change(t(5), None, Some(frozen));
+        let err = store.change_status(id, launch).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::Conflict(m) if m.contains("was removed")),
+            "{name}: {err:?}"
         );
     }
 }

@@ -33,6 +33,7 @@ pub(crate) fn content() -> TemplateContent {
         telegram_text: Some("Hi {{ first_name }}".into()),
         parse_mode: ParseMode::Html,
         link_preview: false,
+        telegram_media: Vec::new(),
         email_subject: Some("News".into()),
         email_html: None,
         email_text: Some("Hi {{ first_name }}".into()),
