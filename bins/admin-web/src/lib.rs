@@ -60,7 +60,7 @@ pub async fn run(
 
     let metrics = Arc::new(Metrics::new());
     // Rates of the real channels are shared by every worker through the database (as in the CLI).
-    let (built, shared) = broadcast_app::compose::shared_channels(&settings.channels)
+    let (built, shared) = broadcast_app::compose::shared_channels(&settings.channels, &store)
         .context("cannot build the channels")?;
     let channel_descriptions: Vec<(ChannelKind, String)> =
         built.iter().map(|c| (c.kind(), c.describe())).collect();

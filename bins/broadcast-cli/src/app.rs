@@ -92,7 +92,7 @@ impl App {
         let store = compose::open_store(&config.database_url)
             .await
             .map_err(|e| CliError::Failed(e.into()))?;
-        let (channels, shared) = compose::shared_channels(&config.channels)
+        let (channels, shared) = compose::shared_channels(&config.channels, &store)
             .map_err(|e| CliError::Failed(anyhow::anyhow!("cannot set up the channels: {e}")))?;
         let links = config
             .channels

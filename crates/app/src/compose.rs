@@ -67,14 +67,16 @@ pub struct SharedRates {
     margin: Duration,
 }
 
-/// Builds the channels of `settings` for a worker that shares their rates with the others: the
+/// Builds the channels of `settings` for a worker that shares their rates with the others (media
+/// read from `store`, where their Telegram `file_id`s are kept too): the
 /// returned rates go to [`orchestrator`], which paces every worker's sends through the
 /// database; each channel still paces its own.
 pub fn shared_channels(
     settings: &ChannelSettings,
+    store: &Store,
 ) -> broadcast_channels::Result<(Vec<Arc<dyn Channel>>, SharedRates)> {
     let (rates, margin) = settings.share_rates();
-    let channels = settings.build()?;
+    let channels = settings.build(Some(Arc::new(store.clone())))?;
     Ok((channels, SharedRates { rates, margin }))
 }
 

@@ -19,6 +19,7 @@ mod redact;
 mod settings;
 mod smtp_pool;
 mod telegram;
+mod telegram_files;
 mod unsubscribe;
 
 pub use email::{EmailChannel, SmtpConfig, SmtpTls};

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use broadcast_domain::{
-    BroadcastId, Channel, ChannelKind, Delivered, DeliveryError, FailureKind, MessageBody,
-    OutgoingMessage, ParseMode, RecipientId, TelegramChatId, UserId,
+    BroadcastId, Channel, ChannelKind, Delivered, DeliveryError, FailureKind, MediaRef,
+    MessageBody, OutgoingMessage, ParseMode, RecipientId, TelegramChatId, UserId,
 };
 use chrono::{DateTime, Utc};
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
@@ -29,8 +29,15 @@ const EMAIL_DIR: &str = "email";
 pub struct TelegramOutboxLine {
     /// Chat the message was addressed to.
     pub chat_id: i64,
-    /// Text as Telegram would have received it.
+    /// The Bot API method Telegram would have been called with (`sendMessage`, `sendPhoto`,
+    /// ...).
+    #[serde(default = "send_message")]
+    pub method: String,
+    /// Text as Telegram would have received it (the caption when there is a medium).
     pub text: String,
+    /// The medium above the text, by name, type and SHA-256 of its bytes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaRef>,
     /// Parse mode.
     pub parse_mode: ParseMode,
     /// Whether a link preview was asked for.
@@ -45,6 +52,10 @@ pub struct TelegramOutboxLine {
     pub sent_at: DateTime<Utc>,
     /// The provider message id returned for it (a UUID).
     pub message_id: String,
+}
+
+fn send_message() -> String {
+    "sendMessage".to_owned()
 }
 
 /// Appends Telegram messages to `<dir>/telegram.jsonl`, one JSON object per line. Lines from
@@ -104,7 +115,13 @@ impl Channel for TelegramOutbox {
         let message_id = uuid::Uuid::new_v4().to_string();
         let line = TelegramOutboxLine {
             chat_id: chat_id.get(),
+            method: body
+                .media
+                .first()
+                .map_or("sendMessage", |m| m.kind.telegram_method())
+                .to_owned(),
             text: body.text.clone(),
+            media: body.media.clone(),
             parse_mode: body.parse_mode,
             link_preview: body.link_preview,
             broadcast_id: message.broadcast_id,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use broadcast_domain::{Channel, ChannelKind, EmailAddress};
+use broadcast_domain::{Channel, ChannelKind, EmailAddress, MediaStore};
 use secrecy::SecretString;
 use url::Url;
 
@@ -157,11 +157,18 @@ impl ChannelSettings {
         (rates, margin)
     }
 
-    /// Builds the Telegram and the e-mail channel. Must run inside a Tokio runtime (the SMTP
+    /// Builds the Telegram and the e-mail channel; the Telegram channel reads media from
+    /// `media` (and keeps their `file_id`s there). Must run inside a Tokio runtime (the SMTP
     /// pool needs one).
-    pub fn build(&self) -> Result<Vec<Arc<dyn Channel>>> {
+    pub fn build(&self, media: Option<Arc<dyn MediaStore>>) -> Result<Vec<Arc<dyn Channel>>> {
         let telegram: Arc<dyn Channel> = match &self.telegram {
-            Some(cfg) => Arc::new(TelegramChannel::new(cfg.clone())?),
+            Some(cfg) => {
+                let channel = TelegramChannel::new(cfg.clone())?;
+                Arc::new(match media {
+                    Some(media) => channel.with_media(media),
+                    None => channel,
+                })
+            }
             None => Arc::new(TelegramOutbox::new(&self.outbox_dir)?),
         };
         let email: Arc<dyn Channel> = match &self.smtp {

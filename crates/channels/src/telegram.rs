@@ -28,20 +28,26 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use std::sync::Arc;
+
 use broadcast_domain::{
-    Channel, ChannelKind, Delivered, DeliveryError, FailureKind, MessageBody, OutgoingMessage,
-    ParseMode, TelegramChatId, TelegramMessage,
+    Channel, ChannelKind, Delivered, DeliveryError, FailureKind, MediaKind, MediaRef, MediaStore,
+    MessageBody, OutgoingMessage, ParseMode, TelegramChatId, TelegramMessage,
 };
 use secrecy::{ExposeSecret, SecretString};
-use teloxide::payloads::SendMessageSetters;
+use teloxide::payloads::{
+    SendAnimationSetters, SendDocumentSetters, SendMessageSetters, SendPhotoSetters,
+    SendVideoSetters,
+};
 use teloxide::requests::Requester;
-use teloxide::types::{ChatId, LinkPreviewOptions, Message};
+use teloxide::types::{ChatId, FileId, InputFile, LinkPreviewOptions, Message};
 use teloxide::{ApiError, Bot, RequestError};
 use url::Url;
 
 use crate::error::{Error, Result};
 use crate::pacing::{Pacer, TelegramLimits};
 use crate::redact::Redactor;
+use crate::telegram_files::{Attachment, TelegramFiles};
 
 /// The official Bot API server.
 pub const DEFAULT_TELEGRAM_API_URL: &str = "https://api.telegram.org";
@@ -98,10 +104,14 @@ impl TelegramConfig {
 /// Sends Telegram messages through the Bot API.
 pub struct TelegramChannel {
     bot: Bot,
+    /// The bot's id, the number before the token's colon: whose `file_id`s are whose.
+    bot_id: i64,
     pacer: Pacer,
     redactor: Redactor,
     paid_broadcast: bool,
     host: String,
+    /// Where media come from and their `file_id`s are kept; `None` sends text only.
+    files: Option<TelegramFiles>,
 }
 
 impl fmt::Debug for TelegramChannel {
@@ -170,13 +180,27 @@ impl TelegramChannel {
             private_chat_interval: config.private_chat_interval,
             group_chat_interval: config.group_chat_interval,
         })?;
+        let bot_id = token
+            .split_once(':')
+            .and_then(|(id, _)| id.parse().ok())
+            .ok_or_else(|| Error::config("the Telegram bot id (before the colon) is too large"))?;
         Ok(Self {
             bot: Bot::with_client(token, client).set_api_url(api_url),
+            bot_id,
             pacer,
             redactor,
             paid_broadcast: config.paid_broadcast,
             host,
+            files: None,
         })
+    }
+
+    /// Sends the media of messages that have one, reading their bytes from `media` and keeping
+    /// there the `file_id` Telegram gives the first upload of each (per bot), so that later
+    /// messages send the id and not the bytes. Without it a message with a medium fails.
+    pub fn with_media(mut self, media: Arc<dyn MediaStore>) -> Self {
+        self.files = Some(TelegramFiles::new(media, self.bot_id));
+        self
     }
 
     /// Asks Telegram who the bot is (`getMe`): the bot's user name, or the classified failure
@@ -197,16 +221,34 @@ impl TelegramChannel {
         &self,
         chat: TelegramChatId,
         message: &TelegramMessage,
+        file: Option<(MediaKind, &InputFile)>,
+    ) -> Result<Message, RequestError> {
+        let result = match file {
+            None => self.send_text(chat, message).await,
+            Some((kind, file)) => self.send_medium(chat, message, kind, file.clone()).await,
+        };
+        if let Err(RequestError::RetryAfter(seconds)) = &result {
+            let wait = seconds.duration();
+            tracing::warn!(
+                chat = chat.get(),
+                retry_after_secs = wait.as_secs(),
+                "Telegram asked to slow down; holding the channel back"
+            );
+            self.pacer.pause_for(wait);
+        }
+        result
+    }
+
+    async fn send_text(
+        &self,
+        chat: TelegramChatId,
+        message: &TelegramMessage,
     ) -> Result<Message, RequestError> {
         let mut request = self
             .bot
             .send_message(ChatId(chat.get()), message.text.clone());
-        match message.parse_mode {
-            ParseMode::Html => request = request.parse_mode(teloxide::types::ParseMode::Html),
-            ParseMode::MarkdownV2 => {
-                request = request.parse_mode(teloxide::types::ParseMode::MarkdownV2);
-            }
-            ParseMode::Plain => {}
+        if let Some(mode) = parse_mode(message.parse_mode) {
+            request = request.parse_mode(mode);
         }
         if !message.link_preview {
             request = request.link_preview_options(LinkPreviewOptions {
@@ -220,17 +262,151 @@ impl TelegramChannel {
         if self.paid_broadcast {
             request = request.allow_paid_broadcast(true);
         }
-        let result = request.await;
-        if let Err(RequestError::RetryAfter(seconds)) = &result {
-            let wait = seconds.duration();
-            tracing::warn!(
-                chat = chat.get(),
-                retry_after_secs = wait.as_secs(),
-                "Telegram asked to slow down; holding the channel back"
-            );
-            self.pacer.pause_for(wait);
+        request.await
+    }
+
+    /// `sendPhoto`, `sendVideo`, `sendAnimation` or `sendDocument`, the text as the caption.
+    async fn send_medium(
+        &self,
+        chat: TelegramChatId,
+        message: &TelegramMessage,
+        kind: MediaKind,
+        file: InputFile,
+    ) -> Result<Message, RequestError> {
+        // The four requests are different types with the same setters.
+        macro_rules! captioned {
+            ($request:expr) => {{
+                let mut request = $request.caption(message.text.clone());
+                if let Some(mode) = parse_mode(message.parse_mode) {
+                    request = request.parse_mode(mode);
+                }
+                if self.paid_broadcast {
+                    request = request.allow_paid_broadcast(true);
+                }
+                request.await
+            }};
         }
-        result
+        let chat = ChatId(chat.get());
+        match kind {
+            MediaKind::Photo => captioned!(self.bot.send_photo(chat, file)),
+            MediaKind::Video => captioned!(self.bot.send_video(chat, file)),
+            MediaKind::Animation => captioned!(self.bot.send_animation(chat, file)),
+            MediaKind::Document => captioned!(self.bot.send_document(chat, file)),
+        }
+    }
+
+    /// Sends `body` to `chat` (and once more to the supergroup a group migrated to), paced;
+    /// `file` is the medium, when it has one. A failure says whether Telegram refused the
+    /// medium's `file_id`.
+    async fn deliver(
+        &self,
+        chat_id: TelegramChatId,
+        body: &TelegramMessage,
+        file: Option<(MediaKind, &InputFile)>,
+    ) -> Result<(Message, Option<TelegramChatId>), Failed> {
+        let turn = self.pacer.ready(chat_id).await.map_err(held_back)?;
+        let sent = self.send_to(chat_id, body, file).await;
+        // Answered: the window counts from now.
+        drop(turn);
+        let error = match sent {
+            Ok(sent) => return Ok((sent, None)),
+            Err(RequestError::MigrateToChatId(to)) => {
+                let Ok(new_chat) = TelegramChatId::new(to.0) else {
+                    return Err(DeliveryError::permanent(format!(
+                        "chat {chat_id}: Telegram named an invalid new chat id {}",
+                        to.0
+                    ))
+                    .into());
+                };
+                tracing::info!(
+                    from = chat_id.get(),
+                    to = new_chat.get(),
+                    "group migrated to a supergroup; resending there"
+                );
+                let turn = self.pacer.ready(new_chat).await.map_err(held_back)?;
+                let sent = self.send_to(new_chat, body, file).await;
+                drop(turn);
+                return match sent {
+                    Ok(sent) => Ok((sent, Some(new_chat))),
+                    Err(RequestError::MigrateToChatId(again)) => {
+                        Err(DeliveryError::permanent(format!(
+                            "chat {chat_id} migrated to {new_chat}, which migrated again to {}",
+                            again.0
+                        ))
+                        .into())
+                    }
+                    Err(e) => {
+                        let mut failed = self.failed(&e, new_chat, file.is_some());
+                        failed.error.message =
+                            format!("after migration from {chat_id}: {}", failed.error.message);
+                        Err(failed)
+                    }
+                };
+            }
+            Err(e) => self.failed(&e, chat_id, file.is_some()),
+        };
+        tracing::debug!(kind = %error.error.kind.error_kind(), error = %error.error.message, "Telegram send failed");
+        Err(error)
+    }
+
+    fn failed(&self, error: &RequestError, chat: TelegramChatId, with_file: bool) -> Failed {
+        Failed {
+            error: self.to_delivery_error(error, Some(chat)),
+            file_refused: with_file && file_refused(error),
+        }
+    }
+
+    /// Sends a message with a medium: with the `file_id` of an earlier upload when one is
+    /// known, else uploading the bytes (keeping the `file_id` Telegram answers with); a
+    /// `file_id` Telegram refuses is forgotten and the bytes uploaded instead.
+    async fn deliver_medium(
+        &self,
+        chat_id: TelegramChatId,
+        body: &TelegramMessage,
+        medium: &MediaRef,
+    ) -> Result<(Message, Option<TelegramChatId>), DeliveryError> {
+        let Some(files) = &self.files else {
+            return Err(DeliveryError::permanent(format!(
+                "the message shows medium `{}`, and this Telegram channel reads no media library",
+                medium.name
+            )));
+        };
+        let mut refused = false;
+        loop {
+            match files.attachment(medium).await? {
+                Attachment::Known(id) => {
+                    let file = InputFile::file_id(FileId(id.clone()));
+                    match self
+                        .deliver(chat_id, body, Some((medium.kind, &file)))
+                        .await
+                    {
+                        Ok(sent) => return Ok(sent),
+                        // The next round uploads (unless another message has a new id by then,
+                        // which is tried once).
+                        Err(failed) if failed.file_refused && !refused => {
+                            refused = true;
+                            files.refused(medium, &id).await;
+                        }
+                        Err(failed) => return Err(failed.error),
+                    }
+                }
+                Attachment::Upload { bytes, turn } => {
+                    let file = InputFile::memory(bytes).file_name(medium.name.clone());
+                    let sent = self
+                        .deliver(chat_id, body, Some((medium.kind, &file)))
+                        .await
+                        .map_err(|failed| failed.error)?;
+                    match file_id_of(&sent.0, medium.kind) {
+                        Some(id) => files.uploaded(medium, turn, id).await,
+                        None => tracing::warn!(
+                            medium = %medium.name,
+                            "Telegram's answer to an upload names no file; the next message uploads again"
+                        ),
+                    }
+                    return Ok(sent);
+                }
+            }
+        }
     }
 
     fn to_delivery_error(
@@ -287,54 +463,82 @@ impl Channel for TelegramChannel {
                 message.body.format()
             )));
         };
-        let chat_id = &TelegramChatId::parse(to)
+        let chat_id = TelegramChatId::parse(to)
             .map_err(|e| DeliveryError::new(FailureKind::InvalidAddress, e.0))?;
-        let turn = self.pacer.ready(*chat_id).await.map_err(held_back)?;
-        let sent = self.send_to(*chat_id, body).await;
-        // Answered: the window counts from now.
-        drop(turn);
-        let error = match sent {
-            Ok(sent) => return Ok(delivered(&sent, None)),
-            Err(RequestError::MigrateToChatId(to)) => {
-                let Ok(new_chat) = TelegramChatId::new(to.0) else {
-                    return Err(DeliveryError::permanent(format!(
-                        "chat {chat_id}: Telegram named an invalid new chat id {}",
-                        to.0
-                    )));
-                };
-                tracing::info!(
-                    from = chat_id.get(),
-                    to = new_chat.get(),
-                    "group migrated to a supergroup; resending there"
-                );
-                let turn = self.pacer.ready(new_chat).await.map_err(held_back)?;
-                let sent = self.send_to(new_chat, body).await;
-                drop(turn);
-                return match sent {
-                    Ok(sent) => Ok(delivered(&sent, Some(new_chat))),
-                    Err(RequestError::MigrateToChatId(again)) => {
-                        Err(DeliveryError::permanent(format!(
-                            "chat {chat_id} migrated to {new_chat}, which migrated again to {}",
-                            again.0
-                        )))
-                    }
-                    Err(e) => {
-                        let mut error = self.to_delivery_error(&e, Some(new_chat));
-                        error.message =
-                            format!("after migration from {chat_id}: {}", error.message);
-                        Err(error)
-                    }
-                };
-            }
-            Err(e) => self.to_delivery_error(&e, Some(*chat_id)),
+        let (sent, migrated_to) = match body.media.first() {
+            Some(medium) => self.deliver_medium(chat_id, body, medium).await?,
+            None => self
+                .deliver(chat_id, body, None)
+                .await
+                .map_err(|failed| failed.error)?,
         };
-        tracing::debug!(kind = %error.kind.error_kind(), error = %error.message, "Telegram send failed");
-        Err(error)
+        Ok(delivered(&sent, migrated_to))
     }
 
     fn max_concurrency(&self) -> usize {
         // Enough requests in flight to reach the rate at a few hundred ms of latency.
         (self.pacer.limits().per_second as usize / 4).clamp(16, 256)
+    }
+}
+
+/// A failed send, and whether Telegram refused the `file_id` it named.
+struct Failed {
+    error: DeliveryError,
+    file_refused: bool,
+}
+
+impl From<DeliveryError> for Failed {
+    fn from(error: DeliveryError) -> Self {
+        Self {
+            error,
+            file_refused: false,
+        }
+    }
+}
+
+/// Telegram's parse mode for ours; `None` for plain text.
+fn parse_mode(mode: ParseMode) -> Option<teloxide::types::ParseMode> {
+    match mode {
+        ParseMode::Html => Some(teloxide::types::ParseMode::Html),
+        ParseMode::MarkdownV2 => Some(teloxide::types::ParseMode::MarkdownV2),
+        ParseMode::Plain => None,
+    }
+}
+
+/// The `file_id` of the medium a sent message shows (of a photo, its largest size).
+fn file_id_of(sent: &Message, kind: MediaKind) -> Option<String> {
+    let file = match kind {
+        MediaKind::Photo => {
+            &sent
+                .photo()?
+                .iter()
+                .max_by_key(|p| u64::from(p.width) * u64::from(p.height))?
+                .file
+        }
+        MediaKind::Video => &sent.video()?.file,
+        MediaKind::Animation => &sent.animation()?.file,
+        MediaKind::Document => &sent.document()?.file,
+    };
+    Some(file.id.0.clone())
+}
+
+/// Whether Telegram refused the `file_id` a request named (wrong, expired, or of another type);
+/// the bytes uploaded again go through.
+fn file_refused(error: &RequestError) -> bool {
+    match error {
+        RequestError::Api(
+            ApiError::WrongFileId | ApiError::WrongFileIdOrUrl | ApiError::FileIdInvalid,
+        ) => true,
+        RequestError::Api(ApiError::Unknown(description)) => {
+            let d = description.to_ascii_lowercase();
+            d.starts_with("bad request")
+                && (d.contains("file identifier")
+                    || d.contains("file id")
+                    || d.contains("file_reference")
+                    || d.contains("file reference")
+                    || d.contains("type of file mismatch"))
+        }
+        _ => false,
     }
 }
 

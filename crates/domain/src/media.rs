@@ -68,6 +68,16 @@ impl MediaKind {
         }
     }
 
+    /// The Bot API method that sends it with a caption.
+    pub fn telegram_method(self) -> &'static str {
+        match self {
+            MediaKind::Photo => "sendPhoto",
+            MediaKind::Video => "sendVideo",
+            MediaKind::Animation => "sendAnimation",
+            MediaKind::Document => "sendDocument",
+        }
+    }
+
     /// The largest file of this kind the Bot API takes as an upload.
     pub fn telegram_limit(self) -> u64 {
         match self {

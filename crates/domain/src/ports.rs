@@ -12,7 +12,7 @@ use crate::budget::{Moves, Slots};
 use crate::channel::{ChannelKind, ChannelPolicy};
 use crate::error::{DeliveryError, Result, TemplateError};
 use crate::filter::AudienceFilter;
-use crate::media::{MediaId, MediaRef, Medium, NewMedium};
+use crate::media::{MediaId, MediaKind, MediaRef, Medium, NewMedium};
 use crate::model::*;
 use crate::types::*;
 
@@ -251,6 +251,20 @@ pub trait MediaStore: Send + Sync + Debug {
     /// Removes a medium, and its bytes when no other medium has the same; answers what it
     /// removed.
     async fn remove_medium(&self, id: MediaId) -> Result<Medium>;
+    /// The `file_id` Telegram gave bot `bot` (the number before the token's colon) for an
+    /// upload of these bytes, if one is kept.
+    async fn telegram_file_id(&self, bot: i64, sha256: &str) -> Result<Option<String>>;
+    /// Keeps the `file_id` of an upload (the last one kept wins).
+    async fn keep_telegram_file_id(
+        &self,
+        bot: i64,
+        sha256: &str,
+        kind: MediaKind,
+        file_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Forgets a `file_id` Telegram refused, unless another has replaced it.
+    async fn forget_telegram_file_id(&self, bot: i64, sha256: &str, file_id: &str) -> Result<()>;
 }
 
 /// The audience: users, competitions and registrations.

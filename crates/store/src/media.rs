@@ -13,7 +13,7 @@ use sea_orm::{
     EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use crate::entity::{broadcasts, media, media_blobs, message_templates};
+use crate::entity::{broadcasts, media, media_blobs, message_templates, telegram_files};
 use crate::error::{db_err, is_unique_violation};
 use crate::{Store, convert};
 
@@ -278,5 +278,60 @@ impl MediaStore for Store {
         sweep_blobs(&txn).await?;
         txn.commit().await.map_err(db_err)?;
         medium(model)
+    }
+
+    async fn telegram_file_id(&self, bot: i64, sha256: &str) -> Result<Option<String>> {
+        telegram_files::Entity::find_by_id((bot, sha256.to_owned()))
+            .select_only()
+            .column(telegram_files::Column::FileId)
+            .into_tuple()
+            .one(self.conn())
+            .await
+            .map_err(db_err)
+    }
+
+    async fn keep_telegram_file_id(
+        &self,
+        bot: i64,
+        sha256: &str,
+        kind: MediaKind,
+        file_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let row = telegram_files::ActiveModel {
+            bot_id: Set(bot),
+            sha256: Set(sha256.to_owned()),
+            kind: Set(kind.as_str().to_owned()),
+            file_id: Set(file_id.to_owned()),
+            created_at: Set(now),
+        };
+        telegram_files::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([
+                    telegram_files::Column::BotId,
+                    telegram_files::Column::Sha256,
+                ])
+                .update_columns([
+                    telegram_files::Column::Kind,
+                    telegram_files::Column::FileId,
+                    telegram_files::Column::CreatedAt,
+                ])
+                .to_owned(),
+            )
+            .exec(self.conn())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn forget_telegram_file_id(&self, bot: i64, sha256: &str, file_id: &str) -> Result<()> {
+        telegram_files::Entity::delete_many()
+            .filter(telegram_files::Column::BotId.eq(bot))
+            .filter(telegram_files::Column::Sha256.eq(sha256))
+            .filter(telegram_files::Column::FileId.eq(file_id))
+            .exec(self.conn())
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 }

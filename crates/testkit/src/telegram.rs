@@ -1,6 +1,7 @@
 //! A fake Telegram Bot API server (axum on 127.0.0.1, started in-process in milliseconds).
 //!
-//! It answers `getMe` and `sendMessage` (JSON, form or query parameters) the way Telegram does,
+//! It answers `getMe`, `sendMessage`, and `sendPhoto`, `sendVideo`, `sendAnimation` and
+//! `sendDocument` (JSON, form, multipart or query parameters) the way Telegram does,
 //! with Telegram's exact error descriptions (teloxide matches them by text): 401 for a wrong
 //! token, 400 "chat not found", 403 "bot was blocked by the user", 429 with `retry_after`, 400
 //! with `migrate_to_chat_id`, 500 for chats set to fail. It records every accepted message and
@@ -12,6 +13,13 @@
 //! with `allow_paid_broadcast`, which are counted apart), at most 1 per chat in any 1 s, and at
 //! most 20 per group (negative id) in any 60 s. A request over a limit gets 429 `Too Many Requests: retry after N`, N being the
 //! whole seconds until the refusing window admits one more; refused requests are not counted.
+//!
+//! Media are uploaded (a multipart file part, named by the field or by `attach://<part>`) or sent
+//! by a `file_id` the fake gave an earlier upload; the fake answers with a `file_id` as Telegram
+//! does, refuses unknown, expired ([`FakeTelegram::expire_file_ids`]) or mismatched ids (400
+//! "wrong file identifier/HTTP URL specified", "type of file mismatch"), photos that are not
+//! JPEG, PNG or WebP (`IMAGE_PROCESS_FAILED`), photos over 10 MB and other files over 50 MB,
+//! and captions over 1024 characters; each [`SentMessage::media`] says whether it was an upload.
 //!
 //! To test what a client does when the outcome of a request is unknown, a chat can be set to
 //! [`ChatBehavior::AcceptThenDrop`] (or every k-th message dropped with
@@ -36,7 +44,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
@@ -124,8 +132,10 @@ pub struct SentMessage {
     pub message_id: i64,
     /// Chat it was sent to.
     pub chat_id: i64,
-    /// Text exactly as received.
+    /// Text exactly as received (the caption of a medium).
     pub text: String,
+    /// The medium of `sendPhoto`, `sendVideo`, `sendAnimation` or `sendDocument`.
+    pub media: Option<SentMedia>,
     /// `parse_mode` as received (`"HTML"`, `"MarkdownV2"`), if any.
     pub parse_mode: Option<String>,
     /// Whether `link_preview_options.is_disabled` (or the old `disable_web_page_preview`) was set.
@@ -139,6 +149,21 @@ pub struct SentMessage {
     pub at: Instant,
     /// When it arrived, wall clock.
     pub received_at: SystemTime,
+}
+
+/// The medium of an accepted message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentMedia {
+    /// `photo`, `video`, `animation` or `document`.
+    pub kind: &'static str,
+    /// The `file_id` it was sent with, or the one the fake gave the upload.
+    pub file_id: String,
+    /// True when the bytes came with the request; false for a `file_id`.
+    pub uploaded: bool,
+    /// The file name of the upload, if it had one.
+    pub file_name: Option<String>,
+    /// Size of the uploaded bytes (of the first upload, for a `file_id`).
+    pub size: usize,
 }
 
 /// A 429 the fake answered.
@@ -245,6 +270,32 @@ impl FakeTelegram {
             .filter(|m| m.chat_id == chat_id)
             .cloned()
             .collect()
+    }
+
+    /// Accepted messages that uploaded their medium.
+    pub fn upload_count(&self) -> usize {
+        let inner = self.state.lock();
+        inner
+            .messages
+            .iter()
+            .filter(|m| m.media.as_ref().is_some_and(|f| f.uploaded))
+            .count()
+    }
+
+    /// Accepted messages that sent their medium by `file_id`.
+    pub fn file_id_send_count(&self) -> usize {
+        let inner = self.state.lock();
+        inner
+            .messages
+            .iter()
+            .filter(|m| m.media.as_ref().is_some_and(|f| !f.uploaded))
+            .count()
+    }
+
+    /// Makes every `file_id` given so far unusable, as Telegram may: later requests naming one
+    /// get 400 "wrong file identifier/HTTP URL specified".
+    pub fn expire_file_ids(&self) {
+        self.state.lock().files.clear();
     }
 
     /// Number of accepted messages.
@@ -380,6 +431,8 @@ struct Inner {
     hold_until: Option<Instant>,
     next_message_id: i64,
     dropped: usize,
+    /// Every `file_id` given (and not expired): its kind and size.
+    files: HashMap<String, (&'static str, usize)>,
 }
 
 impl Inner {
@@ -393,6 +446,7 @@ impl Inner {
             hold_until: None,
             next_message_id: 1,
             dropped: 0,
+            files: HashMap::new(),
         }
     }
 }
@@ -580,20 +634,66 @@ async fn api(
     if bot.strip_prefix("bot") != Some(state.config.token.as_str()) {
         return error(401, "Unauthorized");
     }
-    let params = match parse_params(query.as_deref(), &headers, &body) {
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    let parsed = match multipart {
+        true => parse_multipart(query.as_deref(), &headers, body).await,
+        false => parse_params(query.as_deref(), &headers, &body).map(|p| (p, Uploads::new())),
+    };
+    let (params, uploads) = match parsed {
         Ok(p) => p,
         Err(description) => return error(400, &description),
     };
-    match method.to_ascii_lowercase().as_str() {
-        "getme" => answer(200, json!({"ok": true, "result": me(&state.config.token)})),
-        "sendmessage" => {
-            state.travel().await;
-            let response = send_message(&state, &params);
-            state.travel().await;
-            response
+    let kind = match method.to_ascii_lowercase().as_str() {
+        "getme" => return answer(200, json!({"ok": true, "result": me(&state.config.token)})),
+        "sendmessage" => None,
+        "sendphoto" => Some("photo"),
+        "sendvideo" => Some("video"),
+        "sendanimation" => Some("animation"),
+        "senddocument" => Some("document"),
+        _ => return error(404, "Not Found"),
+    };
+    state.travel().await;
+    let response = send_message(&state, &params, kind.map(|k| (k, &uploads)));
+    state.travel().await;
+    response
+}
+
+/// Files of a multipart request by part name: file name and bytes.
+type Uploads = HashMap<String, (Option<String>, Vec<u8>)>;
+
+/// The query string's parameters and a multipart body's fields; parts with a file name are
+/// uploads.
+async fn parse_multipart(
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(Map<String, Value>, Uploads), String> {
+    let mut params = parse_params(query, &HeaderMap::new(), &[])?;
+    let mut request = Request::new(Body::from(body));
+    *request.headers_mut() = headers.clone();
+    let bad = |e: &dyn std::fmt::Display| format!("Bad Request: can't parse multipart body: {e}");
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| bad(&e))?;
+    let mut uploads = Uploads::new();
+    while let Some(field) = form.next_field().await.map_err(|e| bad(&e))? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = field.file_name().map(str::to_owned);
+        let bytes = field.bytes().await.map_err(|e| bad(&e))?;
+        match file_name {
+            Some(file_name) => {
+                uploads.insert(name, (Some(file_name), bytes.to_vec()));
+            }
+            None => {
+                let text = String::from_utf8(bytes.to_vec()).map_err(|e| bad(&e))?;
+                params.insert(name, Value::String(text));
+            }
         }
-        _ => error(404, "Not Found"),
     }
+    Ok((params, uploads))
 }
 
 fn me(token: &str) -> Value {
@@ -682,7 +782,13 @@ fn link_preview_disabled(params: &Map<String, Value>) -> bool {
         || bool_param(params, "disable_web_page_preview")
 }
 
-fn send_message(state: &Shared, params: &Map<String, Value>) -> Response {
+/// `sendMessage`, or with `media` (the kind and the request's uploads) `sendPhoto`,
+/// `sendVideo`, `sendAnimation` or `sendDocument`.
+fn send_message(
+    state: &Shared,
+    params: &Map<String, Value>,
+    media: Option<(&'static str, &Uploads)>,
+) -> Response {
     let Some(chat_id) = int_param(params, "chat_id") else {
         return match params.get("chat_id") {
             None => error(400, "Bad Request: chat_id is empty"),
@@ -762,12 +868,18 @@ fn send_message(state: &Shared, params: &Map<String, Value>) -> Response {
         | None => {}
     }
 
-    let text = match params.get("text") {
-        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
-        _ => return error(400, "Bad Request: message text is empty"),
+    let field = if media.is_some() { "caption" } else { "text" };
+    let text = match (params.get(field), media) {
+        (Some(Value::String(s)), _) if !s.trim().is_empty() => s.clone(),
+        (_, Some(_)) => String::new(),
+        (_, None) => return error(400, "Bad Request: message text is empty"),
     };
-    if text.chars().count() > 4096 {
+    // Counted with the markup, so never more lenient than Telegram.
+    if media.is_none() && text.chars().count() > 4096 {
         return error(400, "Bad Request: message is too long");
+    }
+    if media.is_some() && text.encode_utf16().count() > 1024 {
+        return error(400, "Bad Request: message caption is too long");
     }
     let parse_mode = params
         .get("parse_mode")
@@ -786,6 +898,14 @@ fn send_message(state: &Shared, params: &Map<String, Value>) -> Response {
             &format!("Bad Request: can't parse entities: {problem}"),
         );
     }
+
+    let medium = match media {
+        Some((kind, uploads)) => match take_medium(&mut inner, kind, params, uploads) {
+            Ok(medium) => Some(medium),
+            Err(description) => return error(400, &description),
+        },
+        None => None,
+    };
 
     let message_id = inner.next_message_id;
     inner.next_message_id += 1;
@@ -808,6 +928,7 @@ fn send_message(state: &Shared, params: &Map<String, Value>) -> Response {
         message_id,
         chat_id,
         text: text.clone(),
+        media: medium.clone(),
         parse_mode,
         link_preview_disabled: link_preview_disabled(params),
         paid_broadcast: paid,
@@ -835,19 +956,139 @@ fn send_message(state: &Shared, params: &Map<String, Value>) -> Response {
     if let Value::Object(from) = &mut from {
         from.retain(|k, _| matches!(k.as_str(), "id" | "is_bot" | "first_name" | "username"));
     }
-    answer(
-        200,
-        json!({
-            "ok": true,
-            "result": {
-                "message_id": message_id,
-                "from": from,
-                "chat": chat,
-                "date": date,
-                "text": text,
-            },
-        }),
-    )
+    let mut result = json!({
+        "message_id": message_id,
+        "from": from,
+        "chat": chat,
+        "date": date,
+    });
+    match &medium {
+        None => result["text"] = json!(text),
+        Some(medium) => {
+            if !text.is_empty() {
+                result["caption"] = json!(text);
+            }
+            for (key, value) in medium_json(medium) {
+                result[key] = value;
+            }
+        }
+    }
+    answer(200, json!({"ok": true, "result": result}))
+}
+
+/// The largest photo Telegram takes through the Bot API, and any other file.
+const PHOTO_LIMIT: usize = 10 * 1024 * 1024;
+const FILE_LIMIT: usize = 50 * 1024 * 1024;
+
+/// The medium of a `send<Kind>` request: its upload (a part named by the field, or by an
+/// `attach://<part>` value), given a new `file_id`; or the `file_id` it names, which must be one
+/// the fake gave a file of the same kind and has not expired.
+fn take_medium(
+    inner: &mut Inner,
+    kind: &'static str,
+    params: &Map<String, Value>,
+    uploads: &Uploads,
+) -> Result<SentMedia, String> {
+    let named = params.get(kind).and_then(Value::as_str);
+    let upload = match named {
+        Some(value) => match value.strip_prefix("attach://") {
+            Some(part) => Some(uploads.get(part).ok_or_else(|| {
+                format!("Bad Request: there is no file `{part}` in the request to attach")
+            })?),
+            None => None,
+        },
+        None => Some(
+            uploads
+                .get(kind)
+                .ok_or_else(|| format!("Bad Request: there is no {kind} in the request"))?,
+        ),
+    };
+    let Some((file_name, bytes)) = upload else {
+        let file_id = named.unwrap_or_default();
+        let Some(&(given_kind, size)) = inner.files.get(file_id) else {
+            return Err("Bad Request: wrong file identifier/HTTP URL specified".to_owned());
+        };
+        if given_kind != kind {
+            return Err("Bad Request: type of file mismatch".to_owned());
+        }
+        return Ok(SentMedia {
+            kind,
+            file_id: file_id.to_owned(),
+            uploaded: false,
+            file_name: None,
+            size,
+        });
+    };
+    if bytes.is_empty() {
+        return Err("Bad Request: file must be non-empty".to_owned());
+    }
+    let limit = if kind == "photo" {
+        PHOTO_LIMIT
+    } else {
+        FILE_LIMIT
+    };
+    if bytes.len() > limit {
+        return Err("Bad Request: file is too big".to_owned());
+    }
+    let image = bytes.starts_with(&[0x89, b'P', b'N', b'G'])
+        || bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+        || (bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP".as_slice()));
+    if kind == "photo" && !image {
+        return Err("Bad Request: IMAGE_PROCESS_FAILED".to_owned());
+    }
+    // Named after the message that uploaded it: never given twice, even after an expiry.
+    let file_id = format!("fake-{kind}-{}", inner.next_message_id);
+    inner.files.insert(file_id.clone(), (kind, bytes.len()));
+    if kind == "photo" {
+        // Telegram answers with several sizes; a smaller one has its own id.
+        inner
+            .files
+            .insert(format!("{file_id}-small"), (kind, bytes.len()));
+    }
+    Ok(SentMedia {
+        kind,
+        file_id,
+        uploaded: true,
+        file_name: file_name.clone(),
+        size: bytes.len(),
+    })
+}
+
+/// The fields Telegram's `Message` has for a medium.
+fn medium_json(medium: &SentMedia) -> Vec<(&'static str, Value)> {
+    let file = |id: &str, extra: Value| {
+        let mut file = json!({
+            "file_id": id,
+            "file_unique_id": format!("unique-{id}"),
+            "file_size": medium.size,
+        });
+        if let (Value::Object(file), Value::Object(extra)) = (&mut file, extra) {
+            file.extend(extra);
+        }
+        file
+    };
+    let id = medium.file_id.as_str();
+    match medium.kind {
+        "photo" => vec![(
+            "photo",
+            json!([
+                file(&format!("{id}-small"), json!({"width": 90, "height": 45})),
+                file(id, json!({"width": 640, "height": 320})),
+            ]),
+        )],
+        "video" => vec![(
+            "video",
+            file(id, json!({"width": 640, "height": 360, "duration": 1})),
+        )],
+        "animation" => vec![
+            (
+                "animation",
+                file(id, json!({"width": 320, "height": 240, "duration": 1})),
+            ),
+            ("document", file(id, json!({}))),
+        ],
+        _ => vec![("document", file(id, json!({})))],
+    }
 }
 
 /// Tags Telegram's HTML parse mode accepts.

@@ -12,6 +12,7 @@ mod faults;
 mod graceful;
 mod harness;
 mod lanes;
+mod media;
 mod retry;
 mod schedule;
 mod stopping;

@@ -2,6 +2,7 @@
 //! the SMTP sink from `broadcast-testkit`, and the outbox files on disk.
 
 mod email;
+mod media;
 mod outbox;
 mod telegram;
 mod unsubscribe;

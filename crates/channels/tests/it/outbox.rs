@@ -109,3 +109,40 @@ async fn emails_become_parseable_eml_files() {
     let files = std::fs::read_dir(outbox.dir()).unwrap().count();
     assert_eq!(files, 1);
 }
+
+#[tokio::test]
+async fn a_medium_is_written_with_its_method_and_reference() {
+    use broadcast_domain::{MediaKind, MediaRef, MessageBody};
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = TelegramOutbox::new(dir.path()).unwrap();
+    let poster = MediaRef {
+        medium: 3,
+        name: "poster.png".into(),
+        content_type: "image/png".into(),
+        kind: MediaKind::Photo,
+        size: 2048,
+        sha256: "ab".repeat(32),
+    };
+    let mut message = telegram(5, "<b>Caption</b>", ParseMode::Html);
+    if let MessageBody::Chat { message, .. } = &mut message.body {
+        message.media = vec![poster.clone()];
+    }
+    outbox.send(&message).await.unwrap();
+    outbox
+        .send(&telegram(6, "text only", ParseMode::Plain))
+        .await
+        .unwrap();
+    let content = std::fs::read_to_string(outbox.path()).unwrap();
+    let lines: Vec<TelegramOutboxLine> = content
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(
+        (lines[0].method.as_str(), lines[0].text.as_str()),
+        ("sendPhoto", "<b>Caption</b>")
+    );
+    assert_eq!(lines[0].media, vec![poster]);
+    assert_eq!(lines[1].method, "sendMessage");
+    assert!(lines[1].media.is_empty());
+    assert!(!content.lines().nth(1).unwrap().contains("\"media\""));
+}

@@ -103,4 +103,35 @@ impl MediaStore for MemoryStore {
         s.sweep_blobs();
         Ok(medium)
     }
+
+    async fn telegram_file_id(&self, bot: i64, sha256: &str) -> Result<Option<String>> {
+        Ok(self
+            .lock()
+            .telegram_files
+            .get(&(bot, sha256.to_owned()))
+            .cloned())
+    }
+
+    async fn keep_telegram_file_id(
+        &self,
+        bot: i64,
+        sha256: &str,
+        _kind: MediaKind,
+        file_id: &str,
+        _now: DateTime<Utc>,
+    ) -> Result<()> {
+        self.lock()
+            .telegram_files
+            .insert((bot, sha256.to_owned()), file_id.to_owned());
+        Ok(())
+    }
+
+    async fn forget_telegram_file_id(&self, bot: i64, sha256: &str, file_id: &str) -> Result<()> {
+        let mut s = self.lock();
+        let key = (bot, sha256.to_owned());
+        if s.telegram_files.get(&key).is_some_and(|id| id == file_id) {
+            s.telegram_files.remove(&key);
+        }
+        Ok(())
+    }
 }

@@ -51,6 +51,8 @@ struct State {
     /// The media library by id, and its bytes by SHA-256.
     media: BTreeMap<MediaId, Medium>,
     blobs: BTreeMap<String, Vec<u8>>,
+    /// Telegram's `file_id` per bot and SHA-256.
+    telegram_files: BTreeMap<(i64, String), String>,
 }
 
 impl State {

@@ -16,4 +16,5 @@ pub mod media_blobs;
 pub mod message_templates;
 pub mod registrations;
 pub mod send_budgets;
+pub mod telegram_files;
 pub mod users;

@@ -1473,3 +1473,60 @@ async fn media_in_use_stay_until_nothing_needs_them() {
         );
     }
 }
+
+/// Telegram's `file_id`s: per bot and content, the last kept wins, and a refused one is
+/// forgotten only if it is still the one kept.
+#[tokio::test]
+async fn telegram_file_ids_are_kept_per_bot_and_content() {
+    use broadcast_domain::MediaKind;
+    let sha = "ab".repeat(32);
+    for s in subjects().await {
+        let (name, store) = (&s.name, s.store.as_ref());
+        assert_eq!(
+            store.telegram_file_id(1, &sha).await.unwrap(),
+            None,
+            "{name}"
+        );
+        store
+            .keep_telegram_file_id(1, &sha, MediaKind::Photo, "first", t(0))
+            .await
+            .unwrap();
+        store
+            .keep_telegram_file_id(1, &sha, MediaKind::Photo, "second", t(1))
+            .await
+            .unwrap();
+        store
+            .keep_telegram_file_id(2, &sha, MediaKind::Photo, "other bot", t(1))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.telegram_file_id(1, &sha).await.unwrap().as_deref(),
+            Some("second"),
+            "{name}"
+        );
+        // Forgetting an id replaced meanwhile keeps the new one.
+        store
+            .forget_telegram_file_id(1, &sha, "first")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.telegram_file_id(1, &sha).await.unwrap().as_deref(),
+            Some("second"),
+            "{name}"
+        );
+        store
+            .forget_telegram_file_id(1, &sha, "second")
+            .await
+            .unwrap();
+        assert_eq!(
+            store.telegram_file_id(1, &sha).await.unwrap(),
+            None,
+            "{name}"
+        );
+        assert_eq!(
+            store.telegram_file_id(2, &sha).await.unwrap().as_deref(),
+            Some("other bot"),
+            "{name}"
+        );
+    }
+}
