@@ -25,6 +25,7 @@ mod m20261204_000012_admin_sessions;
 mod m20261205_000013_budget_owed_moves;
 mod m20261205_000014_media_library;
 mod m20261205_000015_template_media;
+mod m20261205_000016_template_buttons;
 
 /// Every table the migrations create, in creation order.
 pub const TABLES: [&str; 14] = [
@@ -76,6 +77,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000013_budget_owed_moves::Migration),
             Box::new(m20261205_000014_media_library::Migration),
             Box::new(m20261205_000015_template_media::Migration),
+            Box::new(m20261205_000016_template_buttons::Migration),
         ]
     }
 }

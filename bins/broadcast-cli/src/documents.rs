@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use broadcast_domain::{
     AdminUser, AudienceCount, AudienceFilter, BreakerProbe, Broadcast, ChannelKind, ChannelPolicy,
-    ImportReport, MediaRef, MessageTemplate, Page, Recipient, TemplateContent, User,
+    ImportReport, MediaRef, MessageTemplate, Page, Recipient, TemplateContent, UrlButton, User,
 };
 use broadcast_orchestrator::LaunchReport;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -20,9 +20,33 @@ pub(crate) struct ContentDoc {
     link_preview: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     telegram_media: Vec<MediaRefDoc>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    telegram_buttons: Vec<Vec<ButtonDoc>>,
     email_subject: Option<String>,
     email_html: Option<String>,
     email_text: Option<String>,
+}
+
+/// A URL button (`content.telegram_buttons[][]`; a preview's `telegram.buttons`).
+#[derive(Debug, Serialize)]
+pub(crate) struct ButtonDoc {
+    text: String,
+    url: String,
+}
+
+impl ButtonDoc {
+    pub(crate) fn rows(rows: &[Vec<UrlButton>]) -> Vec<Vec<ButtonDoc>> {
+        rows.iter()
+            .map(|row| {
+                row.iter()
+                    .map(|b| ButtonDoc {
+                        text: b.text.clone(),
+                        url: b.url.clone(),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// A medium a template shows (`content.telegram_media[]`).
@@ -56,6 +80,7 @@ impl From<&TemplateContent> for ContentDoc {
             parse_mode: c.parse_mode.as_str(),
             link_preview: c.link_preview,
             telegram_media: c.telegram_media.iter().map(MediaRefDoc::from).collect(),
+            telegram_buttons: ButtonDoc::rows(&c.telegram_buttons),
             email_subject: c.email_subject.clone(),
             email_html: c.email_html.clone(),
             email_text: c.email_text.clone(),

@@ -1585,3 +1585,48 @@ async fn a_template_shows_a_medium_by_name_and_keeps_it_from_removal() {
     );
     ok(&cli(d, &["media", "rm", "poster.png"]), &["media", "rm"]);
 }
+
+#[tokio::test]
+async fn template_buttons_are_checked_at_save_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = |buttons: serde_json::Value| {
+        let path = d.join("buttons.json");
+        let body = serde_json::json!({
+            "name": "buttons",
+            "telegram_text": "Hi {{ first_name }}",
+            "telegram_buttons": buttons,
+        });
+        std::fs::write(&path, body.to_string()).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let evil = file(serde_json::json!([[{"text": "Open", "url": "javascript:alert(1)"}]]));
+    let err = fails(&cli(d, &["template", "create", "--from-json", &evil]), 2);
+    assert!(
+        err.contains("row 1, button 1")
+            && err.contains("a button opens only http, https or tg URLs"),
+        "{err}"
+    );
+    let list = ok_json(d, &["--json", "template", "list"]);
+    assert_eq!(list.as_array().map(Vec::len), Some(0), "{list}");
+
+    let good = file(serde_json::json!([[
+        {"text": "Register", "url": "https://example.org/r?u={{ telegram_id }}"},
+        {"text": "Chat", "url": "tg://resolve?domain=example"},
+    ]]));
+    let t = ok_json(d, &["--json", "template", "create", "--from-json", &good]);
+    assert_eq!(
+        t["content"]["telegram_buttons"][0][1],
+        serde_json::json!({"text": "Chat", "url": "tg://resolve?domain=example"})
+    );
+    let out = cli(d, &["template", "show", "buttons"]);
+    ok(&out, &["template", "show"]);
+    assert!(
+        text(&out.stdout).contains(
+            "buttons 1:   [Register](https://example.org/r?u={{ telegram_id }}) \
+             [Chat](tg://resolve?domain=example)"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const MIGRATIONS: [&str; 15] = [
+const MIGRATIONS: [&str; 16] = [
     "m20261128_000001_create_audience",
     "m20261128_000002_create_templates",
     "m20261128_000003_create_broadcasts",
@@ -19,6 +19,7 @@ const MIGRATIONS: [&str; 15] = [
     "m20261205_000013_budget_owed_moves",
     "m20261205_000014_media_library",
     "m20261205_000015_template_media",
+    "m20261205_000016_template_buttons",
 ];
 
 fn migrate(dir: &Path, args: &[&str]) -> Output {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use broadcast_domain::{
     BroadcastId, Channel, ChannelKind, Delivered, DeliveryError, FailureKind, MediaRef,
-    MessageBody, OutgoingMessage, ParseMode, RecipientId, TelegramChatId, UserId,
+    MessageBody, OutgoingMessage, ParseMode, RecipientId, TelegramChatId, UrlButton, UserId,
 };
 use chrono::{DateTime, Utc};
 use lettre::{AsyncFileTransport, AsyncTransport, Tokio1Executor};
@@ -38,6 +38,9 @@ pub struct TelegramOutboxLine {
     /// The medium above the text, by name, type and SHA-256 of its bytes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<MediaRef>,
+    /// Rows of URL buttons under it (`reply_markup.inline_keyboard`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<Vec<UrlButton>>,
     /// Parse mode.
     pub parse_mode: ParseMode,
     /// Whether a link preview was asked for.
@@ -122,6 +125,7 @@ impl Channel for TelegramOutbox {
                 .to_owned(),
             text: body.text.clone(),
             media: body.media.clone(),
+            buttons: body.buttons.clone(),
             parse_mode: body.parse_mode,
             link_preview: body.link_preview,
             broadcast_id: message.broadcast_id,

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use broadcast_domain::{
     Channel, ChannelKind, Delivered, DeliveryError, FailureKind, MediaKind, MediaRef, MediaStore,
-    MessageBody, OutgoingMessage, ParseMode, TelegramChatId, TelegramMessage,
+    MessageBody, OutgoingMessage, ParseMode, TelegramChatId, TelegramMessage, UrlButton,
 };
 use secrecy::{ExposeSecret, SecretString};
 use teloxide::payloads::{
@@ -40,7 +40,10 @@ use teloxide::payloads::{
     SendVideoSetters,
 };
 use teloxide::requests::Requester;
-use teloxide::types::{ChatId, FileId, InputFile, LinkPreviewOptions, Message};
+use teloxide::types::{
+    ChatId, FileId, InlineKeyboardButton, InlineKeyboardMarkup, InputFile, LinkPreviewOptions,
+    Message,
+};
 use teloxide::{ApiError, Bot, RequestError};
 use url::Url;
 
@@ -220,7 +223,7 @@ impl TelegramChannel {
     async fn send_to(
         &self,
         chat: TelegramChatId,
-        message: &TelegramMessage,
+        message: &Outgoing<'_>,
         file: Option<(MediaKind, &InputFile)>,
     ) -> Result<Message, RequestError> {
         let result = match file {
@@ -242,11 +245,15 @@ impl TelegramChannel {
     async fn send_text(
         &self,
         chat: TelegramChatId,
-        message: &TelegramMessage,
+        outgoing: &Outgoing<'_>,
     ) -> Result<Message, RequestError> {
+        let message = outgoing.body;
         let mut request = self
             .bot
             .send_message(ChatId(chat.get()), message.text.clone());
+        if let Some(keyboard) = &outgoing.keyboard {
+            request = request.reply_markup(keyboard.clone());
+        }
         if let Some(mode) = parse_mode(message.parse_mode) {
             request = request.parse_mode(mode);
         }
@@ -269,14 +276,18 @@ impl TelegramChannel {
     async fn send_medium(
         &self,
         chat: TelegramChatId,
-        message: &TelegramMessage,
+        outgoing: &Outgoing<'_>,
         kind: MediaKind,
         file: InputFile,
     ) -> Result<Message, RequestError> {
+        let message = outgoing.body;
         // The four requests are different types with the same setters.
         macro_rules! captioned {
             ($request:expr) => {{
                 let mut request = $request.caption(message.text.clone());
+                if let Some(keyboard) = &outgoing.keyboard {
+                    request = request.reply_markup(keyboard.clone());
+                }
                 if let Some(mode) = parse_mode(message.parse_mode) {
                     request = request.parse_mode(mode);
                 }
@@ -301,7 +312,7 @@ impl TelegramChannel {
     async fn deliver(
         &self,
         chat_id: TelegramChatId,
-        body: &TelegramMessage,
+        body: &Outgoing<'_>,
         file: Option<(MediaKind, &InputFile)>,
     ) -> Result<(Message, Option<TelegramChatId>), Failed> {
         let turn = self.pacer.ready(chat_id).await.map_err(held_back)?;
@@ -362,7 +373,7 @@ impl TelegramChannel {
     async fn deliver_medium(
         &self,
         chat_id: TelegramChatId,
-        body: &TelegramMessage,
+        body: &Outgoing<'_>,
         medium: &MediaRef,
     ) -> Result<(Message, Option<TelegramChatId>), DeliveryError> {
         let Some(files) = &self.files else {
@@ -465,10 +476,14 @@ impl Channel for TelegramChannel {
         };
         let chat_id = TelegramChatId::parse(to)
             .map_err(|e| DeliveryError::new(FailureKind::InvalidAddress, e.0))?;
+        let outgoing = Outgoing {
+            body,
+            keyboard: keyboard(&body.buttons)?,
+        };
         let (sent, migrated_to) = match body.media.first() {
-            Some(medium) => self.deliver_medium(chat_id, body, medium).await?,
+            Some(medium) => self.deliver_medium(chat_id, &outgoing, medium).await?,
             None => self
-                .deliver(chat_id, body, None)
+                .deliver(chat_id, &outgoing, None)
                 .await
                 .map_err(|failed| failed.error)?,
         };
@@ -479,6 +494,35 @@ impl Channel for TelegramChannel {
         // Enough requests in flight to reach the rate at a few hundred ms of latency.
         (self.pacer.limits().per_second as usize / 4).clamp(16, 256)
     }
+}
+
+/// A message as it goes out: the rendered body and its keyboard.
+struct Outgoing<'a> {
+    body: &'a TelegramMessage,
+    keyboard: Option<InlineKeyboardMarkup>,
+}
+
+/// The inline keyboard of URL buttons, or `None` without buttons. The renderer checked every
+/// URL; one that still does not parse fails the message as permanent.
+fn keyboard(rows: &[Vec<UrlButton>]) -> Result<Option<InlineKeyboardMarkup>, DeliveryError> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut keyboard = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut buttons = Vec::with_capacity(row.len());
+        for b in row {
+            let url = Url::parse(&b.url).map_err(|e| {
+                DeliveryError::permanent(format!(
+                    "button `{}`: the URL does not parse: {e}",
+                    b.text
+                ))
+            })?;
+            buttons.push(InlineKeyboardButton::url(b.text.clone(), url));
+        }
+        keyboard.push(buttons);
+    }
+    Ok(Some(InlineKeyboardMarkup::new(keyboard)))
 }
 
 /// A failed send, and whether Telegram refused the `file_id` it named.

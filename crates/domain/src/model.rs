@@ -185,6 +185,10 @@ pub struct TemplateContent {
     /// medium the text is its caption, limited to 1024 characters instead of 4096.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub telegram_media: Vec<MediaRef>,
+    /// Rows of URL buttons under the Telegram message; labels and URLs are templates, checked
+    /// once rendered ([`UrlButton::check`]) and as a whole by [`check_button_rows`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub telegram_buttons: Vec<Vec<UrlButton>>,
     /// E-mail subject.
     pub email_subject: Option<String>,
     /// E-mail HTML body.
@@ -201,6 +205,8 @@ impl TemplateContent {
             TemplatePart::EmailSubject => &self.email_subject,
             TemplatePart::EmailHtml => &self.email_html,
             TemplatePart::EmailText => &self.email_text,
+            // Not one text: see `telegram_buttons`.
+            TemplatePart::TelegramButtons => return None,
         };
         s.as_deref().filter(|s| !s.trim().is_empty())
     }
@@ -228,6 +234,74 @@ impl TemplateContent {
             ),
         }
     }
+}
+
+/// Most buttons in one row of an inline keyboard (Telegram's clients show no more).
+pub const MAX_BUTTONS_PER_ROW: usize = 8;
+/// Most buttons under one message.
+pub const MAX_BUTTONS: usize = 100;
+/// Longest button label, in characters (Telegram documents no limit; clients cut far shorter
+/// labels, so this is strict on purpose).
+pub const MAX_BUTTON_TEXT: usize = 64;
+
+/// A button under a Telegram message that opens a URL: in a template, the label and the URL
+/// are templates; in a rendered message, what the recipient sees and opens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UrlButton {
+    /// The label.
+    pub text: String,
+    /// The URL: `http`, `https` or `tg`.
+    pub url: String,
+}
+
+impl UrlButton {
+    /// Checks a rendered button: a label of 1 to [`MAX_BUTTON_TEXT`] characters, and a URL
+    /// Telegram opens (`http` or `https` with a host, or `tg:`); the problem otherwise.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let text = self.text.trim();
+        if text.is_empty() {
+            return Err("the label is empty".into());
+        }
+        let chars = text.chars().count();
+        if chars > MAX_BUTTON_TEXT {
+            return Err(format!(
+                "the label is {chars} characters long; the limit is {MAX_BUTTON_TEXT}"
+            ));
+        }
+        let shown: String = self.url.chars().take(80).collect();
+        let url = url::Url::parse(self.url.trim())
+            .map_err(|e| format!("the URL `{shown}` is not a URL ({e})"))?;
+        match url.scheme() {
+            "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(()),
+            "tg" => Ok(()),
+            "http" | "https" => Err(format!("the URL `{shown}` has no host")),
+            scheme => Err(format!(
+                "the URL `{shown}` is `{scheme}:`; a button opens only http, https or tg URLs"
+            )),
+        }
+    }
+}
+
+/// Checks the shape of a keyboard: no empty row, at most [`MAX_BUTTONS_PER_ROW`] buttons in a
+/// row and [`MAX_BUTTONS`] in all.
+pub fn check_button_rows(rows: &[Vec<UrlButton>]) -> std::result::Result<(), String> {
+    for (i, row) in rows.iter().enumerate() {
+        if row.is_empty() {
+            return Err(format!("row {} has no button", i + 1));
+        }
+        if row.len() > MAX_BUTTONS_PER_ROW {
+            return Err(format!(
+                "row {} has {} buttons; the limit is {MAX_BUTTONS_PER_ROW}",
+                i + 1,
+                row.len()
+            ));
+        }
+    }
+    let all: usize = rows.iter().map(Vec::len).sum();
+    if all > MAX_BUTTONS {
+        return Err(format!("{all} buttons; the limit is {MAX_BUTTONS}"));
+    }
+    Ok(())
 }
 
 /// A stored, named, versioned message template.

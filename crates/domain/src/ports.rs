@@ -521,6 +521,9 @@ pub struct TelegramMessage {
     /// SHA-256).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<MediaRef>,
+    /// Rows of URL buttons under it, rendered and checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<Vec<UrlButton>>,
 }
 
 /// A rendered e-mail.

@@ -433,6 +433,8 @@ string_enum! {
         EmailHtml => "email_html",
         /// The plain-text body of the e-mail.
         EmailText => "email_text",
+        /// The URL buttons under the Telegram message (labels and URLs).
+        TelegramButtons => "telegram_buttons",
     }
 }
 

@@ -147,6 +147,7 @@ pub(crate) async fn run() -> Result<Report, Box<dyn std::error::Error>> {
                     parse_mode: ParseMode::Plain,
                     link_preview: false,
                     telegram_media: Vec::new(),
+                    telegram_buttons: Vec::new(),
                     email_subject: None,
                     email_html: None,
                     email_text: None,
@@ -433,6 +434,7 @@ impl CompiledTemplate for BracesTemplate {
             parse_mode: self.0.parse_mode,
             link_preview: self.0.link_preview,
             media: Vec::new(),
+            buttons: Vec::new(),
         })
     }
 

@@ -99,6 +99,7 @@
 //!             parse_mode: ParseMode::Plain,
 //!             link_preview: false,
 //!             media: Vec::new(),
+//!             buttons: Vec::new(),
 //!         })
 //!     }
 //!     fn render_email(

@@ -23,6 +23,7 @@ fn demo() -> TemplateContent {
         parse_mode: ParseMode::Html,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: part("email_subject"),
         email_html: part("email_html"),
         email_text: part("email_text"),

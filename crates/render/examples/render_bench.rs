@@ -20,6 +20,7 @@ fn main() {
         parse_mode: ParseMode::Html,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: Some("{{ competition_name }}: see you, {{ first_name }}".to_owned()),
         email_html: Some("<p>Dear {{ full_name }},</p><p>{{ competition_date }}</p>".to_owned()),
         email_text: Some("Dear {{ full_name }},\n{{ competition_date }}".to_owned()),

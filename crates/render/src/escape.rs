@@ -75,6 +75,21 @@ pub(crate) fn markdown_v2(input: &str, out: &mut dyn Write) -> io::Result<()> {
     })
 }
 
+/// The `urlencode` filter: every byte outside RFC 3986's unreserved characters (letters,
+/// digits, `-`, `.`, `_` and `~`) percent-encoded, so that a value is one safe component of a
+/// URL: `?name={{ first_name | urlencode }}`.
+pub(crate) fn urlencode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

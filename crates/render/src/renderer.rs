@@ -5,7 +5,8 @@ use std::fmt;
 
 use broadcast_domain::{
     CompiledTemplate, EmailMessage, MediaRef, ParseMode, RecipientContext, RenderEnv, Renderer,
-    TelegramMessage, TemplateContent, TemplateError, TemplateErrorKind, TemplatePart, VariableInfo,
+    TelegramMessage, TemplateContent, TemplateError, TemplateErrorKind, TemplatePart, UrlButton,
+    VariableInfo, check_button_rows,
 };
 use tera::{EscapeFn, Tera};
 
@@ -46,7 +47,11 @@ fn escaping(part: TemplatePart, mode: ParseMode) -> Option<EscapeFn> {
         (TemplatePart::TelegramText, ParseMode::MarkdownV2) => Some(escape::markdown_v2),
         (TemplatePart::TelegramText, ParseMode::Plain) => None,
         (TemplatePart::EmailHtml, _) => Some(escape::email_html),
-        (TemplatePart::EmailSubject | TemplatePart::EmailText, _) => None,
+        // Labels are plain text; URLs are checked once rendered (`| urlencode` a value).
+        (
+            TemplatePart::EmailSubject | TemplatePart::EmailText | TemplatePart::TelegramButtons,
+            _,
+        ) => None,
     }
 }
 
@@ -63,6 +68,10 @@ impl Part {
     fn compile(part: TemplatePart, src: &str, mode: ParseMode) -> Result<Part, Vec<TemplateError>> {
         let name = part.as_str();
         let mut tera = Tera::new();
+        tera.register_filter(
+            "urlencode",
+            |value: &str, _: tera::Kwargs, _: &tera::State<'_>| escape::urlencode(value),
+        );
         match escaping(part, mode) {
             Some(escape_fn) => {
                 tera.set_escape_fn(escape_fn);
@@ -272,11 +281,32 @@ fn check_telegram_text(text: &str, mode: ParseMode, caption: bool) -> Result<(),
     Ok(())
 }
 
+/// One URL button, its label and its URL compiled.
+#[derive(Debug)]
+struct ButtonParts {
+    text: Part,
+    url: Part,
+}
+
+/// A problem of button `column` of `row` (0-based), `what` being its label or its URL, said so.
+fn in_button(row: usize, column: usize, what: &str, problem: &impl fmt::Display) -> TemplateError {
+    error(
+        TemplatePart::TelegramButtons,
+        TemplateErrorKind::Render(format!(
+            "row {}, button {}, {what}: {problem}",
+            row + 1,
+            column + 1
+        )),
+    )
+}
+
 /// A template compiled once (per broadcast) and rendered per recipient.
 pub struct TeraTemplate {
     parse_mode: ParseMode,
     link_preview: bool,
     media: Vec<MediaRef>,
+    /// Rows of URL buttons.
+    buttons: Vec<Vec<ButtonParts>>,
     telegram: Option<Part>,
     subject: Option<Part>,
     html: Option<Part>,
@@ -299,6 +329,40 @@ impl TeraTemplate {
         [&self.telegram, &self.subject, &self.html, &self.text]
             .into_iter()
             .flatten()
+            .chain(
+                self.buttons
+                    .iter()
+                    .flatten()
+                    .flat_map(|b| [&b.text, &b.url]),
+            )
+    }
+
+    /// The buttons rendered with `ctx`, each checked ([`UrlButton::check`]).
+    fn render_buttons(&self, ctx: &tera::Context) -> Result<Vec<Vec<UrlButton>>, TemplateError> {
+        let mut rows = Vec::with_capacity(self.buttons.len());
+        for (r, row) in self.buttons.iter().enumerate() {
+            let mut rendered = Vec::with_capacity(row.len());
+            for (b, button) in row.iter().enumerate() {
+                let text = button
+                    .text
+                    .render(ctx)
+                    .map_err(|e| in_button(r, b, "label", &e.kind))?;
+                let url = button
+                    .url
+                    .render(ctx)
+                    .map_err(|e| in_button(r, b, "URL", &e.kind))?;
+                let button = UrlButton {
+                    text: text.trim().to_owned(),
+                    url: url.trim().to_owned(),
+                };
+                button
+                    .check()
+                    .map_err(|problem| in_button(r, b, "once rendered", &problem))?;
+                rendered.push(button);
+            }
+            rows.push(rendered);
+        }
+        Ok(rows)
     }
 
     fn get(&self, part: TemplatePart) -> Option<&Part> {
@@ -307,6 +371,7 @@ impl TeraTemplate {
             TemplatePart::EmailSubject => self.subject.as_ref(),
             TemplatePart::EmailHtml => self.html.as_ref(),
             TemplatePart::EmailText => self.text.as_ref(),
+            TemplatePart::TelegramButtons => None,
         }
     }
 
@@ -316,6 +381,7 @@ impl TeraTemplate {
             TemplatePart::EmailSubject => &mut self.subject,
             TemplatePart::EmailHtml => &mut self.html,
             TemplatePart::EmailText => &mut self.text,
+            TemplatePart::TelegramButtons => unreachable!("buttons are not one part"),
         }
     }
 
@@ -325,6 +391,7 @@ impl TeraTemplate {
             parse_mode: content.parse_mode,
             link_preview: content.link_preview,
             media: content.telegram_media.clone(),
+            buttons: Vec::new(),
             telegram: None,
             subject: None,
             html: None,
@@ -339,6 +406,35 @@ impl TeraTemplate {
                 Ok(compiled) => *template.slot(part) = Some(compiled),
                 Err(errors) => problems.extend(errors),
             }
+        }
+        if let Err(shape) = check_button_rows(&content.telegram_buttons) {
+            problems.push(error(
+                TemplatePart::TelegramButtons,
+                TemplateErrorKind::Render(shape),
+            ));
+        }
+        for (r, row) in content.telegram_buttons.iter().enumerate() {
+            let mut compiled = Vec::with_capacity(row.len());
+            for (b, button) in row.iter().enumerate() {
+                let compile = |what: &str, src: &str| {
+                    Part::compile(TemplatePart::TelegramButtons, src, ParseMode::Plain).map_err(
+                        |errors| {
+                            errors
+                                .iter()
+                                .map(|e| in_button(r, b, what, &e.kind))
+                                .collect::<Vec<_>>()
+                        },
+                    )
+                };
+                match (compile("label", &button.text), compile("URL", &button.url)) {
+                    (Ok(text), Ok(url)) => compiled.push(ButtonParts { text, url }),
+                    (text, url) => {
+                        problems.extend(text.err().into_iter().flatten());
+                        problems.extend(url.err().into_iter().flatten());
+                    }
+                }
+            }
+            template.buttons.push(compiled);
         }
         (template, problems)
     }
@@ -370,7 +466,12 @@ impl CompiledTemplate for TeraTemplate {
                 "the template has no Telegram text",
             )
         })?;
-        let ctx = part.context(part.vars, recipient, env, unsubscribe_url)?;
+        let vars = self
+            .buttons
+            .iter()
+            .flatten()
+            .fold(part.vars, |acc, b| acc.union(b.text.vars).union(b.url.vars));
+        let ctx = part.context(vars, recipient, env, unsubscribe_url)?;
         let text = part.render(&ctx)?;
         check_telegram_text(&text, self.parse_mode, !self.media.is_empty())?;
         Ok(TelegramMessage {
@@ -378,6 +479,7 @@ impl CompiledTemplate for TeraTemplate {
             parse_mode: self.parse_mode,
             link_preview: self.link_preview,
             media: self.media.clone(),
+            buttons: self.render_buttons(&ctx)?,
         })
     }
 
@@ -423,6 +525,7 @@ impl CompiledTemplate for TeraTemplate {
 ///     parse_mode: ParseMode::Html,
 ///     link_preview: false,
 ///     telegram_media: Vec::new(),
+///     telegram_buttons: Vec::new(),
 ///     email_subject: None,
 ///     email_html: None,
 ///     email_text: None,
@@ -544,6 +647,27 @@ impl TeraRenderer {
                 Err(e) => Err(e),
             };
             problems.extend(checked.err());
+        }
+        problems.extend(
+            compile_problems
+                .iter()
+                .filter(|p| p.part == TemplatePart::TelegramButtons)
+                .cloned(),
+        );
+        let buttons_compiled = !compile_problems
+            .iter()
+            .any(|p| p.part == TemplatePart::TelegramButtons);
+        if buttons_compiled && !template.buttons.is_empty() {
+            let vars = template
+                .parts()
+                .fold(VarSet::default(), |acc, p| acc.union(p.vars));
+            let sample = template.buttons.iter().flatten().next().map(|b| &b.text);
+            if let Some(part) = sample {
+                let rendered = part
+                    .context(vars, recipient, env, Some(SAMPLE_UNSUBSCRIBE_URL))
+                    .and_then(|ctx| template.render_buttons(&ctx));
+                problems.extend(rendered.err());
+            }
         }
         problems
     }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use broadcast_domain::{
     AdminUser, AuditEntry, BreakerProbe, Broadcast, ChannelKind, ChannelPolicy, Competition,
-    EmailAddress, Error, MediaRef, MessageTemplate, Recipient, Registration, Result,
-    TelegramChatId, TemplateContent, TemplateName, User,
+    EmailAddress, Error, MessageTemplate, Recipient, Registration, Result, TelegramChatId,
+    TemplateContent, TemplateName, User,
 };
 
 use crate::entity::{
@@ -61,11 +61,14 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     serde_json::from_value(value).map_err(|e| garbage(table, column, id, e))
 }
 
-/// The media of a template for its JSON column: null when there are none.
-pub(crate) fn media_json(media: &[MediaRef]) -> Result<Option<serde_json::Value>> {
-    match media {
+/// A list of a template for its JSON column (`what` it is, for errors): null when empty.
+pub(crate) fn list_json<T: serde::Serialize>(
+    what: &str,
+    list: &[T],
+) -> Result<Option<serde_json::Value>> {
+    match list {
         [] => Ok(None),
-        media => to_json("the template's media", &media).map(Some),
+        list => to_json(what, &list).map(Some),
     }
 }
 
@@ -161,6 +164,10 @@ pub(crate) fn template(m: message_templates::Model) -> Result<MessageTemplate> {
             telegram_media: match m.telegram_media {
                 None | Some(serde_json::Value::Null) => Vec::new(),
                 Some(v) => from_json(T, "telegram_media", m.id, v)?,
+            },
+            telegram_buttons: match m.telegram_buttons {
+                None | Some(serde_json::Value::Null) => Vec::new(),
+                Some(v) => from_json(T, "telegram_buttons", m.id, v)?,
             },
             email_subject: m.email_subject,
             email_html: m.email_html,

@@ -25,7 +25,8 @@ impl TemplateStore for Store {
     async fn create_template(&self, new: NewTemplate) -> Result<MessageTemplate> {
         let now = Utc::now();
         let c = new.content;
-        let media = convert::media_json(&c.telegram_media)?;
+        let media = convert::list_json("the template's media", &c.telegram_media)?;
+        let buttons = convert::list_json("the template's buttons", &c.telegram_buttons)?;
         let model = message_templates::ActiveModel {
             name: Set(new.name.as_ref().to_owned()),
             description: Set(new.description),
@@ -33,6 +34,7 @@ impl TemplateStore for Store {
             parse_mode: Set(c.parse_mode.as_str().to_owned()),
             link_preview: Set(c.link_preview),
             telegram_media: Set(media),
+            telegram_buttons: Set(buttons),
             email_subject: Set(c.email_subject),
             email_html: Set(c.email_html),
             email_text: Set(c.email_text),
@@ -54,7 +56,8 @@ impl TemplateStore for Store {
         update: NewTemplate,
     ) -> Result<MessageTemplate> {
         let c = update.content;
-        let media = convert::media_json(&c.telegram_media)?;
+        let media = convert::list_json("the template's media", &c.telegram_media)?;
+        let buttons = convert::list_json("the template's buttons", &c.telegram_buttons)?;
         let rows = Entity::update_many()
             .col_expr(Column::Name, Expr::val(update.name.as_ref()))
             .col_expr(Column::Description, Expr::val(update.description))
@@ -62,6 +65,7 @@ impl TemplateStore for Store {
             .col_expr(Column::ParseMode, Expr::val(c.parse_mode.as_str()))
             .col_expr(Column::LinkPreview, Expr::val(c.link_preview))
             .col_expr(Column::TelegramMedia, Expr::val(media))
+            .col_expr(Column::TelegramButtons, Expr::val(buttons))
             .col_expr(Column::EmailSubject, Expr::val(c.email_subject))
             .col_expr(Column::EmailHtml, Expr::val(c.email_html))
             .col_expr(Column::EmailText, Expr::val(c.email_text))

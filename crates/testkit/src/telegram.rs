@@ -20,6 +20,9 @@
 //! "wrong file identifier/HTTP URL specified", "type of file mismatch"), photos that are not
 //! JPEG, PNG or WebP (`IMAGE_PROCESS_FAILED`), photos over 10 MB and other files over 50 MB,
 //! and captions over 1024 characters; each [`SentMessage::media`] says whether it was an upload.
+//! An inline keyboard (`reply_markup`) is checked as Telegram does: buttons with a label and
+//! exactly one action, URLs that are `http(s)` with a host or `tg:` (else `BUTTON_URL_INVALID`),
+//! at most 8 buttons in a row and 100 in all.
 //!
 //! To test what a client does when the outcome of a request is unknown, a chat can be set to
 //! [`ChatBehavior::AcceptThenDrop`] (or every k-th message dropped with
@@ -136,6 +139,8 @@ pub struct SentMessage {
     pub text: String,
     /// The medium of `sendPhoto`, `sendVideo`, `sendAnimation` or `sendDocument`.
     pub media: Option<SentMedia>,
+    /// The URL buttons of `reply_markup.inline_keyboard`, rows of (label, URL).
+    pub buttons: Vec<Vec<(String, String)>>,
     /// `parse_mode` as received (`"HTML"`, `"MarkdownV2"`), if any.
     pub parse_mode: Option<String>,
     /// Whether `link_preview_options.is_disabled` (or the old `disable_web_page_preview`) was set.
@@ -899,6 +904,10 @@ fn send_message(
         );
     }
 
+    let buttons = match inline_keyboard(params) {
+        Ok(buttons) => buttons,
+        Err(description) => return error(400, &description),
+    };
     let medium = match media {
         Some((kind, uploads)) => match take_medium(&mut inner, kind, params, uploads) {
             Ok(medium) => Some(medium),
@@ -929,6 +938,7 @@ fn send_message(
         chat_id,
         text: text.clone(),
         media: medium.clone(),
+        buttons: buttons.clone(),
         parse_mode,
         link_preview_disabled: link_preview_disabled(params),
         paid_broadcast: paid,
@@ -962,6 +972,17 @@ fn send_message(
         "chat": chat,
         "date": date,
     });
+    if !buttons.is_empty() {
+        let rows: Vec<Vec<Value>> = buttons
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .map(|(text, url)| json!({"text": text, "url": url}))
+                    .collect()
+            })
+            .collect();
+        result["reply_markup"] = json!({ "inline_keyboard": rows });
+    }
     match &medium {
         None => result["text"] = json!(text),
         Some(medium) => {
@@ -974,6 +995,64 @@ fn send_message(
         }
     }
     answer(200, json!({"ok": true, "result": result}))
+}
+
+/// The URL buttons of `reply_markup` (a JSON object, or a JSON string in forms), checked as
+/// Telegram checks them; other keyboards are refused, as this fake does not keep them.
+fn inline_keyboard(params: &Map<String, Value>) -> Result<Vec<Vec<(String, String)>>, String> {
+    let markup = match params.get("reply_markup") {
+        None => return Ok(Vec::new()),
+        Some(Value::String(s)) => serde_json::from_str(s)
+            .map_err(|_| "Bad Request: can't parse reply keyboard markup JSON object".to_owned())?,
+        Some(v) => v.clone(),
+    };
+    let Some(rows) = markup.get("inline_keyboard").and_then(Value::as_array) else {
+        return Err("Bad Request: can't parse inline keyboard markup".to_owned());
+    };
+    let mut keyboard = Vec::with_capacity(rows.len());
+    let mut all = 0;
+    for row in rows {
+        let Some(row) = row.as_array().filter(|r| !r.is_empty()) else {
+            return Err("Bad Request: REPLY_MARKUP_INVALID".to_owned());
+        };
+        if row.len() > 8 {
+            return Err("Bad Request: BUTTONS_TOO_WIDE".to_owned());
+        }
+        all += row.len();
+        let mut buttons = Vec::with_capacity(row.len());
+        for button in row {
+            let text = button
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if text.trim().is_empty() {
+                return Err("Bad Request: BUTTON_TEXT_INVALID".to_owned());
+            }
+            let actions = button
+                .as_object()
+                .map_or(0, |b| b.keys().filter(|k| *k != "text").count());
+            let Some(url) = button.get("url").and_then(Value::as_str) else {
+                return Err("Bad Request: this fake server accepts URL buttons only".to_owned());
+            };
+            if actions != 1 {
+                return Err("Bad Request: BUTTON_TYPE_INVALID".to_owned());
+            }
+            let valid = url::Url::parse(url).is_ok_and(|u| match u.scheme() {
+                "http" | "https" => u.host_str().is_some_and(|h| !h.is_empty()),
+                "tg" => true,
+                _ => false,
+            });
+            if !valid {
+                return Err("Bad Request: BUTTON_URL_INVALID".to_owned());
+            }
+            buttons.push((text.to_owned(), url.to_owned()));
+        }
+        keyboard.push(buttons);
+    }
+    if all > 100 {
+        return Err("Bad Request: reply markup is too long".to_owned());
+    }
+    Ok(keyboard)
 }
 
 /// The largest photo Telegram takes through the Bot API, and any other file.

@@ -63,7 +63,7 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
         let statuses = Migrator::get_migration_with_status(db.conn())
             .await
             .expect("status");
-        assert_eq!(statuses.len(), 15, "{backend}");
+        assert_eq!(statuses.len(), 16, "{backend}");
         assert!(
             statuses
                 .iter()
@@ -78,6 +78,21 @@ async fn up_down_up_creates_and_removes_every_table_and_index() {
                     .await
                     .expect("has_index"),
                 "{backend}: index {index} should be gone"
+            );
+        }
+
+        // Migration 16 adds buttons to templates; down takes them away.
+        for (present, step) in [(true, "up"), (false, "down 16")] {
+            if !present {
+                Migrator::down(db.conn(), Some(1)).await.expect("down 16");
+            }
+            assert_eq!(
+                manager
+                    .has_column("message_templates", "telegram_buttons")
+                    .await
+                    .expect("has_column"),
+                present,
+                "{backend}: message_templates.telegram_buttons after {step}"
             );
         }
 

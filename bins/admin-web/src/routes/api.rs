@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use broadcast_app::documents::MediumDoc;
 use broadcast_domain::{
     Actor, AudienceFilter, BroadcastStatus, ChannelPolicy, MediaRef, NewBroadcast, NewTemplate,
-    ParseMode, TemplateContent,
+    ParseMode, TemplateContent, UrlButton,
 };
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -159,6 +159,9 @@ struct ContentInput {
     /// Media of the library: names, or the objects a template read from the API has.
     #[serde(default)]
     telegram_media: Vec<MediaInput>,
+    /// Rows of `{"text", "url"}` buttons.
+    #[serde(default)]
+    telegram_buttons: Vec<Vec<UrlButton>>,
     #[serde(default)]
     email_subject: Option<String>,
     #[serde(default)]
@@ -204,6 +207,7 @@ fn check_template(state: &AppState, input: TemplateInput) -> ApiResult<NewTempla
             .into_iter()
             .map(MediaInput::into_ref)
             .collect(),
+        telegram_buttons: c.telegram_buttons,
         email_subject: c.email_subject.filter(|s| !s.trim().is_empty()),
         email_html: c.email_html.filter(|s| !s.trim().is_empty()),
         email_text: c.email_text.filter(|s| !s.trim().is_empty()),

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use broadcast_domain::{
     AudienceFilter, Error, MediaRef, MessageTemplate, NewTemplate, ParseMode, TemplateContent,
-    TemplateError, TemplateErrorKind, TemplatePart,
+    TemplateError, TemplateErrorKind, TemplatePart, UrlButton,
 };
 use broadcast_render::{SAMPLE_UNSUBSCRIBE_URL, catalogue, sample_env, sample_recipient};
 use serde::{Deserialize, Serialize};
@@ -34,6 +34,9 @@ pub(crate) struct TemplateForm {
     /// The name of the medium the Telegram message shows; empty for none.
     #[serde(default)]
     pub(crate) telegram_medium: String,
+    /// The URL buttons, one `Label -> URL` per line ([`buttons_text`]).
+    #[serde(default)]
+    pub(crate) telegram_buttons: String,
     #[serde(default)]
     pub(crate) email_subject: String,
     #[serde(default)]
@@ -60,18 +63,24 @@ impl TemplateForm {
                 .first()
                 .map(|m| m.name.clone())
                 .unwrap_or_default(),
+            telegram_buttons: buttons_text(&c.telegram_buttons),
             email_subject: c.email_subject.clone().unwrap_or_default(),
             email_html: c.email_html.clone().unwrap_or_default(),
             email_text: c.email_text.clone().unwrap_or_default(),
         }
     }
 
-    fn content(&self) -> Result<TemplateContent, String> {
+    /// The content the form describes, or the field that does not parse and why.
+    fn content(&self) -> Result<TemplateContent, (&'static str, &'static str, String)> {
         let parse_mode = if self.parse_mode.trim().is_empty() {
             ParseMode::Html
         } else {
-            self.parse_mode.parse::<ParseMode>().map_err(|e| e.0)?
+            self.parse_mode
+                .parse::<ParseMode>()
+                .map_err(|e| ("parse_mode", "Parse mode", e.0))?
         };
+        let telegram_buttons = parse_buttons(&self.telegram_buttons)
+            .map_err(|e| ("telegram_buttons", "Buttons", e))?;
         Ok(TemplateContent {
             telegram_text: nonempty(&self.telegram_text),
             parse_mode,
@@ -80,11 +89,61 @@ impl TemplateForm {
                 .map(|name| MediaRef::named(name.trim()))
                 .into_iter()
                 .collect(),
+            telegram_buttons,
             email_subject: nonempty(&self.email_subject),
             email_html: nonempty(&self.email_html),
             email_text: nonempty(&self.email_text),
         })
     }
+}
+
+/// Buttons as the form writes them: one `Label -> URL` per line, each on a row of its own
+/// unless the line starts with `+`, which puts it on the row of the line before.
+fn buttons_text(rows: &[Vec<UrlButton>]) -> String {
+    let mut text = String::new();
+    for row in rows {
+        for (i, b) in row.iter().enumerate() {
+            let join = if i > 0 { "+ " } else { "" };
+            text.push_str(&format!("{join}{} -> {}\n", b.text, b.url));
+        }
+    }
+    text
+}
+
+/// The rows of [`buttons_text`] back; a line without ` -> ` is refused naming it.
+fn parse_buttons(text: &str) -> Result<Vec<Vec<UrlButton>>, String> {
+    let mut rows: Vec<Vec<UrlButton>> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (join, line) = match line.strip_prefix('+') {
+            Some(rest) => (true, rest.trim_start()),
+            None => (false, line),
+        };
+        let Some((label, url)) = line.split_once("->") else {
+            return Err(format!(
+                "line {}: write a button as `Label -> URL`, not `{line}`",
+                n + 1
+            ));
+        };
+        let button = UrlButton {
+            text: label.trim().to_owned(),
+            url: url.trim().to_owned(),
+        };
+        match rows.last_mut() {
+            Some(row) if join => row.push(button),
+            None if join => {
+                return Err(format!(
+                    "line {}: `+` joins the row of the line before, and there is none",
+                    n + 1
+                ));
+            }
+            _ => rows.push(vec![button]),
+        }
+    }
+    Ok(rows)
 }
 
 /// A problem as the form shows it.
@@ -104,6 +163,7 @@ fn part_label(part: TemplatePart) -> &'static str {
         TemplatePart::EmailSubject => "E-mail subject",
         TemplatePart::EmailHtml => "E-mail HTML body",
         TemplatePart::EmailText => "E-mail plain-text body",
+        TemplatePart::TelegramButtons => "Buttons",
     }
 }
 
@@ -269,13 +329,19 @@ pub(crate) async fn new_form(State(state): State<AppState>, session: Session) ->
 
 /// Checks a posted form: the template to store, or the problems to show.
 fn check(state: &AppState, form: &TemplateForm) -> Result<NewTemplate, Vec<Problem>> {
-    service::check_template(state, &form.name, &form.description, form.content()).map_err(|p| {
+    let content = form.content();
+    let (field, label) = match &content {
+        Err((field, label, _)) => (*field, *label),
+        Ok(_) => ("parse_mode", "Parse mode"),
+    };
+    let content = content.map_err(|(_, _, e)| e);
+    service::check_template(state, &form.name, &form.description, content).map_err(|p| {
         let mut problems = Vec::new();
         if let Some(e) = p.name {
             problems.push(simple_problem("name", "Name", e));
         }
         if let Some(e) = p.content {
-            problems.push(simple_problem("parse_mode", "Parse mode", e));
+            problems.push(simple_problem(field, label, e));
         }
         if let Some((content, errors)) = &p.render {
             problems.extend(errors.iter().map(|e| problem(e, content)));

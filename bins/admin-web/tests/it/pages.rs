@@ -1266,3 +1266,74 @@ async fn the_template_form_offers_the_library_and_a_medium_in_use_stays() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_template_form_writes_buttons_one_per_line_and_refuses_bad_urls() {
+    use broadcast_domain::{TemplateStore as _, UrlButton};
+    let app = spawn_app().await;
+    let s = app.login().await;
+    let post = |buttons: &'static str| {
+        let s = &s;
+        let app = &app;
+        async move {
+            app.post_form(
+                "/templates",
+                s,
+                &[
+                    ("name", "Buttons"),
+                    ("telegram_text", "Hi"),
+                    ("parse_mode", "html"),
+                    ("telegram_buttons", buttons),
+                ],
+            )
+            .await
+        }
+    };
+    let reply = post("Open -> javascript:alert(1)").await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .body
+            .contains("a button opens only http, https or tg URLs"),
+        "{}",
+        reply.body
+    );
+    let reply = post("no arrow here").await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        reply
+            .body
+            .contains("line 1: write a button as `Label -&gt; URL`"),
+        "{}",
+        reply.body
+    );
+    assert!(app.store.list_templates().await.unwrap().is_empty());
+
+    let lines = "Register -> https://example.org/r\n+ Schedule -> https://example.org/s\n\nChat -> tg://resolve?domain=x";
+    let reply = post(lines).await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let saved = app.store.list_templates().await.unwrap();
+    let b = |text: &str, url: &str| UrlButton {
+        text: text.into(),
+        url: url.into(),
+    };
+    assert_eq!(
+        saved[0].content.telegram_buttons,
+        vec![
+            vec![
+                b("Register", "https://example.org/r"),
+                b("Schedule", "https://example.org/s")
+            ],
+            vec![b("Chat", "tg://resolve?domain=x")],
+        ]
+    );
+    let edit = app.get(&format!("/templates/{}", saved[0].id), &s).await;
+    assert!(
+        edit.body.contains(
+            "Register -&gt; https://example.org/r\n+ Schedule -&gt; https://example.org/s\nChat -&gt; tg://resolve?domain=x"
+        ),
+        "{}",
+        edit.body
+    );
+    app.stop().await;
+}

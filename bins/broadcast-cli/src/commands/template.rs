@@ -2,7 +2,7 @@
 //! the JSON template files they can be read from.
 
 use super::*;
-use broadcast_domain::{MediaRef, MessageFormat};
+use broadcast_domain::{MediaRef, MessageFormat, UrlButton};
 
 /// The JSON form of a template file (see fixtures/README.md).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -16,6 +16,8 @@ pub(crate) struct TemplateFile {
     pub(crate) link_preview: Option<bool>,
     /// Names of media in the library; `[]` takes them away.
     pub(crate) telegram_media: Option<Vec<String>>,
+    /// Rows of `{"text", "url"}` buttons; `[]` takes them away.
+    pub(crate) telegram_buttons: Option<Vec<Vec<UrlButton>>>,
     pub(crate) email_subject: Option<String>,
     pub(crate) email_html: Option<String>,
     pub(crate) email_text: Option<String>,
@@ -56,6 +58,13 @@ impl TemplateFile {
                 None => old
                     .as_ref()
                     .map(|o| o.telegram_media.clone())
+                    .unwrap_or_default(),
+            },
+            telegram_buttons: match self.telegram_buttons {
+                Some(rows) => rows,
+                None => old
+                    .as_ref()
+                    .map(|o| o.telegram_buttons.clone())
                     .unwrap_or_default(),
             },
             email_subject: keep(
@@ -280,6 +289,13 @@ pub(crate) fn print_template(t: &MessageTemplate, j: bool) -> CliResult<()> {
             m.content_type,
             broadcast_domain::human_size(m.size)
         );
+    }
+    for (r, row) in c.telegram_buttons.iter().enumerate() {
+        let row: Vec<String> = row
+            .iter()
+            .map(|b| format!("[{}]({})", b.text, b.url))
+            .collect();
+        println!("buttons {}:   {}", r + 1, row.join(" "));
     }
     for (label, part) in [
         ("telegram text", &c.telegram_text),

@@ -1,6 +1,7 @@
-//! A broadcast with a poster through the worker and the fake Bot API: the poster is uploaded
-//! with the first message, every other message sends the `file_id` Telegram gave it, and the
-//! next broadcast (another process) reuses that id from the database.
+//! A broadcast with a poster and two buttons through the worker and the fake Bot API: the
+//! poster is uploaded with the first message, every other message sends the `file_id` Telegram
+//! gave it, the caption and a button's URL are each recipient's own, and the next broadcast
+//! (another process) reuses the id from the database.
 
 use std::collections::HashMap;
 
@@ -11,7 +12,7 @@ use crate::harness::{Env, count, fake_telegram, people};
 const USERS: usize = 500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poster_goes_to_500_recipients_with_one_upload() {
+async fn a_poster_with_two_buttons_goes_to_500_recipients_with_one_upload() {
     let _serial = crate::SERIAL.lock().await;
     let fake = fake_telegram(30, 1000).await;
     let mut env = Env::sqlite();
@@ -29,6 +30,10 @@ async fn a_poster_goes_to_500_recipients_with_one_upload() {
             "telegram_text": "<b>Hi {{ first_name }}</b>, here is the poster",
             "parse_mode": "html",
             "telegram_media": ["poster.png"],
+            "telegram_buttons": [[
+                {"text": "Register, {{ first_name }}", "url": "https://example.org/r?chat={{ telegram_id }}"},
+                {"text": "Schedule", "url": "https://example.org/schedule"},
+            ]],
         })
         .to_string(),
     );
@@ -58,6 +63,15 @@ async fn a_poster_goes_to_500_recipients_with_one_upload() {
             format!("<b>Hi {}</b>, here is the poster", names[&m.chat_id])
         );
         assert_eq!(m.media.as_ref().map(|f| f.kind), Some("photo"));
+        let register = (
+            format!("Register, {}", names[&m.chat_id]),
+            format!("https://example.org/r?chat={}", m.chat_id),
+        );
+        let schedule = (
+            "Schedule".to_owned(),
+            "https://example.org/schedule".to_owned(),
+        );
+        assert_eq!(m.buttons, vec![vec![register, schedule]]);
     }
 
     // The next broadcast, another process: the id from the database, no upload.

@@ -25,6 +25,7 @@ pub(crate) fn telegram(chat: i64, text: &str, parse_mode: ParseMode) -> Outgoing
                 parse_mode,
                 link_preview: false,
                 media: Vec::new(),
+                buttons: Vec::new(),
             },
         },
     }

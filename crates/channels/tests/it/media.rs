@@ -227,3 +227,50 @@ async fn what_telegram_refuses_in_a_medium_is_a_permanent_failure() {
     assert_eq!(err.kind, FailureKind::Permanent, "{err:?}");
     assert_eq!(fake.message_count(), 0);
 }
+
+#[tokio::test]
+async fn buttons_go_with_the_medium_and_a_bad_url_is_refused_by_telegram() {
+    use broadcast_domain::UrlButton;
+    let fake = FakeTelegram::start().await;
+    let (store, poster_ref) = library().await;
+    let channel = channel(&fake, Arc::new(store));
+    let with_buttons = |chat: i64, url: &str| {
+        let mut message = with_medium(chat, &poster_ref);
+        if let MessageBody::Chat { message, .. } = &mut message.body {
+            message.buttons = vec![
+                vec![UrlButton {
+                    text: "Register".into(),
+                    url: url.into(),
+                }],
+                vec![UrlButton {
+                    text: "Chat".into(),
+                    url: "tg://resolve?domain=example".into(),
+                }],
+            ];
+        }
+        message
+    };
+    channel
+        .send(&with_buttons(1, "https://example.org/r?u=1"))
+        .await
+        .unwrap();
+    let sent = fake.messages();
+    assert_eq!(
+        sent[0].buttons,
+        vec![
+            vec![(
+                "Register".to_owned(),
+                "https://example.org/r?u=1".to_owned()
+            )],
+            vec![("Chat".to_owned(), "tg://resolve?domain=example".to_owned())],
+        ]
+    );
+    // A URL that got past the renderer still meets Telegram's own check.
+    let err = channel
+        .send(&with_buttons(2, "javascript:alert(1)"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Permanent, "{err:?}");
+    assert!(err.message.contains("BUTTON_URL_INVALID"), "{err:?}");
+    assert_eq!(fake.message_count(), 1);
+}

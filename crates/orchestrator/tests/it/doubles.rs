@@ -70,6 +70,7 @@ impl CompiledTemplate for SubstCompiled {
             parse_mode: self.0.parse_mode,
             link_preview: false,
             media: self.0.telegram_media.clone(),
+            buttons: Vec::new(),
         })
     }
 

@@ -51,6 +51,7 @@ fn content() -> TemplateContent {
         parse_mode: ParseMode::Html,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: Some("News for {{ first_name }}".into()),
         email_html: Some("<p>Hi {{ first_name }}</p>".into()),
         email_text: Some("Hi {{ first_name }}".into()),

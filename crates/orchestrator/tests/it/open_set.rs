@@ -190,6 +190,7 @@ async fn a_third_kind_defined_in_a_test_takes_its_place_in_a_first_reachable_cha
                         parse_mode: ParseMode::Plain,
                         link_preview: false,
                         telegram_media: Vec::new(),
+                        telegram_buttons: Vec::new(),
                         email_subject: Some("Notice".into()),
                         email_html: None,
                         email_text: Some("Hi {{ first_name }}".into()),

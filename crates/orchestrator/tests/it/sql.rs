@@ -100,6 +100,7 @@ impl Sql {
                     parse_mode: ParseMode::Html,
                     link_preview: false,
                     telegram_media: Vec::new(),
+                    telegram_buttons: Vec::new(),
                     email_subject: get("email_subject"),
                     email_html: get("email_html"),
                     email_text: get("email_text"),

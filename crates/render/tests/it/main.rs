@@ -1,6 +1,7 @@
 //! Integration tests of `broadcast-render` through the domain's `Renderer` port: what operators
 //! and the orchestrator see.
 
+mod buttons;
 mod escaping;
 mod limits;
 mod rendering;
@@ -19,6 +20,7 @@ fn telegram(text: &str, mode: ParseMode) -> TemplateContent {
         parse_mode: mode,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: None,
         email_html: None,
         email_text: None,
@@ -32,6 +34,7 @@ fn email(subject: &str, html: Option<&str>, text: Option<&str>) -> TemplateConte
         parse_mode: ParseMode::Html,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: Some(subject.to_owned()),
         email_html: html.map(str::to_owned),
         email_text: text.map(str::to_owned),

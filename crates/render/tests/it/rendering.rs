@@ -288,6 +288,7 @@ fn the_operator_reference_documents_every_variable() {
 fn a_compiled_template_knows_the_variables_it_uses() {
     let content = TemplateContent {
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: Some("{{ competition_name }}".into()),
         email_text: Some("{{ first_name }} {{ attributes.x | default(value=\"\") }}".into()),
         ..telegram("{{ city }} {{ first_name }}", ParseMode::Plain)

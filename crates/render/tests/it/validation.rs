@@ -13,6 +13,7 @@ fn a_valid_template_has_no_problems_and_compiles() {
         parse_mode: ParseMode::Html,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: Some("{{ competition_name }}: your {{ role }} briefing".into()),
         email_html: Some("<p>Dear {{ full_name }},</p>\n<p>Size {{ attributes.shirt_size | default(value=\"?\") }}</p>".into()),
         email_text: Some("Dear {{ full_name }},\nsize {{ attributes.shirt_size }}.".into()),
@@ -82,6 +83,7 @@ fn every_problem_of_every_part_is_reported_in_part_order() {
         parse_mode: ParseMode::Plain,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: Some("{% if %}".into()),
         email_html: None,
         email_text: Some("{{ first_name | uper }}".into()),
@@ -139,6 +141,7 @@ fn missing_parts_are_reported() {
         parse_mode: ParseMode::Plain,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: None,
         email_html: None,
         email_text: None,
@@ -159,6 +162,7 @@ fn missing_parts_are_reported() {
     "#]]
     .assert_eq(&problems(&TemplateContent {
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: Some("Subject".into()),
         ..empty
     }));
@@ -232,6 +236,7 @@ fn a_javascript_link_is_refused_in_each_html_part_with_its_place() {
         parse_mode: ParseMode::Html,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: Some("News".into()),
         email_html: Some("<p>Dear {{ full_name }}</p>\n<p><a title=\"x\" href='JaVa&#x09;Script:go()'>here</a></p>".into()),
         email_text: Some("Dear {{ full_name }}, see javascript:void(0) as text".into()),
@@ -250,6 +255,7 @@ fn a_javascript_link_is_refused_in_each_html_part_with_its_place() {
         parse_mode: ParseMode::Html,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: Some("News".into()),
         email_html: Some(
             "<a href=\"mailto:x@example.org\">mail</a> <a href=\"https://example.org\">web</a>"

@@ -23,6 +23,9 @@ pub struct Model {
     /// serde JSON of the `Vec<MediaRef>` the Telegram message shows; null when none.
     #[sea_orm(column_type = "JsonBinary", nullable)]
     pub telegram_media: Option<Json>,
+    /// serde JSON of the `Vec<Vec<UrlButton>>` under the Telegram message; null when none.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub telegram_buttons: Option<Json>,
     /// E-mail subject.
     pub email_subject: Option<String>,
     /// E-mail HTML body.

@@ -264,6 +264,7 @@ fn content() -> TemplateContent {
         parse_mode: ParseMode::Html,
         link_preview: false,
         telegram_media: Vec::new(),
+        telegram_buttons: Vec::new(),
         email_subject: Some("News".into()),
         email_html: None,
         email_text: Some("Hi {{ first_name }}".into()),
