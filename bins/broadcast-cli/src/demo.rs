@@ -13,7 +13,16 @@ use crate::commands::{TemplateFile, print_stats};
 const USERS: &str = include_str!("../../../fixtures/users.csv");
 const COMPETITIONS: &str = include_str!("../../../fixtures/competitions.csv");
 const REGISTRATIONS: &str = include_str!("../../../fixtures/registrations.csv");
+/// The poster the demo broadcast shows above its Telegram text.
+const POSTER: &[u8] = include_bytes!("../../../fixtures/poster.png");
+const POSTER_NAME: &str = "poster.png";
+/// The template the demo broadcast sends: the reminder with the poster and a button.
+const DEMO_TEMPLATE: &str = "competition-poster";
 const TEMPLATES: &[(&str, &str)] = &[
+    (
+        "competition-poster.json",
+        include_str!("../../../fixtures/templates/competition-poster.json"),
+    ),
     (
         "registration-reminder.json",
         include_str!("../../../fixtures/templates/registration-reminder.json"),
@@ -83,6 +92,11 @@ pub(crate) async fn run(config: Config, reset: bool, json: bool) -> CliResult<()
             .await?;
         eprintln!("loaded the demo audience: {} users", report.inserted);
     }
+    if app.orchestrator.medium(POSTER_NAME).await.is_err() {
+        app.orchestrator
+            .add_medium(&app.actor, POSTER_NAME, POSTER.to_vec(), false)
+            .await?;
+    }
     for (file, text) in TEMPLATES {
         let new = TemplateFile::parse(text, file)?.into_new(None)?;
         if app.store.find_template(&new.name).await?.is_none() {
@@ -91,11 +105,9 @@ pub(crate) async fn run(config: Config, reset: bool, json: bool) -> CliResult<()
     }
     let template = app
         .store
-        .find_template(
-            &TemplateName::parse("registration-reminder").map_err(|e| failed("template", e.0))?,
-        )
+        .find_template(&TemplateName::parse(DEMO_TEMPLATE).map_err(|e| failed("template", e.0))?)
         .await?
-        .ok_or_else(|| failed("demo", "the registration-reminder template is missing"))?;
+        .ok_or_else(|| failed("demo", format!("the {DEMO_TEMPLATE} template is missing")))?;
     let competition = app
         .store
         .list_competitions()

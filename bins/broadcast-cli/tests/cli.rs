@@ -107,6 +107,19 @@ fn demo_sends_a_personalised_broadcast_to_the_outbox_and_explains_every_skip() {
         let text = line["text"].as_str().unwrap();
         assert!(text.starts_with(&format!("Hi {first}!")), "{chat}: {text}");
         assert_eq!(line["parse_mode"], "html");
+        // The poster above the text, and a button to the registration page.
+        assert_eq!(line["method"], "sendPhoto", "{line}");
+        assert_eq!(line["media"][0]["name"], "poster.png", "{line}");
+        assert_eq!(line["media"][0]["content_type"], "image/png", "{line}");
+        let button = &line["buttons"][0][0];
+        assert_eq!(button["text"], "Update my registration", "{line}");
+        let url = button["url"].as_str().unwrap();
+        assert!(
+            url.starts_with(
+                "https://example.org/registration?competition=European%20Robotics%20Challenge%202027&role="
+            ),
+            "{url}"
+        );
         assert_ne!(
             user["telegram_blocked"], "true",
             "a blocked user got a message"
