@@ -113,6 +113,41 @@ function watchAudienceForm(form) {
 }
 
 // The template editor: render the form, unsaved, for the sample recipient as it changes.
+// The medium above a Telegram message: a photo shown, any other file named.
+function showMedium(pane, medium) {
+  var photo = pane.querySelector("[data-live=photo]");
+  var file = pane.querySelector("[data-live=file]");
+  photo.hidden = !(medium && medium.photo);
+  file.hidden = !(medium && !medium.photo);
+  if (medium && medium.photo) {
+    if (photo.getAttribute("src") !== medium.url) { photo.src = medium.url; }
+    photo.alt = medium.name;
+  } else if (medium) {
+    file.textContent = "\uD83D\uDCCE " + medium.name + " (" + medium.kind + ")";
+  }
+}
+
+// Rows of URL buttons under a Telegram message, as links (their URLs are http, https or tg,
+// checked by the server).
+function showButtons(box, rows) {
+  box.replaceChildren();
+  rows.forEach(function (row) {
+    var line = document.createElement("div");
+    line.className = "tg-row";
+    row.forEach(function (b) {
+      var a = document.createElement("a");
+      a.className = "tg-button";
+      a.href = b.url;
+      a.rel = "noopener noreferrer";
+      a.target = "_blank";
+      a.textContent = b.text;
+      line.appendChild(a);
+    });
+    box.appendChild(line);
+  });
+  box.hidden = rows.length === 0;
+}
+
 function watchTemplateForm(form, pane) {
   var pending = null;
   var serial = 0;
@@ -144,7 +179,9 @@ function watchTemplateForm(form, pane) {
           } else {
             bubble.textContent = body.telegram.text;
           }
-          setText(pane, "[data-live=length]", body.telegram.error ? "" : body.telegram.length + " characters of 4096");
+          setText(pane, "[data-live=length]", body.telegram.error ? "" : body.telegram.length + " characters of " + body.telegram.limit);
+          showMedium(pane, body.telegram.error ? null : body.telegram.medium);
+          showButtons(pane.querySelector("[data-live=buttons]"), body.telegram.error ? [] : body.telegram.buttons || []);
         }
         var mail = pane.querySelector("[data-live=email]");
         show(mail, !!body.email);

@@ -542,15 +542,33 @@ fn telegram_view(
     parse_mode: ParseMode,
 ) -> serde_json::Value {
     match r {
-        Ok(m) => serde_json::json!({
-            "parse_mode": m.parse_mode,
-            "html": (m.parse_mode == ParseMode::Html).then(|| to_safe_html(&m.text)),
-            "text": m.text,
-            "length": broadcast_render::telegram_length(&m.text, m.parse_mode),
-            "note": (m.parse_mode == ParseMode::MarkdownV2)
-                .then_some("MarkdownV2 is shown as written."),
-            "error": None::<String>,
-        }),
+        Ok(m) => {
+            // The medium as the library serves it now (a photo shown, anything else named).
+            let medium = m.media.first().map(|medium| {
+                serde_json::json!({
+                    "url": format!("/media/{}/file", medium.medium),
+                    "name": medium.name,
+                    "kind": medium.kind,
+                    "photo": medium.kind == broadcast_domain::MediaKind::Photo,
+                })
+            });
+            let limit = match medium {
+                Some(_) => broadcast_render::TELEGRAM_CAPTION_LIMIT,
+                None => broadcast_render::TELEGRAM_TEXT_LIMIT,
+            };
+            serde_json::json!({
+                "parse_mode": m.parse_mode,
+                "html": (m.parse_mode == ParseMode::Html).then(|| to_safe_html(&m.text)),
+                "text": m.text,
+                "length": broadcast_render::telegram_length(&m.text, m.parse_mode),
+                "limit": limit,
+                "medium": medium,
+                "buttons": m.buttons,
+                "note": (m.parse_mode == ParseMode::MarkdownV2)
+                    .then_some("MarkdownV2 is shown as written."),
+                "error": None::<String>,
+            })
+        }
         Err(e) => serde_json::json!({ "parse_mode": parse_mode, "error": e }),
     }
 }
@@ -562,10 +580,18 @@ pub(crate) async fn live_preview(
     State(state): State<AppState>,
     CsrfForm { form, .. }: CsrfForm<TemplateForm>,
 ) -> Response {
-    let content = match form.content() {
+    let mut content = match form.content() {
         Ok(c) => c,
-        Err(e) => return axum::Json(serde_json::json!({ "problems": [e] })).into_response(),
+        Err((_, label, e)) => {
+            let problem = format!("{label}: {e}");
+            return axum::Json(serde_json::json!({ "problems": [problem] })).into_response();
+        }
     };
+    // The medium as the library holds it, so that the preview shows it.
+    if let Err(e) = state.orchestrator.resolve_media(&mut content).await {
+        let problem = format!("Medium: {e}");
+        return axum::Json(serde_json::json!({ "problems": [problem] })).into_response();
+    }
     let problems: Vec<String> = state
         .orchestrator
         .ports()

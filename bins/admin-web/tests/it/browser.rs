@@ -284,6 +284,7 @@ async fn run_flow(app: &TestApp, browser: &Browser) {
     );
     screenshot(&page, "05-template-preview.png").await;
     email_preview_keeps_styles_and_runs_nothing(app, &page).await;
+    a_poster_and_buttons_are_previewed_as_telegram_shows_them(app, &page).await;
 
     // 4. The filter form: judges with an e-mail address; the live count follows.
     let expected = app
@@ -429,10 +430,9 @@ async fn run_flow(app: &TestApp, browser: &Browser) {
     pages_fit_a_phone(app, &page, id).await;
 }
 
-/// At 390 px no page scrolls sideways (tables scroll inside their box), and the menu is one
-/// button that opens it.
-async fn pages_fit_a_phone(app: &TestApp, page: &Page, broadcast: i64) {
-    // The media page with a file in its table.
+/// The editor with a poster and two rows of buttons: the live preview beside it shows the picture
+/// above the text and the buttons under it, as does the saved template's preview.
+async fn a_poster_and_buttons_are_previewed_as_telegram_shows_them(app: &TestApp, page: &Page) {
     let poster = std::fs::read(crate::helpers::fixtures().join("poster.png")).unwrap();
     let uploaded = app
         .client
@@ -443,6 +443,53 @@ async fn pages_fit_a_phone(app: &TestApp, page: &Page, broadcast: i64) {
         .await
         .unwrap();
     assert_eq!(uploaded.status(), StatusCode::CREATED);
+    page.goto(app.url("/templates/new")).await.unwrap();
+    wait_until(page, "document.readyState === 'complete'", "the editor").await;
+    set_field(page, "input[name=name]", "Poster").await;
+    set_field(page, "select[name=telegram_medium]", "poster.png").await;
+    set_field(
+        page,
+        "textarea[name=telegram_buttons]",
+        "Register, {{ first_name }} -> https://example.org/r?name={{ first_name | urlencode }}\n\
+         + Schedule -> https://example.org/schedule\nOpen the chat -> tg://resolve?domain=example",
+    )
+    .await;
+    set_field(
+        page,
+        "textarea[name=telegram_text]",
+        "<b>{{ competition_name }}</b> is coming, {{ first_name }}!",
+    )
+    .await;
+    let loaded = "(() => { const img = document.querySelector('[data-live=photo]'); \
+                  return img && !img.hidden && img.complete && img.naturalWidth === 640 \
+                  && document.querySelectorAll('[data-live=buttons] .tg-button').length === 3; })()";
+    wait_until(page, loaded, "the live preview with the poster and buttons").await;
+    let first: String = text_of(page, "[data-live=buttons] .tg-row .tg-button").await;
+    assert_eq!(first, "Register, Anna");
+    screenshot(page, "04b-live-preview-poster.png").await;
+    click(page, "#template-form button[type=submit]").await;
+    wait_until(page, "document.querySelector('.notice') && document.querySelector('.notice').textContent.includes('Template created')", "the saved poster template").await;
+    let template_url: String = js(page, "location.pathname").await;
+    page.goto(app.url(&format!("{template_url}/preview")))
+        .await
+        .unwrap();
+    let shown = "(() => { const img = document.querySelector('[data-testid=telegram-photo]'); \
+                 return img && img.complete && img.naturalWidth === 640 \
+                 && document.querySelectorAll('[data-testid=telegram-buttons] .tg-row').length === 2; })()";
+    wait_until(page, shown, "the preview with the poster and buttons").await;
+    let href: String = js(
+        page,
+        "document.querySelector('[data-testid=telegram-buttons] .tg-button').getAttribute('href')",
+    )
+    .await;
+    assert_eq!(href, "https://example.org/r?name=Anna");
+    screenshot(page, "05c-preview-poster.png").await;
+}
+
+/// At 390 px no page scrolls sideways (tables scroll inside their box), and the menu is one
+/// button that opens it.
+async fn pages_fit_a_phone(app: &TestApp, page: &Page, broadcast: i64) {
+    // The media page has the poster in its table (uploaded by the poster step).
     // Set again before every page: a full-page screenshot clears the override.
     let phone = async || {
         page.execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true))

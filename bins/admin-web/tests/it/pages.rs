@@ -1252,6 +1252,20 @@ async fn the_template_form_offers_the_library_and_a_medium_in_use_stays() {
         "{}",
         edit.body
     );
+    // The preview shows the poster above the caption, with its limit.
+    let preview = app
+        .get(&format!("/templates/{}/preview", saved[0].id), &s)
+        .await;
+    assert!(
+        preview.body.contains(&format!(
+            "<img class=\"tg-photo\" src=\"/media/{}/file\" alt=\"poster.png\"",
+            medium.id
+        )) && preview
+            .body
+            .contains("characters of 1024 (the caption of poster.png)"),
+        "{}",
+        preview.body
+    );
     // In use: the library keeps it and says by what.
     let reply = app
         .post_form(&format!("/media/{}/delete", medium.id), &s, &[])
@@ -1326,6 +1340,16 @@ async fn the_template_form_writes_buttons_one_per_line_and_refuses_bad_urls() {
             ],
             vec![b("Chat", "tg://resolve?domain=x")],
         ]
+    );
+    let preview = app
+        .get(&format!("/templates/{}/preview", saved[0].id), &s)
+        .await;
+    assert!(
+        preview.body.contains(
+            "<div class=\"tg-row\"><a class=\"tg-button\" href=\"https://example.org/r\" rel=\"noopener noreferrer\" target=\"_blank\">Register</a><a class=\"tg-button\" href=\"https://example.org/s\""
+        ),
+        "{}",
+        preview.body
     );
     let edit = app.get(&format!("/templates/{}", saved[0].id), &s).await;
     assert!(

@@ -391,8 +391,8 @@ impl Orchestrator {
     /// template file or a form) by name, becomes what the library holds under it now. Done at
     /// save and again at launch, which freezes the bytes the library holds then. A medium not in
     /// the library, more media than a message carries, or a medium without the text that is its
-    /// caption is refused naming it.
-    pub(super) async fn resolve_media(&self, content: &mut TemplateContent) -> Result<()> {
+    /// caption is refused naming it. Front-ends call it to preview a template not yet saved.
+    pub async fn resolve_media(&self, content: &mut TemplateContent) -> Result<()> {
         if content.telegram_media.is_empty() {
             return Ok(());
         }
