@@ -1255,18 +1255,20 @@ async fn the_audit_log_is_searched_the_same_way_everywhere() {
     }
 }
 
+/// The first bytes of a PNG, `tail` making each distinct.
+fn png(tail: u8) -> Vec<u8> {
+    let mut bytes = vec![
+        0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D,
+    ];
+    bytes.extend(b"IHDR");
+    bytes.push(tail);
+    bytes
+}
+
 /// The media library: unique names, bytes kept once per content, replaced bytes and removed
 /// media taking their bytes with them unless another medium has the same.
 #[tokio::test]
 async fn media_are_kept_once_by_content_under_unique_names() {
-    let png = |tail: u8| {
-        let mut bytes = vec![
-            0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D,
-        ];
-        bytes.extend(b"IHDR");
-        bytes.push(tail);
-        bytes
-    };
     let new = |name: &str, bytes: Vec<u8>| NewMedium::check(name, bytes, "ann").unwrap();
     for s in subjects().await {
         let (name, store) = (&s.name, &s.store);
@@ -1374,14 +1376,6 @@ async fn media_are_kept_once_by_content_under_unique_names() {
 /// unfinished broadcast uses the medium.
 #[tokio::test]
 async fn media_in_use_stay_until_nothing_needs_them() {
-    let png = |tail: u8| {
-        let mut bytes = vec![
-            0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 0x0D,
-        ];
-        bytes.extend(b"IHDR");
-        bytes.push(tail);
-        bytes
-    };
     let new = |bytes: Vec<u8>| NewMedium::check("poster.png", bytes, "ann").unwrap();
     for s in subjects().await {
         let (name, store) = (&s.name, s.store.as_ref());
