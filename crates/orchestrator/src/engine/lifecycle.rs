@@ -386,7 +386,6 @@ impl Orchestrator {
         Ok(())
     }
 
-    /// Every problem of a template's parts, as one [`Error::Template`] (the first) or `Ok`.
     /// Looks the media a template shows up in the library: each reference, by id or (from a
     /// template file or a form) by name, becomes what the library holds under it now. Done at
     /// save and again at launch, which freezes the bytes the library holds then. A medium not in
@@ -431,6 +430,7 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Every problem of a template's parts, as one [`Error::Template`] (the first) or `Ok`.
     fn validate_template(&self, new: &NewTemplate) -> Result<()> {
         match self
             .ports
