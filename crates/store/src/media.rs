@@ -258,7 +258,11 @@ impl MediaStore for Store {
     async fn remove_medium(&self, id: MediaId) -> Result<Medium> {
         let _guard = self.sqlite_write_lock().await;
         let txn = self.begin().await?;
+        // Locked first (`FOR UPDATE` on PostgreSQL): a launch freezing this medium holds the row
+        // `FOR SHARE` until it commits, so the uses read below include it, and a launch that
+        // comes later finds the row gone (`hold_media`).
         let model = media::Entity::find_by_id(id)
+            .lock_exclusive()
             .one(&txn)
             .await
             .map_err(db_err)?
